@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# HTTP load benchmark of rollgate's OFREP endpoints, on loopback only.
+#
+#   bench/http.sh                 # 10 s per load run
+#   BENCH_SECONDS=3 bench/http.sh # shorter
+#
+# 1. builds `rollgate` and `rollgate-ceiling` in release; installs `oha` if missing;
+# 2. starts rollgate on 127.0.0.1 (temp data dir, admin token from this script), seeds 50
+#    varied flags, drives OFREP single (`flag-7`) and bulk with `oha -c 64 -z ${BENCH_SECONDS}s`
+#    and records req/s, p50, p99 and the server's peak RSS (VmHWM);
+# 3. runs the same single request against bench/ceiling (bare actix-web, constant answer) and
+#    reports rollgate's req/s as a percentage of that ceiling;
+# 4. starts a fresh server, writes 10,000 flags over the API, restarts it on the same data dir
+#    (startup time), and records RSS after the load and after a short bulk run.
+# Every load run is bounded by -z; every wait has a timeout; a trap stops what it started.
+# Knobs: BENCH_SECONDS (10), BENCH_CONCURRENCY (64), BENCH_BIG_FLAGS (10000).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DURATION="${BENCH_SECONDS:-10}"
+CONCURRENCY="${BENCH_CONCURRENCY:-64}"
+BIG_FLAGS="${BENCH_BIG_FLAGS:-10000}"
+[[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "BENCH_SECONDS must be a whole number >= 1" >&2; exit 2; }
+BIG_DURATION=$(( DURATION < 5 ? DURATION : 5 ))
+ADMIN_TOKEN="bench-admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+BODY='{"context":{"targetingKey":"user-4242","tier":"basic","country":"de","app_version":"3.2.1","age":34}}'
+export PATH="$HOME/.cargo/bin:$PATH"
+# Per-request logging would measure the terminal, not the server.
+export RUST_LOG="${RUST_LOG:-warn}"
+
+WORK="$(mktemp -d -t rollgate-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench/http.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- build and tools ----------------------------------------------------------------------
+command -v python3 >/dev/null || die "python3 is needed to parse oha's JSON"
+log "building rollgate and rollgate-ceiling (release)"
+(cd "$ROOT" && cargo build --release --quiet -p rollgate --bin rollgate -p rollgate-ceiling --bin rollgate-ceiling)
+ROLLGATE="$ROOT/target/release/rollgate"
+CEILING="$ROOT/target/release/rollgate-ceiling"
+if ! command -v oha >/dev/null; then
+    # Plain HTTP on loopback needs no TLS backend: skipping it keeps the build small.
+    log "installing oha (cargo install oha --locked --no-default-features)"
+    cargo install oha --locked --no-default-features --quiet
+fi
+
+# --- helpers ------------------------------------------------------------------------------
+LAST_PID=""
+LAST_URL=""
+
+# start NAME LOGFILE CMD... : runs CMD in the background, waits (30 s max) for its
+# `listening on http://…` line on stdout, sets LAST_PID and LAST_URL.
+start() {
+    local name="$1" out="$WORK/$1.stdout" err="$2"
+    shift 2
+    "$@" >"$out" 2>"$err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    local i
+    for ((i = 0; i < 300; i++)); do
+        LAST_URL="$(sed -n 's/^.*listening on \(http:\/\/[^ ]*\).*$/\1/p' "$out" | head -n1)"
+        [[ -n "$LAST_URL" ]] && return 0
+        kill -0 "$LAST_PID" 2>/dev/null || { cat "$err" >&2; die "$name exited before listening"; }
+        sleep 0.1
+    done
+    cat "$err" >&2
+    die "$name did not print its listening line within 30 s"
+}
+
+stop() {
+    local pid="$1"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+start_rollgate() { # DATA_DIR
+    mkdir -p "$1" "$WORK/policies"
+    start rollgate "$WORK/rollgate.log" \
+        env ROLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROLLGATE" serve --bind 127.0.0.1:0 --data-dir "$1" --policies-dir "$WORK/policies"
+}
+
+# kib FIELD PID: a /proc/PID/status field (VmRSS, VmHWM) in KiB.
+kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# api METHOD PATH [BODY]: an admin API call on $BASE; prints the body, fails on non-2xx.
+api() {
+    python3 - "$BASE" "$ADMIN_TOKEN" "$@" <<'PY'
+import json, sys, urllib.request
+base, token, method, path = sys.argv[1:5]
+body = sys.argv[5].encode() if len(sys.argv) > 5 else None
+req = urllib.request.Request(base + path, data=body, method=method, headers={
+    "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=30) as resp:
+    sys.stdout.write(resp.read().decode())
+PY
+}
+
+# load NAME URL CONCURRENCY SECONDS TOKEN: one oha run; prints "rps p50_ms p99_ms".
+load() {
+    local name="$1" url="$2" conc="$3" secs="$4" token="$5"
+    oha --no-tui --output-format json -c "$conc" -z "${secs}s" -m POST \
+        -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$BODY" \
+        "$url" >"$WORK/$name.json"
+    python3 - "$WORK/$name.json" "$name" <<'PY'
+import json, sys
+path, name = sys.argv[1:3]
+r = json.load(open(path))
+codes = {str(k): v for k, v in (r.get("statusCodeDistribution") or {}).items()}
+ok = codes.get("200", 0)
+total = sum(codes.values()) + sum((r.get("errorDistribution") or {}).values())
+if total == 0 or ok / total < 0.99:
+    sys.exit(f"{name}: only {ok} of {total} responses were 200: {codes} {r.get('errorDistribution')}")
+p = r["latencyPercentiles"]
+print(f'{r["summary"]["requestsPerSec"]:.0f} {p["p50"] * 1000:.3f} {p["p99"] * 1000:.3f}')
+PY
+}
+
+# --- 1. rollgate with 50 flags ------------------------------------------------------------
+log "rollgate: 50 flags"
+start_rollgate "$WORK/data-50"
+SERVER_PID="$LAST_PID"
+BASE="$LAST_URL"
+python3 "$ROOT/bench/seed_flags.py" "$BASE" "$ADMIN_TOKEN" 50 4 >&2
+CLIENT_TOKEN="$(api POST /api/v1/tokens '{"name":"bench-client","role":"client"}' \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+
+log "OFREP single: POST /ofrep/v1/evaluate/flags/flag-7, -c $CONCURRENCY -z ${DURATION}s"
+SINGLE_RESULT="$(load single "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
+read -r SINGLE_RPS SINGLE_P50 SINGLE_P99 <<<"$SINGLE_RESULT"
+log "OFREP bulk: POST /ofrep/v1/evaluate/flags, -c $CONCURRENCY -z ${DURATION}s"
+BULK_RESULT="$(load bulk "$BASE/ofrep/v1/evaluate/flags" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
+read -r BULK_RPS BULK_P50 BULK_P99 <<<"$BULK_RESULT"
+PEAK_50="$(kib "$SERVER_PID" VmHWM)"
+stop "$SERVER_PID"
+
+# --- 2. ceiling ---------------------------------------------------------------------------
+log "ceiling: same single request"
+start ceiling "$WORK/ceiling.log" "$CEILING" --bind 127.0.0.1:0
+CEILING_PID="$LAST_PID"
+CEIL_RESULT="$(load ceiling "$LAST_URL/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$DURATION" "any-token")"
+read -r CEIL_RPS CEIL_P50 CEIL_P99 <<<"$CEIL_RESULT"
+stop "$CEILING_PID"
+OF_CEILING="$(awk -v a="$SINGLE_RPS" -v b="$CEIL_RPS" 'BEGIN { printf "%.1f", 100 * a / b }')"
+
+# --- 3. rollgate with many flags ----------------------------------------------------------
+log "rollgate: $BIG_FLAGS flags"
+start_rollgate "$WORK/data-big"
+BASE="$LAST_URL"
+SEED_LINE="$(python3 "$ROOT/bench/seed_flags.py" "$BASE" "$ADMIN_TOKEN" "$BIG_FLAGS" 8)"
+log "$SEED_LINE"
+RSS_SEEDED="$(kib "$LAST_PID" VmRSS)"
+stop "$LAST_PID"
+
+log "restarting on the same data dir"
+T0="$(date +%s.%N)"
+start_rollgate "$WORK/data-big"
+STARTUP_S="$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
+BIG_PID="$LAST_PID"
+BASE="$LAST_URL"
+RSS_LOADED="$(kib "$BIG_PID" VmRSS)"
+# The client token lived in the other data dir: make one here.
+CLIENT_TOKEN="$(api POST /api/v1/tokens '{"name":"bench-client","role":"client"}' \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+# A bulk answer carries every flag (~1 MB here): fewer connections, shorter run.
+log "OFREP bulk with $BIG_FLAGS flags: -c 8 -z ${BIG_DURATION}s"
+BIG_RESULT="$(load bulk-big "$BASE/ofrep/v1/evaluate/flags" 8 "$BIG_DURATION" "$CLIENT_TOKEN")"
+read -r BIG_RPS BIG_P50 BIG_P99 <<<"$BIG_RESULT"
+BIGS_RESULT="$(load single-big "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$BIG_DURATION" "$CLIENT_TOKEN")"
+read -r BIGS_RPS BIGS_P50 BIGS_P99 <<<"$BIGS_RESULT"
+RSS_AFTER_BULK="$(kib "$BIG_PID" VmRSS)"
+PEAK_BIG="$(kib "$BIG_PID" VmHWM)"
+stop "$BIG_PID"
+
+# --- summary ------------------------------------------------------------------------------
+echo
+echo "rollgate HTTP benchmark: $(nproc) cores, oha -c $CONCURRENCY, ${DURATION}s per run ($(oha --version 2>/dev/null | head -n1))"
+printf '%-44s %12s %10s %10s\n' "scenario" "req/s" "p50 ms" "p99 ms"
+printf '%-44s %12s %10s %10s\n' "OFREP single, 50 flags" "$SINGLE_RPS" "$SINGLE_P50" "$SINGLE_P99"
+printf '%-44s %12s %10s %10s\n' "OFREP bulk, 50 flags" "$BULK_RPS" "$BULK_P50" "$BULK_P99"
+printf '%-44s %12s %10s %10s\n' "ceiling (bare actix-web, same request)" "$CEIL_RPS" "$CEIL_P50" "$CEIL_P99"
+printf '%-44s %12s %10s %10s\n' "OFREP single, $BIG_FLAGS flags" "$BIGS_RPS" "$BIGS_P50" "$BIGS_P99"
+printf '%-44s %12s %10s %10s\n' "OFREP bulk, $BIG_FLAGS flags (-c 8, ${BIG_DURATION}s)" "$BIG_RPS" "$BIG_P50" "$BIG_P99"
+echo
+printf '%-44s %s %%\n' "single req/s as a share of the ceiling" "$OF_CEILING"
+printf '%-44s %s MiB\n' "peak RSS, 50 flags, after both runs" "$(mib "$PEAK_50")"
+printf '%-44s %s\n' "writing $BIG_FLAGS flags over the API" "${SEED_LINE#seeded }"
+printf '%-44s %s MiB\n' "RSS after writing $BIG_FLAGS flags" "$(mib "$RSS_SEEDED")"
+printf '%-44s %s s\n' "restart with $BIG_FLAGS flags until listening" "$STARTUP_S"
+printf '%-44s %s MiB\n' "RSS after restart ($BIG_FLAGS flags loaded)" "$(mib "$RSS_LOADED")"
+printf '%-44s %s MiB\n' "RSS after the $BIG_FLAGS-flag runs" "$(mib "$RSS_AFTER_BULK")"
+printf '%-44s %s MiB\n' "peak RSS, $BIG_FLAGS flags" "$(mib "$PEAK_BIG")"

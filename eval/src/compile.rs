@@ -1,0 +1,443 @@
+//! Checking definitions and compiling them into an evaluation-ready form.
+//!
+//! Compilation does all the work that does not depend on the context: it resolves variant
+//! names to indices, inlines segments, sorts operands by JSON type, parses semantic versions
+//! and builds regular expressions. Every problem is reported with the path of the offending
+//! field (`rules[1].when[0].values`), so the API can name it.
+
+use crate::model::{ConditionDef, FlagDef, Op, RuleDef, SegmentDef};
+use crate::semver::Version;
+use crate::{valid_flag_key, FlagType, Percentage};
+use regex::Regex;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// A definition problem, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct CompileError {
+    /// Path of the offending field, e.g. `rules[0].when[1].op`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl CompileError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        CompileError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where compilation looks up segments by key.
+pub trait SegmentLookup {
+    /// The segment called `key`, if any.
+    fn segment(&self, key: &str) -> Option<&SegmentDef>;
+}
+
+impl SegmentLookup for BTreeMap<String, SegmentDef> {
+    fn segment(&self, key: &str) -> Option<&SegmentDef> {
+        self.get(key)
+    }
+}
+
+impl SegmentLookup for HashMap<String, SegmentDef> {
+    fn segment(&self, key: &str) -> Option<&SegmentDef> {
+        self.get(key)
+    }
+}
+
+/// A flag ready to evaluate; build it with [`compile_flag`].
+#[derive(Debug, Clone)]
+pub struct CompiledFlag {
+    pub(crate) key: Box<str>,
+    pub(crate) flag_type: FlagType,
+    pub(crate) variants: Vec<(Box<str>, Value)>,
+    pub(crate) off: usize,
+    pub(crate) on: usize,
+    pub(crate) enabled: bool,
+    pub(crate) rollout: Percentage,
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) salt: Box<str>,
+}
+
+impl CompiledFlag {
+    /// The flag key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// The flag's value type.
+    pub fn flag_type(&self) -> FlagType {
+        self.flag_type
+    }
+    /// Variant names and values, sorted by name; indices match [`crate::Evaluation::variant_index`].
+    pub fn variants(&self) -> &[(Box<str>, Value)] {
+        &self.variants
+    }
+    /// The salt used for bucketing.
+    pub fn salt(&self) -> &str {
+        &self.salt
+    }
+    /// The flag-level rollout percentage.
+    pub fn rollout(&self) -> Percentage {
+        self.rollout
+    }
+    /// The kill switch (`false` = killed).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub(crate) conditions: Vec<Cond>,
+    pub(crate) outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    Variant(usize),
+    Rollout(Percentage),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Cond {
+    Attr {
+        name: Box<str>,
+        test: Test,
+    },
+    /// A segment, inlined: all of its conditions.
+    All(Vec<Cond>),
+    /// A segment that no longer exists: never matches.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Test {
+    In(Scalars),
+    NotIn(Scalars),
+    Num(Cmp, f64),
+    Semver(Cmp, OwnedVersion),
+    StartsWith(Vec<Box<str>>),
+    EndsWith(Vec<Box<str>>),
+    Contains(Vec<Box<str>>),
+    Matches(Vec<Regex>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cmp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+/// Equality operands sorted by JSON type, so a lookup never converts anything.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scalars {
+    pub(crate) strings: Vec<Box<str>>,
+    pub(crate) numbers: Vec<f64>,
+    pub(crate) bools: Vec<bool>,
+    pub(crate) null: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedVersion {
+    pub(crate) text: Box<str>,
+}
+
+impl OwnedVersion {
+    pub(crate) fn get(&self) -> Version<'_> {
+        // Checked at compile time; the fallback is unreachable but keeps evaluation panic-free.
+        Version::parse(&self.text).unwrap_or(Version::ZERO)
+    }
+}
+
+/// How to treat a reference to a segment that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Reject,
+    NeverMatch,
+}
+
+/// Checks a flag definition and compiles it. Unknown segments are an error.
+pub fn compile_flag(
+    def: &FlagDef,
+    segments: &dyn SegmentLookup,
+) -> Result<CompiledFlag, CompileError> {
+    compile(def, segments, Missing::Reject)
+}
+
+/// Like [`compile_flag`], but a reference to a missing segment compiles to a condition that
+/// never matches. Used when rebuilding a snapshot from stored flags, so one deleted segment
+/// cannot take a flag offline.
+pub(crate) fn compile_flag_lenient(
+    def: &FlagDef,
+    segments: &dyn SegmentLookup,
+) -> Result<CompiledFlag, CompileError> {
+    compile(def, segments, Missing::NeverMatch)
+}
+
+fn compile(
+    def: &FlagDef,
+    segments: &dyn SegmentLookup,
+    missing: Missing,
+) -> Result<CompiledFlag, CompileError> {
+    if !valid_flag_key(&def.key) {
+        return Err(CompileError::new(
+            "key",
+            "must match [a-z0-9][a-z0-9._-]{0,127}",
+        ));
+    }
+    if def.variants.is_empty() {
+        return Err(CompileError::new(
+            "variants",
+            "at least one variant is required",
+        ));
+    }
+    let mut variants = Vec::with_capacity(def.variants.len());
+    for (name, value) in &def.variants {
+        if name.is_empty() || name.len() > 128 {
+            return Err(CompileError::new(
+                "variants",
+                "variant names must be 1 to 128 characters",
+            ));
+        }
+        if !def.flag_type.accepts(value) {
+            return Err(CompileError::new(
+                format!("variants.{name}"),
+                format!("value is not of the flag's type {}", def.flag_type.as_str()),
+            ));
+        }
+        variants.push((Box::<str>::from(name.as_str()), value.clone()));
+    }
+    let index_of = |field: &str, name: &str| {
+        variants
+            .iter()
+            .position(|(n, _)| &**n == name)
+            .ok_or_else(|| CompileError::new(field, format!("unknown variant {name:?}")))
+    };
+    let off = index_of("off_variant", &def.off_variant)?;
+    let on = index_of("on_variant", &def.on_variant)?;
+    let salt = match &def.salt {
+        Some(s) if s.is_empty() || s.len() > 256 => {
+            return Err(CompileError::new("salt", "must be 1 to 256 characters"));
+        }
+        Some(s) => s.as_str(),
+        None => def.key.as_str(),
+    };
+    let mut rules = Vec::with_capacity(def.rules.len());
+    for (i, rule) in def.rules.iter().enumerate() {
+        rules.push(compile_rule(
+            &format!("rules[{i}]"),
+            rule,
+            &index_of,
+            segments,
+            missing,
+        )?);
+    }
+    Ok(CompiledFlag {
+        key: def.key.as_str().into(),
+        flag_type: def.flag_type,
+        variants,
+        off,
+        on,
+        enabled: def.enabled,
+        rollout: def.rollout,
+        rules,
+        salt: salt.into(),
+    })
+}
+
+fn compile_rule(
+    path: &str,
+    rule: &RuleDef,
+    index_of: &dyn Fn(&str, &str) -> Result<usize, CompileError>,
+    segments: &dyn SegmentLookup,
+    missing: Missing,
+) -> Result<CompiledRule, CompileError> {
+    let outcome = match (&rule.variant, rule.rollout) {
+        (Some(v), None) => Outcome::Variant(index_of(&format!("{path}.variant"), v)?),
+        (None, Some(p)) => Outcome::Rollout(p),
+        _ => {
+            return Err(CompileError::new(
+                path,
+                "a rule needs exactly one of `variant` or `rollout`",
+            ))
+        }
+    };
+    let conditions =
+        compile_conditions(&format!("{path}.when"), &rule.when, Some(segments), missing)?;
+    Ok(CompiledRule {
+        conditions,
+        outcome,
+    })
+}
+
+/// Checks a segment definition on its own (segments may not reference segments).
+pub fn validate_segment(def: &SegmentDef) -> Result<(), CompileError> {
+    if !valid_flag_key(&def.key) {
+        return Err(CompileError::new(
+            "key",
+            "must match [a-z0-9][a-z0-9._-]{0,127}",
+        ));
+    }
+    compile_conditions("when", &def.when, None, Missing::Reject).map(|_| ())
+}
+
+fn compile_conditions(
+    path: &str,
+    conditions: &[ConditionDef],
+    segments: Option<&dyn SegmentLookup>,
+    missing: Missing,
+) -> Result<Vec<Cond>, CompileError> {
+    conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| compile_condition(&format!("{path}[{i}]"), c, segments, missing))
+        .collect()
+}
+
+fn compile_condition(
+    path: &str,
+    c: &ConditionDef,
+    segments: Option<&dyn SegmentLookup>,
+    missing: Missing,
+) -> Result<Cond, CompileError> {
+    if let Some(key) = &c.segment {
+        if c.attribute.is_some() || c.op.is_some() || c.values.is_some() {
+            return Err(CompileError::new(
+                path,
+                "a segment condition has only `segment`",
+            ));
+        }
+        let Some(lookup) = segments else {
+            return Err(CompileError::new(
+                format!("{path}.segment"),
+                "segments cannot reference segments",
+            ));
+        };
+        return match lookup.segment(key) {
+            Some(seg) => {
+                let inner = compile_conditions(
+                    &format!("{path}.segment({key})"),
+                    &seg.when,
+                    None,
+                    missing,
+                )?;
+                Ok(Cond::All(inner))
+            }
+            None if missing == Missing::NeverMatch => Ok(Cond::Never),
+            None => Err(CompileError::new(
+                format!("{path}.segment"),
+                format!("unknown segment {key:?}"),
+            )),
+        };
+    }
+    let attribute = c
+        .attribute
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            CompileError::new(format!("{path}.attribute"), "required (or use `segment`)")
+        })?;
+    let op =
+        c.op.ok_or_else(|| CompileError::new(format!("{path}.op"), "required"))?;
+    let values = c
+        .values
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            CompileError::new(format!("{path}.values"), "at least one value is required")
+        })?;
+    let field = format!("{path}.values");
+    let test = match op {
+        Op::Eq | Op::In => Test::In(scalars(&field, values)?),
+        Op::Neq | Op::NotIn => Test::NotIn(scalars(&field, values)?),
+        Op::Lt => Test::Num(Cmp::Lt, number(&field, values)?),
+        Op::Lte => Test::Num(Cmp::Lte, number(&field, values)?),
+        Op::Gt => Test::Num(Cmp::Gt, number(&field, values)?),
+        Op::Gte => Test::Num(Cmp::Gte, number(&field, values)?),
+        Op::SemverLt => Test::Semver(Cmp::Lt, version(&field, values)?),
+        Op::SemverLte => Test::Semver(Cmp::Lte, version(&field, values)?),
+        Op::SemverGt => Test::Semver(Cmp::Gt, version(&field, values)?),
+        Op::SemverGte => Test::Semver(Cmp::Gte, version(&field, values)?),
+        Op::StartsWith => Test::StartsWith(strings(&field, values)?),
+        Op::EndsWith => Test::EndsWith(strings(&field, values)?),
+        Op::Contains => Test::Contains(strings(&field, values)?),
+        Op::Matches => Test::Matches(regexes(&field, values)?),
+    };
+    Ok(Cond::Attr {
+        name: attribute.into(),
+        test,
+    })
+}
+
+fn scalars(field: &str, values: &[Value]) -> Result<Scalars, CompileError> {
+    let mut out = Scalars::default();
+    for v in values {
+        match v {
+            Value::String(s) => out.strings.push(s.as_str().into()),
+            Value::Number(n) => out.numbers.push(n.as_f64().unwrap_or(f64::NAN)),
+            Value::Bool(b) => out.bools.push(*b),
+            Value::Null => out.null = true,
+            _ => {
+                return Err(CompileError::new(
+                    field,
+                    "values must be strings, numbers, booleans or null",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn single<'a>(field: &str, values: &'a [Value]) -> Result<&'a Value, CompileError> {
+    match values {
+        [one] => Ok(one),
+        _ => Err(CompileError::new(
+            field,
+            "this operator takes exactly one value",
+        )),
+    }
+}
+
+fn number(field: &str, values: &[Value]) -> Result<f64, CompileError> {
+    single(field, values)?
+        .as_f64()
+        .ok_or_else(|| CompileError::new(field, "this operator needs a number"))
+}
+
+fn version(field: &str, values: &[Value]) -> Result<OwnedVersion, CompileError> {
+    let text = single(field, values)?
+        .as_str()
+        .ok_or_else(|| CompileError::new(field, "this operator needs a version string"))?;
+    Version::parse(text)
+        .map(|_| OwnedVersion { text: text.into() })
+        .ok_or_else(|| CompileError::new(field, format!("{text:?} is not a semantic version")))
+}
+
+fn strings(field: &str, values: &[Value]) -> Result<Vec<Box<str>>, CompileError> {
+    values
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(Into::into)
+                .ok_or_else(|| CompileError::new(field, "values must be strings"))
+        })
+        .collect()
+}
+
+fn regexes(field: &str, values: &[Value]) -> Result<Vec<Regex>, CompileError> {
+    strings(field, values)?
+        .iter()
+        .map(|pattern| {
+            regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| CompileError::new(field, format!("invalid regular expression: {e}")))
+        })
+        .collect()
+}

@@ -1,0 +1,198 @@
+//! Evaluating a compiled flag for one context. No allocation, no panics.
+//!
+//! Order: kill switch → rules in order (first match wins) → the flag's rollout.
+//! Reasons (OFREP): `DISABLED` when killed; `TARGETING_MATCH` when a rule serves a variant
+//! (or a rule's rollout is 0 % / 100 %); `SPLIT` when a percentage decided; `STATIC` when the
+//! flag has no rules and a 0 % / 100 % rollout; `DEFAULT` when rules exist, none matched and
+//! the rollout is 0 % / 100 %.
+
+use crate::bucket::in_rollout;
+use crate::compile::{Cmp, CompiledFlag, Cond, Outcome, Scalars, Test};
+use crate::semver::Version;
+use crate::{Context, Percentage, TARGETING_KEY};
+use serde_json::Value;
+use std::cmp::Ordering;
+
+/// Why a variant was served, in OFREP's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No targeting and no split: everyone gets the same value.
+    Static,
+    /// A targeting rule decided.
+    TargetingMatch,
+    /// A percentage rollout decided.
+    Split,
+    /// The kill switch is off.
+    Disabled,
+    /// Rules exist but none matched; the flag's fallthrough served.
+    Default,
+}
+
+impl Reason {
+    /// The OFREP string, e.g. `TARGETING_MATCH`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Disabled => "DISABLED",
+            Reason::Default => "DEFAULT",
+        }
+    }
+}
+
+/// Why a context could not be evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// A percentage had to decide but the context has no `targetingKey`.
+    #[error("targetingKey is required: this flag serves a percentage rollout")]
+    TargetingKeyMissing,
+    /// `targetingKey` is present but not a string.
+    #[error("targetingKey must be a string")]
+    InvalidTargetingKey,
+}
+
+/// The outcome of one evaluation, borrowing from the compiled flag.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation<'a> {
+    /// The served variant's name.
+    pub variant: &'a str,
+    /// The served variant's value.
+    pub value: &'a Value,
+    /// Why it was served.
+    pub reason: Reason,
+    /// Index into [`CompiledFlag::variants`].
+    pub variant_index: usize,
+}
+
+/// The `targetingKey` of a context: `None` when absent, null or empty.
+pub fn targeting_key(ctx: &Context) -> Result<Option<&str>, EvalError> {
+    match ctx.get(TARGETING_KEY) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(EvalError::InvalidTargetingKey),
+    }
+}
+
+impl CompiledFlag {
+    /// Evaluates the flag for `ctx`.
+    pub fn evaluate(&self, ctx: &Context) -> Result<Evaluation<'_>, EvalError> {
+        let key = targeting_key(ctx)?;
+        if !self.enabled {
+            return Ok(self.served(self.off, Reason::Disabled));
+        }
+        for rule in &self.rules {
+            if rule.conditions.iter().all(|c| holds(c, ctx)) {
+                return match rule.outcome {
+                    Outcome::Variant(i) => Ok(self.served(i, Reason::TargetingMatch)),
+                    Outcome::Rollout(p) => self.split(p, key, Reason::TargetingMatch),
+                };
+            }
+        }
+        let fixed = if self.rules.is_empty() {
+            Reason::Static
+        } else {
+            Reason::Default
+        };
+        self.split(self.rollout, key, fixed)
+    }
+
+    fn split(
+        &self,
+        p: Percentage,
+        key: Option<&str>,
+        fixed: Reason,
+    ) -> Result<Evaluation<'_>, EvalError> {
+        if p.is_zero() {
+            return Ok(self.served(self.off, fixed));
+        }
+        if p.is_full() {
+            return Ok(self.served(self.on, fixed));
+        }
+        let key = key.ok_or(EvalError::TargetingKeyMissing)?;
+        let index = if in_rollout(&self.salt, key, p) {
+            self.on
+        } else {
+            self.off
+        };
+        Ok(self.served(index, Reason::Split))
+    }
+
+    fn served(&self, index: usize, reason: Reason) -> Evaluation<'_> {
+        let (name, value) = &self.variants[index];
+        Evaluation {
+            variant: name,
+            value,
+            reason,
+            variant_index: index,
+        }
+    }
+}
+
+fn holds(cond: &Cond, ctx: &Context) -> bool {
+    match cond {
+        Cond::Never => false,
+        Cond::All(inner) => inner.iter().all(|c| holds(c, ctx)),
+        Cond::Attr { name, test } => match ctx.get(&**name) {
+            None => false,
+            Some(value) => test_value(test, value),
+        },
+    }
+}
+
+fn test_value(test: &Test, value: &Value) -> bool {
+    match test {
+        Test::In(set) => contains_scalar(set, value),
+        Test::NotIn(set) => !contains_scalar(set, value),
+        Test::Num(cmp, operand) => {
+            as_number(value).is_some_and(|n| compare(n.partial_cmp(operand), *cmp))
+        }
+        Test::Semver(cmp, operand) => value
+            .as_str()
+            .and_then(Version::parse)
+            .is_some_and(|v| compare(Some(v.cmp(&operand.get())), *cmp)),
+        Test::StartsWith(list) => value
+            .as_str()
+            .is_some_and(|s| list.iter().any(|p| s.starts_with(&**p))),
+        Test::EndsWith(list) => value
+            .as_str()
+            .is_some_and(|s| list.iter().any(|p| s.ends_with(&**p))),
+        Test::Contains(list) => value
+            .as_str()
+            .is_some_and(|s| list.iter().any(|p| s.contains(&**p))),
+        Test::Matches(list) => value
+            .as_str()
+            .is_some_and(|s| list.iter().any(|r| r.is_match(s))),
+    }
+}
+
+/// Equality is by JSON type, except that numbers compare numerically (`1` = `1.0`).
+fn contains_scalar(set: &Scalars, value: &Value) -> bool {
+    match value {
+        Value::String(s) => set.strings.iter().any(|x| **x == **s),
+        Value::Number(n) => n.as_f64().is_some_and(|n| set.numbers.contains(&n)),
+        Value::Bool(b) => set.bools.contains(b),
+        Value::Null => set.null,
+        Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
+/// Numeric operators accept numbers and numeric strings (`"60"`), since many apps send strings.
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+        _ => None,
+    }
+}
+
+fn compare(ord: Option<Ordering>, cmp: Cmp) -> bool {
+    match (ord, cmp) {
+        (None, _) => false,
+        (Some(o), Cmp::Lt) => o == Ordering::Less,
+        (Some(o), Cmp::Lte) => o != Ordering::Greater,
+        (Some(o), Cmp::Gt) => o == Ordering::Greater,
+        (Some(o), Cmp::Gte) => o != Ordering::Less,
+    }
+}

@@ -1,0 +1,70 @@
+//! A compiled, immutable set of flags: what the server swaps atomically and what a
+//! local-evaluating client holds.
+
+use crate::compile::{compile_flag_lenient, CompileError, CompiledFlag, SegmentLookup};
+use crate::FlagDef;
+use std::collections::HashMap;
+
+/// Every flag compiled, indexed by key, iterated in key order.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    flags: Vec<CompiledFlag>,
+    index: HashMap<Box<str>, usize>,
+    broken: Vec<(String, CompileError)>,
+}
+
+impl Snapshot {
+    /// Compiles `flags` against `segments`. A flag that fails to compile is left out and
+    /// reported by [`Snapshot::broken`], so one bad definition never takes the others down;
+    /// a reference to a missing segment simply never matches.
+    pub fn compile<'a>(
+        flags: impl IntoIterator<Item = &'a FlagDef>,
+        segments: &dyn SegmentLookup,
+    ) -> Self {
+        let mut compiled = Vec::new();
+        let mut broken = Vec::new();
+        for def in flags {
+            match compile_flag_lenient(def, segments) {
+                Ok(flag) => compiled.push(flag),
+                Err(e) => broken.push((def.key.clone(), e)),
+            }
+        }
+        compiled.sort_by(|a, b| a.key.cmp(&b.key));
+        compiled.dedup_by(|a, b| a.key == b.key);
+        let index = compiled
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.key.clone(), i))
+            .collect();
+        Snapshot {
+            flags: compiled,
+            index,
+            broken,
+        }
+    }
+
+    /// The flag called `key`.
+    pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
+        self.index.get(key).map(|&i| &self.flags[i])
+    }
+
+    /// All flags in key order.
+    pub fn flags(&self) -> &[CompiledFlag] {
+        &self.flags
+    }
+
+    /// Flags that could not be compiled, with the reason.
+    pub fn broken(&self) -> &[(String, CompileError)] {
+        &self.broken
+    }
+
+    /// Number of compiled flags.
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// True when there is no flag.
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+}

@@ -1,0 +1,65 @@
+//! Ops API for the audit log.
+
+use super::error::ApiError;
+use super::extract::Admin;
+use crate::state::AppState;
+use crate::store::AuditQuery;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Only entries about this flag.
+    flag: Option<String>,
+    /// Only entries about this release.
+    release: Option<String>,
+    /// Only entries at or after this time: RFC 3339 (`2026-11-22T10:00:00Z`) or Unix milliseconds.
+    since: Option<String>,
+    /// At most this many entries (1–1000, default 100).
+    limit: Option<usize>,
+}
+
+fn since_bound(text: &str) -> Result<uuid::Uuid, ApiError> {
+    let time = match text.parse::<u64>() {
+        Ok(ms) => UNIX_EPOCH + Duration::from_millis(ms),
+        Err(_) => humantime::parse_rfc3339_weak(text).map_err(|_| {
+            ApiError::bad_field(
+                "since",
+                "use RFC 3339 (2026-11-22T10:00:00Z) or Unix milliseconds",
+            )
+        })?,
+    };
+    let ms = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    // The smallest UUIDv7 of that millisecond: 48-bit timestamp, everything else zero.
+    Ok(uuid::Uuid::from_u128((ms & 0xFFFF_FFFF_FFFF) << 80))
+}
+
+/// `GET /api/v1/audit?flag=&release=&since=&limit=` — newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
+    responses((status = 200, description = "{\"entries\": [AuditEntry]}, newest first")), security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    params: web::Query<AuditParams>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let since = params.since.as_deref().map(since_bound).transpose()?;
+    let query = AuditQuery {
+        flag: params.flag,
+        release: params.release,
+        since,
+        limit,
+    };
+    let entries = state.store.audit(&query)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": entries })))
+}

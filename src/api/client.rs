@@ -1,0 +1,26 @@
+//! `GET /api/v1/client/config`: everything a local-evaluating SDK needs, with an ETag.
+
+use super::extract::{etag_matches, Caller};
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// `GET /api/v1/client/config` — flags, segments and the bucketing rule; 304 on a matching
+/// `If-None-Match`.
+#[utoipa::path(get, path = "/api/v1/client/config", tag = "client",
+    responses((status = 200, description = "{\"flags\": [...], \"segments\": [...], \"bucketing\": \"...\"}"), (status = 304, description = "Not modified")),
+    security(("bearer" = [])))]
+pub async fn config(req: HttpRequest, state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
+    let live = state.live.load_full();
+    let (body, etag) = live.client_config();
+    if etag_matches(&req, etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag.as_str()))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type("application/json")
+        .body(body.clone())
+}

@@ -1,0 +1,150 @@
+//! Ops API for flags: CRUD, manual rollout, kill switch.
+
+use super::error::ApiError;
+use super::extract::{parse_json, Admin, Body};
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use rollgate_eval::{FlagDef, Percentage};
+use serde::{Deserialize, Serialize};
+
+/// Body of `PUT /api/v1/flags/{key}/rollout`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    /// New percentage, 0–100 with 0.001 resolution.
+    #[schema(value_type = f64, example = 12.5)]
+    pub percentage: Percentage,
+    /// Why (recorded in the audit log; overrides `X-Rollgate-Reason`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Optional body of kill / unkill.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    /// Why (recorded in the audit log).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct FlagList<'a> {
+    flags: Vec<&'a FlagDef>,
+}
+
+/// `GET /api/v1/flags`
+#[utoipa::path(get, path = "/api/v1/flags", tag = "flags", responses((status = 200, description = "{\"flags\": [Flag]}")), security(("bearer" = [])))]
+pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    let live = state.live.load();
+    HttpResponse::Ok().json(FlagList {
+        flags: live.flags().iter().map(|f| &f.def).collect(),
+    })
+}
+
+/// `GET /api/v1/flags/{key}`
+#[utoipa::path(get, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
+    responses((status = 200, description = "The flag"), (status = 404, description = "Unknown flag")), security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let live = state.live.load();
+    let flag = live
+        .get(&key)
+        .ok_or_else(|| ApiError::NotFound(format!("flag {:?} not found", key.as_str())))?;
+    Ok(HttpResponse::Ok().json(&flag.def))
+}
+
+/// `PUT /api/v1/flags/{key}` — create (201) or replace (200).
+#[utoipa::path(put, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
+    request_body(content = Object, description = "Flag JSON per the contract"),
+    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "Malformed"),
+        (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+pub async fn put(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    body: Body,
+    Admin(actor): Admin,
+) -> Result<HttpResponse, ApiError> {
+    let def: FlagDef = parse_json(&body.0)?;
+    let created = state.put_flag(&actor, &key, def).await?;
+    let live = state.live.load();
+    let saved = live.get(&key).map(|f| &f.def);
+    Ok(if created {
+        HttpResponse::Created().json(saved)
+    } else {
+        HttpResponse::Ok().json(saved)
+    })
+}
+
+/// `DELETE /api/v1/flags/{key}`
+#[utoipa::path(delete, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown flag")), security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    _body: Body,
+    Admin(actor): Admin,
+) -> Result<HttpResponse, ApiError> {
+    state.delete_flag(&actor, &key).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `PUT /api/v1/flags/{key}/rollout` — manual ramp.
+#[utoipa::path(put, path = "/api/v1/flags/{key}/rollout", tag = "flags", params(("key" = String, Path)),
+    request_body = RolloutRequest, responses((status = 200, description = "The updated flag"), (status = 404, description = "Unknown flag"),
+        (status = 422, description = "Percentage out of range")), security(("bearer" = [])))]
+pub async fn rollout(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    body: Body,
+    Admin(mut actor): Admin,
+) -> Result<HttpResponse, ApiError> {
+    let request: RolloutRequest = parse_json(&body.0)?;
+    actor.reason = request.reason.or(actor.reason);
+    let def = state.set_rollout(&actor, &key, request.percentage).await?;
+    Ok(HttpResponse::Ok().json(def))
+}
+
+/// `POST /api/v1/flags/{key}/kill`
+#[utoipa::path(post, path = "/api/v1/flags/{key}/kill", tag = "flags", params(("key" = String, Path)),
+    request_body(content = Option<ReasonRequest>), responses((status = 200, description = "The killed flag")), security(("bearer" = [])))]
+pub async fn kill(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    body: Body,
+    admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    switch(state, key, body, admin, false).await
+}
+
+/// `POST /api/v1/flags/{key}/unkill`
+#[utoipa::path(post, path = "/api/v1/flags/{key}/unkill", tag = "flags", params(("key" = String, Path)),
+    request_body(content = Option<ReasonRequest>), responses((status = 200, description = "The revived flag")), security(("bearer" = [])))]
+pub async fn unkill(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    body: Body,
+    admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    switch(state, key, body, admin, true).await
+}
+
+async fn switch(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    body: Body,
+    Admin(mut actor): Admin,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    let request: ReasonRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
+        ReasonRequest::default()
+    } else {
+        parse_json(&body.0)?
+    };
+    actor.reason = request.reason.or(actor.reason);
+    let def = state.set_enabled(&actor, &key, enabled).await?;
+    Ok(HttpResponse::Ok().json(def))
+}

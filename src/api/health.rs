@@ -1,0 +1,40 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics.
+
+use super::error::ApiError;
+use super::extract::Caller;
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+
+/// `GET /healthz` — the process is up (no token).
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "{\"status\": \"ok\"}")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz` — the store answers and flags are loaded (no token).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "{\"status\": \"ready\", \"flags\": N}"), (status = 503, description = "Store unavailable")))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.tokens() {
+        Ok(_) => HttpResponse::Ok()
+            .json(serde_json::json!({"status": "ready", "flags": state.live.load().flags().len()})),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+    }
+}
+
+/// `GET /metrics` — Prometheus text format (any valid token: it names flags).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format"),
+    (status = 401, description = "No or bad token")), security(("bearer" = [])))]
+pub async fn metrics(
+    state: web::Data<AppState>,
+    Caller(caller): Caller,
+) -> Result<HttpResponse, ApiError> {
+    tracing::debug!(caller = %caller.name, "metrics scraped");
+    let text = state.metrics.render(state.live.load_full());
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}

@@ -1,0 +1,248 @@
+//! OFREP: the OpenFeature Remote Evaluation Protocol, single and bulk evaluation.
+//!
+//! Shapes follow the OFREP spec exactly (see `shared/spec/ofrep.md`): success bodies always
+//! carry `key`, `value`, `reason`, `variant`, `metadata`; error bodies carry `key` (single),
+//! `errorCode` and `errorDetails`. The body is read in full before authentication so keep-alive
+//! connections stay usable after a 401. Evaluation reads the live snapshot lock-free.
+
+use super::extract::{authenticate, etag_matches};
+use crate::live::ServedFlag;
+use crate::metrics::ErrorLabels;
+use crate::state::AppState;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use rollgate_eval::{targeting_key, Context, EvalError, Evaluation};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Registers the OFREP routes.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.service(
+        web::scope("/ofrep/v1/evaluate")
+            .app_data(web::PayloadConfig::new(max_body))
+            .route("/flags", web::post().to(evaluate_all))
+            .route("/flags/{key:.*}", web::post().to(evaluate_one)),
+    );
+}
+
+#[derive(Serialize)]
+struct Success<'a> {
+    key: &'a str,
+    value: &'a Value,
+    reason: &'static str,
+    variant: &'a str,
+    metadata: Metadata,
+}
+
+#[derive(Serialize)]
+struct Metadata {}
+
+#[derive(Serialize)]
+struct Failure<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(rename = "errorCode")]
+    error_code: &'static str,
+    #[serde(rename = "errorDetails")]
+    error_details: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry<'a> {
+    Ok(Success<'a>),
+    Err(Failure<'a>),
+}
+
+fn success<'a>(key: &'a str, e: &Evaluation<'a>) -> Success<'a> {
+    Success {
+        key,
+        value: e.value,
+        reason: e.reason.as_str(),
+        variant: e.variant,
+        metadata: Metadata {},
+    }
+}
+
+fn failure(
+    status: StatusCode,
+    key: Option<&str>,
+    code: &'static str,
+    details: String,
+) -> HttpResponse {
+    HttpResponse::build(status).json(Failure {
+        key,
+        error_code: code,
+        error_details: details,
+    })
+}
+
+fn eval_error_code(e: EvalError) -> &'static str {
+    match e {
+        EvalError::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+        EvalError::InvalidTargetingKey => "INVALID_CONTEXT",
+    }
+}
+
+/// Parses `{"context": {...}}`; an empty body is an empty context.
+fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Context::new());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ("PARSE_ERROR", format!("malformed JSON: {e}")))?;
+    let Value::Object(mut request) = value else {
+        return Err((
+            "PARSE_ERROR",
+            "the request body must be a JSON object".to_owned(),
+        ));
+    };
+    let context = match request.remove("context") {
+        None | Some(Value::Null) => Context::new(),
+        Some(Value::Object(c)) => c,
+        Some(_) => {
+            return Err((
+                "INVALID_CONTEXT",
+                "context must be a JSON object".to_owned(),
+            ))
+        }
+    };
+    targeting_key(&context).map_err(|e| ("INVALID_CONTEXT", e.to_string()))?;
+    Ok(context)
+}
+
+/// Shared prelude: the body was read; check it, then the token.
+fn prepare(
+    req: &HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+    key: Option<&str>,
+) -> Result<Context, HttpResponse> {
+    let body = body.map_err(|e| {
+        let status = e.as_response_error().status_code();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "GENERAL"
+        } else {
+            "PARSE_ERROR"
+        };
+        failure(
+            status,
+            key,
+            code,
+            format!("could not read the request body: {e}"),
+        )
+    })?;
+    authenticate(req).map_err(|_| {
+        HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .json(Failure {
+                key,
+                error_code: "GENERAL",
+                error_details: "missing or invalid token".into(),
+            })
+    })?;
+    parse_context(&body)
+        .map_err(|(code, details)| failure(StatusCode::BAD_REQUEST, key, code, details))
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep",
+    params(("key" = String, Path, description = "Flag key")),
+    request_body(content = Object, description = "{\"context\": {\"targetingKey\": \"...\", ...}}"),
+    responses((status = 200, description = "Evaluation success"), (status = 400, description = "PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT"),
+        (status = 401, description = "No or bad token"), (status = 404, description = "FLAG_NOT_FOUND")),
+    security(("bearer" = [])))]
+pub async fn evaluate_one(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    let raw = req.match_info().get("key").unwrap_or_default();
+    let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let context = match prepare(&req, body, Some(&key)) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let live = state.live.load();
+    let Some(flag) = live.get(&key) else {
+        count_error(&state, "FLAG_NOT_FOUND");
+        return failure(
+            StatusCode::NOT_FOUND,
+            Some(&key),
+            "FLAG_NOT_FOUND",
+            format!("flag {key:?} not found"),
+        );
+    };
+    match evaluate(flag, &context) {
+        Ok(e) => HttpResponse::Ok().json(success(flag.def.key.as_str(), &e)),
+        Err(err) => {
+            let code = eval_error_code(err);
+            count_error(&state, code);
+            failure(StatusCode::BAD_REQUEST, Some(&key), code, err.to_string())
+        }
+    }
+}
+
+fn evaluate<'a>(flag: &'a ServedFlag, context: &Context) -> Result<Evaluation<'a>, EvalError> {
+    let e = flag.compiled.evaluate(context)?;
+    flag.record(e.variant_index);
+    Ok(e)
+}
+
+fn count_error(state: &AppState, code: &'static str) {
+    state
+        .metrics
+        .eval_errors
+        .get_or_create(&ErrorLabels { code })
+        .inc();
+}
+
+/// `POST /ofrep/v1/evaluate/flags`
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep",
+    request_body(content = Object, description = "{\"context\": {...}}"),
+    responses((status = 200, description = "All flags evaluated; ETag header"), (status = 304, description = "If-None-Match matched"),
+        (status = 400, description = "PARSE_ERROR, INVALID_CONTEXT"), (status = 401, description = "No or bad token")),
+    security(("bearer" = [])))]
+pub async fn evaluate_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    let context = match prepare(&req, body, None) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let live = state.live.load();
+    let entries: Vec<Entry<'_>> = live
+        .flags()
+        .iter()
+        .map(|flag| {
+            let key = flag.def.key.as_str();
+            match evaluate(flag, &context) {
+                Ok(e) => Entry::Ok(success(key, &e)),
+                Err(err) => Entry::Err(Failure {
+                    key: Some(key),
+                    error_code: eval_error_code(err),
+                    error_details: err.to_string(),
+                }),
+            }
+        })
+        .collect();
+    let flags_json = serde_json::to_vec(&entries).unwrap_or_else(|_| b"[]".to_vec());
+    // The ETag is derived from this context's evaluated result, so a changed attribute that
+    // changes nothing keeps it, and any change of a served value changes it.
+    let etag = crate::etag(&flags_json);
+    if etag_matches(&req, &etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish();
+    }
+    let mut out = Vec::with_capacity(flags_json.len() + 32);
+    out.extend_from_slice(b"{\"flags\":");
+    out.extend_from_slice(&flags_json);
+    out.extend_from_slice(b",\"metadata\":{}}");
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type("application/json")
+        .body(out)
+}

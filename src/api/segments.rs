@@ -1,0 +1,50 @@
+//! Ops API for segments.
+
+use super::error::ApiError;
+use super::extract::{parse_json, Admin, Body};
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use rollgate_eval::SegmentDef;
+
+/// `GET /api/v1/segments`
+#[utoipa::path(get, path = "/api/v1/segments", tag = "segments", responses((status = 200, description = "{\"segments\": [Segment]}")), security(("bearer" = [])))]
+pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    let live = state.live.load();
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "segments": live.segments.values().collect::<Vec<_>>() }))
+}
+
+/// `GET /api/v1/segments/{key}`
+#[utoipa::path(get, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
+    responses((status = 200, description = "The segment"), (status = 404, description = "Unknown segment")), security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let live = state.live.load();
+    let segment = live
+        .segments
+        .get(key.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("segment {:?} not found", key.as_str())))?;
+    Ok(HttpResponse::Ok().json(segment))
+}
+
+/// `PUT /api/v1/segments/{key}` — create (201) or replace (200); flags using it are recompiled.
+#[utoipa::path(put, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
+    request_body(content = Object, description = "{\"key\", \"when\": [conditions]}"),
+    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+pub async fn put(
+    state: web::Data<AppState>,
+    key: web::Path<String>,
+    body: Body,
+    Admin(actor): Admin,
+) -> Result<HttpResponse, ApiError> {
+    let def: SegmentDef = parse_json(&body.0)?;
+    let created = state.put_segment(&actor, &key, def.clone()).await?;
+    Ok(if created {
+        HttpResponse::Created().json(def)
+    } else {
+        HttpResponse::Ok().json(def)
+    })
+}

@@ -1,0 +1,70 @@
+//! Ops API for tokens. Secrets are returned once, at creation, and stored only as hashes.
+
+use super::error::ApiError;
+use super::extract::{parse_json, Admin, Body};
+use crate::domain::Role;
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Unique name, 1–64 of `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// `client` or `admin`.
+    pub role: Role,
+}
+
+/// Answer of `POST /api/v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    name: String,
+    role: Role,
+    token: String,
+}
+
+/// `POST /api/v1/tokens`
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken,
+    responses((status = 201, body = CreatedToken), (status = 409, description = "Name taken")), security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    body: Body,
+    Admin(actor): Admin,
+) -> Result<HttpResponse, ApiError> {
+    let request: CreateToken = parse_json(&body.0)?;
+    let token = state
+        .create_token(&actor, &request.name, request.role)
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedToken {
+        name: request.name,
+        role: request.role,
+        token,
+    }))
+}
+
+/// `GET /api/v1/tokens`
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "{\"tokens\": [{name, role, created}]}")), security(("bearer" = [])))]
+pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let tokens: Vec<_> = state
+        .store
+        .tokens()?
+        .into_iter()
+        .map(|t| serde_json::json!({"name": t.name, "role": t.role, "created": t.created}))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "tokens": tokens })))
+}
+
+/// `DELETE /api/v1/tokens/{name}`
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "Unknown token"), (status = 409, description = "Last admin token")), security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    _body: Body,
+    Admin(actor): Admin,
+) -> Result<HttpResponse, ApiError> {
+    state.delete_token(&actor, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,161 @@
+//! Command line and configuration: clap flags with environment fallbacks, then an optional
+//! TOML file (`--config`), then defaults. Flags win over environment, environment over file.
+
+use crate::state::Limits;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// rollgate — feature flags with module-by-module staged rollouts and automatic rollback.
+#[derive(Debug, Parser)]
+#[command(name = "rollgate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server.
+    Serve(ServeArgs),
+    /// Check a running server's /healthz (exit 0 when healthy); used by the Docker HEALTHCHECK.
+    Health {
+        /// Base URL of the server.
+        #[arg(long, env = "ROLLGATE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `rollgate serve` settings.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ROLLGATE_BIND")]
+    pub bind: Option<String>,
+    /// Where sled keeps its data [default: ./rollgate-data].
+    #[arg(long, env = "ROLLGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of policy files loaded at start [default: ./policies].
+    #[arg(long, env = "ROLLGATE_POLICIES_DIR")]
+    pub policies_dir: Option<PathBuf>,
+    /// TOML file with further settings (bind, data_dir, policies_dir, log_format, workers,
+    /// max_body_bytes, max_eval_body_bytes).
+    #[arg(long, env = "ROLLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format [default: human].
+    #[arg(long, env = "ROLLGATE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// HTTP worker threads [default: number of cores].
+    #[arg(long, env = "ROLLGATE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    policies_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    workers: Option<usize>,
+    max_body_bytes: Option<usize>,
+    max_eval_body_bytes: Option<usize>,
+}
+
+/// Validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address (`127.0.0.1:0` picks a free port).
+    pub bind: String,
+    /// sled directory.
+    pub data_dir: PathBuf,
+    /// Policy files.
+    pub policies_dir: PathBuf,
+    /// Bootstrap admin token from `ROLLGATE_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// HTTP workers.
+    pub workers: usize,
+    /// Body limits.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        Config {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: "./rollgate-data".into(),
+            policies_dir: "./policies".into(),
+            admin_token: None,
+            log_format: LogFormat::Human,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            limits: Limits {
+                max_body: 1 << 20,
+                max_eval_body: 64 << 10,
+            },
+        }
+    }
+
+    /// Merges flags/environment (already merged by clap), the config file and defaults.
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::defaults();
+        let admin_token = std::env::var("ROLLGATE_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        if let Some(token) = &admin_token {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "ROLLGATE_ADMIN_TOKEN must be at least 16 characters"
+            );
+        }
+        let workers = args.workers.or(file.workers).unwrap_or(d.workers);
+        anyhow::ensure!(
+            (1..=256).contains(&workers),
+            "workers must be between 1 and 256"
+        );
+        Ok(Config {
+            bind: args.bind.or(file.bind).unwrap_or(d.bind),
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            policies_dir: args
+                .policies_dir
+                .or(file.policies_dir)
+                .unwrap_or(d.policies_dir),
+            admin_token,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            workers,
+            limits: Limits {
+                max_body: file.max_body_bytes.unwrap_or(d.limits.max_body),
+                max_eval_body: file.max_eval_body_bytes.unwrap_or(d.limits.max_eval_body),
+            },
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}

@@ -1,0 +1,69 @@
+//! Small validated domain types shared by the API, the store and the control path.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::SystemTime;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Evaluate flags, stream, send signals.
+    Client,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A token as stored: the secret itself is never kept, only its SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredToken {
+    /// Unique name, e.g. `web-app`.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Hex SHA-256 of the secret.
+    pub sha256: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+}
+
+/// SHA-256 of a token secret.
+pub fn token_digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A fresh random token secret: `rg_` + 43 base62 characters (~256 bits).
+pub fn new_token_secret() -> String {
+    use rand::distributions::Alphanumeric;
+    use rand::Rng;
+    let body: String = rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(43)
+        .map(char::from)
+        .collect();
+    format!("rg_{body}")
+}
+
+/// True when `name` is a valid token name: 1–64 of `[A-Za-z0-9._-]`.
+pub fn valid_token_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Now as RFC 3339 with milliseconds, UTC.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}

@@ -1,0 +1,200 @@
+//! The live flag set that evaluation reads: an immutable, precompiled snapshot swapped
+//! atomically by the control path (arc-swap). Readers never lock and never touch disk.
+//!
+//! Invariants:
+//! - A [`Live`] is never mutated after it is published; writers build a new one.
+//! - Rebuilding after a one-flag change is O(number of flags) pointer copies, not a
+//!   recompilation of every flag.
+//! - Evaluation counters live beside each compiled flag and are carried over to its next
+//!   version by variant name, so `/metrics` counters only reset when a variant disappears.
+
+use rollgate_eval::{compile_flag, CompileError, CompiledFlag, FlagDef, SegmentDef};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// One flag as served: its definition, compiled form and evaluation counters.
+#[derive(Debug)]
+pub struct ServedFlag {
+    /// The definition as stored.
+    pub def: FlagDef,
+    /// The evaluation-ready form.
+    pub compiled: CompiledFlag,
+    /// Evaluations per variant, indexed like `compiled.variants()`.
+    pub served: Box<[AtomicU64]>,
+}
+
+impl ServedFlag {
+    fn new(def: FlagDef, compiled: CompiledFlag, previous: Option<&ServedFlag>) -> Self {
+        let served = compiled
+            .variants()
+            .iter()
+            .map(|(name, _)| {
+                let carried = previous.and_then(|p| p.count_for(name)).unwrap_or(0);
+                AtomicU64::new(carried)
+            })
+            .collect();
+        ServedFlag {
+            def,
+            compiled,
+            served,
+        }
+    }
+
+    fn count_for(&self, variant: &str) -> Option<u64> {
+        let i = self
+            .compiled
+            .variants()
+            .iter()
+            .position(|(n, _)| &**n == variant)?;
+        Some(self.served[i].load(Ordering::Relaxed))
+    }
+
+    /// Counts one evaluation that served `variant_index`.
+    pub fn record(&self, variant_index: usize) {
+        if let Some(c) = self.served.get(variant_index) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The published flag set.
+#[derive(Debug, Default)]
+pub struct Live {
+    by_key: HashMap<Arc<str>, Arc<ServedFlag>>,
+    ordered: Vec<Arc<ServedFlag>>,
+    /// Segments by key.
+    pub segments: BTreeMap<String, SegmentDef>,
+    /// Monotonic change counter since start (not persisted; ETags are content hashes).
+    pub version: u64,
+    client_config: OnceLock<(bytes::Bytes, String)>,
+}
+
+impl Live {
+    /// Builds the set from stored definitions. Flags that no longer compile (which validation
+    /// at write time prevents) are skipped and returned with the reason.
+    pub fn build(
+        flags: Vec<FlagDef>,
+        segments: BTreeMap<String, SegmentDef>,
+    ) -> (Self, Vec<(String, CompileError)>) {
+        let mut broken = Vec::new();
+        let mut ordered = Vec::with_capacity(flags.len());
+        for def in flags {
+            match compile_flag(&def, &segments) {
+                Ok(compiled) => ordered.push(Arc::new(ServedFlag::new(def, compiled, None))),
+                Err(e) => broken.push((def.key.clone(), e)),
+            }
+        }
+        ordered.sort_by(|a, b| a.def.key.cmp(&b.def.key));
+        let by_key = ordered
+            .iter()
+            .map(|f| (Arc::from(f.def.key.as_str()), f.clone()))
+            .collect();
+        (
+            Live {
+                by_key,
+                ordered,
+                segments,
+                version: 0,
+                client_config: OnceLock::new(),
+            },
+            broken,
+        )
+    }
+
+    /// The flag called `key`.
+    pub fn get(&self, key: &str) -> Option<&Arc<ServedFlag>> {
+        self.by_key.get(key)
+    }
+
+    /// All flags in key order.
+    pub fn flags(&self) -> &[Arc<ServedFlag>] {
+        &self.ordered
+    }
+
+    /// A new set with `def` (already compiled) inserted or replaced.
+    pub fn with_flag(&self, def: FlagDef, compiled: CompiledFlag) -> Live {
+        let previous = self.get(&def.key).cloned();
+        let flag = Arc::new(ServedFlag::new(def, compiled, previous.as_deref()));
+        let mut ordered = self.ordered.clone();
+        match ordered.binary_search_by(|f| f.def.key.as_str().cmp(&flag.def.key)) {
+            Ok(i) => ordered[i] = flag.clone(),
+            Err(i) => ordered.insert(i, flag.clone()),
+        }
+        let mut by_key = self.by_key.clone();
+        by_key.insert(Arc::from(flag.def.key.as_str()), flag);
+        self.next(by_key, ordered, self.segments.clone())
+    }
+
+    /// A new set without flag `key`.
+    pub fn without_flag(&self, key: &str) -> Live {
+        let ordered = self
+            .ordered
+            .iter()
+            .filter(|f| f.def.key != key)
+            .cloned()
+            .collect();
+        let mut by_key = self.by_key.clone();
+        by_key.remove(key);
+        self.next(by_key, ordered, self.segments.clone())
+    }
+
+    /// A new set with `segment` replaced and every flag recompiled against it.
+    pub fn with_segment(&self, segment: SegmentDef) -> Live {
+        let mut segments = self.segments.clone();
+        segments.insert(segment.key.clone(), segment);
+        let mut ordered = Vec::with_capacity(self.ordered.len());
+        for old in &self.ordered {
+            match compile_flag(&old.def, &segments) {
+                Ok(compiled) => ordered.push(Arc::new(ServedFlag::new(
+                    old.def.clone(),
+                    compiled,
+                    Some(old),
+                ))),
+                // Cannot happen: segments are never removed, so references stay valid.
+                Err(_) => ordered.push(old.clone()),
+            }
+        }
+        let by_key = ordered
+            .iter()
+            .map(|f| (Arc::from(f.def.key.as_str()), f.clone()))
+            .collect();
+        self.next(by_key, ordered, segments)
+    }
+
+    fn next(
+        &self,
+        by_key: HashMap<Arc<str>, Arc<ServedFlag>>,
+        ordered: Vec<Arc<ServedFlag>>,
+        segments: BTreeMap<String, SegmentDef>,
+    ) -> Live {
+        Live {
+            by_key,
+            ordered,
+            segments,
+            version: self.version + 1,
+            client_config: OnceLock::new(),
+        }
+    }
+
+    /// The `GET /api/v1/client/config` body and its ETag, computed once per published set.
+    pub fn client_config(&self) -> &(bytes::Bytes, String) {
+        self.client_config.get_or_init(|| {
+            #[derive(serde::Serialize)]
+            struct Body<'a> {
+                flags: Vec<&'a FlagDef>,
+                segments: Vec<&'a SegmentDef>,
+                bucketing: &'static str,
+            }
+            let body = Body {
+                flags: self.ordered.iter().map(|f| &f.def).collect(),
+                segments: self.segments.values().collect(),
+                bucketing:
+                    "xxh64(seed=0, salt + \":\" + targetingKey) % 100000 < percentage * 1000",
+            };
+            let json = serde_json::to_vec(&body).unwrap_or_default();
+            let etag = crate::etag(&json);
+            (bytes::Bytes::from(json), etag)
+        })
+    }
+}

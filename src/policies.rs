@@ -1,0 +1,330 @@
+//! Policies: the guards that watch a release, loaded from `policies/*.toml` at start and
+//! changed through `PUT /api/v1/policies/{name}`.
+//!
+//! Validation is strict and names the file, the guard and the field, because a policy that
+//! silently means something else than its author thought is worse than a refused start.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A policy as written in TOML or JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Unique name; the file `policies/NAME.toml` must carry the same name.
+    pub name: String,
+    /// `module` (a core breach rolls back the module) or `release` (the whole release).
+    #[serde(default)]
+    pub scope: Scope,
+    /// Default confidence for relative comparisons, in (0.5, 1).
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Overall false-rollback budget shared by the policy's guards, in (0, 0.5).
+    #[serde(default = "default_false_rollback")]
+    pub false_rollback_rate: f64,
+    /// The guards.
+    #[serde(default, rename = "guard")]
+    pub guards: Vec<Guard>,
+    /// Default stage plan for releases using this policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<StagePlan>,
+}
+
+fn default_confidence() -> f64 {
+    0.99
+}
+fn default_false_rollback() -> f64 {
+    0.01
+}
+
+/// What a core breach rolls back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Only the breaching module.
+    #[default]
+    Module,
+    /// The whole release.
+    Release,
+}
+
+/// Guard class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardClass {
+    /// Zero tolerance: breach → immediate rollback.
+    Core,
+    /// Tolerance band: breach → pause + alert, rollback after `grace`.
+    Basic,
+}
+
+/// One guarded metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// Signal metric name, e.g. `payment_error`.
+    pub metric: String,
+    /// `core` or `basic`.
+    pub class: GuardClass,
+    /// Allowed relative increase of the new variant's per-exposure rate over the old one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_relative_increase: Option<f64>,
+    /// Absolute ceiling on the new variant's per-exposure rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<f64>,
+    /// Absolute ceiling on the new variant's event count (`0` = one event breaches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u64>,
+    /// Basic guards: how long out of band before rolling back (e.g. `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+    /// Overrides the policy's confidence for this guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Smallest relative increase a stage must be able to detect before completing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<f64>,
+    /// Telemetry silence that pauses a ramping module (e.g. `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_after: Option<String>,
+}
+
+/// Percentages to walk, with a minimum bake time and exposures per stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StagePlan {
+    /// Strictly increasing, each in (0, 100].
+    #[serde(default = "default_percentages")]
+    pub percentages: Vec<f64>,
+    /// Minimum bake time per stage, e.g. `15m`.
+    #[serde(default = "default_min_duration")]
+    pub min_duration: String,
+    /// Minimum exposures of the new variant per stage.
+    #[serde(default)]
+    pub min_exposures: u64,
+}
+
+fn default_percentages() -> Vec<f64> {
+    vec![1.0, 5.0, 25.0, 50.0, 100.0]
+}
+fn default_min_duration() -> String {
+    "0s".to_owned()
+}
+
+/// A policy problem: which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PolicyError {
+    /// Path such as `guard[1].max_rate` (`guard[1]` is the second `[[guard]]`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses a duration such as `500ms`, `30s`, `10m`, `2h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text.trim()).ok()
+}
+
+impl Policy {
+    /// Parses TOML source, reporting the failing field.
+    pub fn from_toml(source: &str) -> Result<Policy, PolicyError> {
+        let de = toml::Deserializer::new(source);
+        let policy: Policy = serde_path_to_error::deserialize(de)
+            .map_err(|e| err(e.path().to_string(), e.inner().message().to_owned()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if !rollgate_eval::valid_flag_key(&self.name) {
+            return Err(err("name", "must match [a-z0-9][a-z0-9._-]{0,127}"));
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err(err("confidence", "must be in (0.5, 1)"));
+        }
+        if !(self.false_rollback_rate > 0.0 && self.false_rollback_rate < 0.5) {
+            return Err(err("false_rollback_rate", "must be in (0, 0.5)"));
+        }
+        let mut seen = BTreeMap::new();
+        for (i, g) in self.guards.iter().enumerate() {
+            let at = |field: &str| format!("guard[{i}].{field}");
+            if g.metric.is_empty() || g.metric == "exposure" {
+                return Err(err(
+                    at("metric"),
+                    "must name a metric other than `exposure`",
+                ));
+            }
+            if let Some(prev) = seen.insert(g.metric.as_str(), i) {
+                return Err(err(
+                    at("metric"),
+                    format!("metric {:?} is already guarded by guard[{prev}]", g.metric),
+                ));
+            }
+            if g.max_relative_increase.is_none() && g.max_rate.is_none() && g.max_count.is_none() {
+                return Err(err(
+                    at("metric"),
+                    "a guard needs max_relative_increase, max_rate or max_count",
+                ));
+            }
+            if let Some(x) = g.max_relative_increase {
+                if !(x.is_finite() && x >= 0.0) {
+                    return Err(err(at("max_relative_increase"), "must be a number >= 0"));
+                }
+            }
+            if let Some(x) = g.max_rate {
+                if !(x.is_finite() && (0.0..=1.0e9).contains(&x)) {
+                    return Err(err(at("max_rate"), "must be a number >= 0"));
+                }
+            }
+            if let Some(c) = g.confidence {
+                if !(c > 0.5 && c < 1.0) {
+                    return Err(err(at("confidence"), "must be in (0.5, 1)"));
+                }
+            }
+            if let Some(d) = g.detect {
+                if !(d.is_finite() && d > 0.0) {
+                    return Err(err(at("detect"), "must be a number > 0"));
+                }
+            }
+            for (field, value) in [("grace", &g.grace), ("silence_after", &g.silence_after)] {
+                if let Some(text) = value {
+                    if parse_duration(text).is_none() {
+                        return Err(err(
+                            at(field),
+                            format!("{text:?} is not a duration (use 500ms, 30s, 10m, 2h)"),
+                        ));
+                    }
+                }
+            }
+            if g.class == GuardClass::Core && g.grace.is_some() {
+                return Err(err(
+                    at("grace"),
+                    "core guards roll back at once; grace applies to basic guards",
+                ));
+            }
+        }
+        if let Some(stages) = &self.stages {
+            stages.validate("stages")?;
+        }
+        Ok(())
+    }
+}
+
+impl StagePlan {
+    /// Checks percentages (strictly increasing, in (0, 100], 0.001 resolution) and durations.
+    pub fn validate(&self, at: &str) -> Result<(), PolicyError> {
+        if self.percentages.is_empty() {
+            return Err(err(
+                format!("{at}.percentages"),
+                "at least one stage is required",
+            ));
+        }
+        let mut previous = 0.0;
+        for (i, &p) in self.percentages.iter().enumerate() {
+            let field = format!("{at}.percentages[{i}]");
+            let parsed =
+                rollgate_eval::Percentage::from_f64(p).map_err(|e| err(&field, e.to_string()))?;
+            if parsed.is_zero() || p <= previous {
+                return Err(err(field, "stages must be strictly increasing and above 0"));
+            }
+            previous = p;
+        }
+        if parse_duration(&self.min_duration).is_none() {
+            return Err(err(
+                format!("{at}.min_duration"),
+                format!("{:?} is not a duration", self.min_duration),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// All loaded policies by name.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    by_name: BTreeMap<String, Arc<Policy>>,
+}
+
+impl PolicySet {
+    /// The policy called `name`.
+    pub fn get(&self, name: &str) -> Option<&Policy> {
+        self.by_name.get(name).map(|p| &**p)
+    }
+
+    /// All policies in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Policy> {
+        self.by_name.values().map(|p| &**p)
+    }
+
+    /// A copy with `policy` inserted or replaced.
+    pub fn with(&self, policy: Policy) -> PolicySet {
+        let mut by_name = self.by_name.clone();
+        by_name.insert(policy.name.clone(), Arc::new(policy));
+        PolicySet { by_name }
+    }
+}
+
+/// A policy file that cannot be used, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The directory or a file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A file is invalid.
+    #[error("{path}: {error}")]
+    Invalid { path: String, error: PolicyError },
+}
+
+/// Loads every `*.toml` in `dir` (a missing directory means no policies).
+pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadError> {
+    let io = |source| LoadError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut set = PolicySet::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(set),
+        Err(e) => return Err(io(e)),
+    };
+    let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+    {
+        let shown = path.display().to_string();
+        let source = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let policy = Policy::from_toml(&source).map_err(|error| LoadError::Invalid {
+            path: shown.clone(),
+            error,
+        })?;
+        if path.file_stem().and_then(|s| s.to_str()) != Some(policy.name.as_str()) {
+            let error = err(
+                "name",
+                format!("{:?} does not match the file name", policy.name),
+            );
+            return Err(LoadError::Invalid { path: shown, error });
+        }
+        set = set.with(policy);
+    }
+    Ok(set)
+}

@@ -1,0 +1,175 @@
+//! The one wiring point: `Application::build` opens the store, loads policies, bootstraps the
+//! admin token, binds the listener and assembles the HTTP server. `main` and the tests both
+//! use it (tests bind port 0 with a throwaway data dir).
+
+use crate::api;
+use crate::config::Config;
+use crate::domain::Role;
+use crate::live::Live;
+use crate::ops::Actor;
+use crate::policies::{self, Policy};
+use crate::state::AppState;
+use crate::store::Store;
+use actix_web::dev::{Server, Service};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::Instant;
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    host: String,
+    server: Server,
+    state: web::Data<AppState>,
+    generated_admin_token: Option<String>,
+}
+
+impl Application {
+    /// Builds everything; fails (and says why) on an unusable data dir, an invalid policy
+    /// file or an address that cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mut policy_set = policies::load_dir(&config.policies_dir)
+            .context("invalid policy file; refusing to start")?;
+        let store = Store::open(&config.data_dir)
+            .with_context(|| format!("opening data dir {}", config.data_dir.display()))?;
+        for (name, source) in store.policies()? {
+            let policy: Policy = serde_json::from_str(&source)
+                .with_context(|| format!("stored policy {name} is corrupt"))?;
+            if policy_set.get(&name).is_some_and(|p| *p != policy) {
+                tracing::warn!(policy = %name, "policy changed through the API overrides the file of the same name");
+            }
+            policy_set = policy_set.with(policy);
+        }
+        let segments: BTreeMap<_, _> = store
+            .segments()?
+            .into_iter()
+            .map(|s| (s.key.clone(), s))
+            .collect();
+        let (live, broken) = Live::build(store.flags()?, segments);
+        for (key, error) in broken {
+            tracing::error!(flag = %key, %error, "stored flag does not compile; it is not served");
+        }
+        tracing::info!(
+            flags = live.flags().len(),
+            policies = policy_set.iter().count(),
+            "state loaded"
+        );
+        let state = web::Data::new(AppState::new(store, live, policy_set, config.limits)?);
+        let generated_admin_token = bootstrap_admin(&state, config.admin_token.as_deref()).await?;
+
+        let listener =
+            TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+        let address = listener.local_addr()?;
+        let server_state = state.clone();
+        let server = HttpServer::new(move || {
+            let metrics_state = server_state.clone();
+            App::new()
+                .app_data(server_state.clone())
+                .wrap_fn(move |req, srv| {
+                    let started = Instant::now();
+                    let metrics = metrics_state.clone();
+                    let call = srv.call(req);
+                    async move {
+                        let response = call.await?;
+                        record_request(&metrics, &response, started);
+                        Ok(response)
+                    }
+                })
+                .configure(|cfg| api::configure(cfg, &server_state))
+                .default_service(web::to(api::not_found))
+        })
+        .workers(config.workers)
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port: address.port(),
+            host: address.ip().to_string(),
+            server,
+            state,
+            generated_admin_token,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://HOST:PORT` of the bound listener.
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// The admin token generated on first start, if this start generated one.
+    pub fn generated_admin_token(&self) -> Option<&str> {
+        self.generated_admin_token.as_deref()
+    }
+
+    /// The shared state (tests inspect it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains requests and flushes the store.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        self.state.store.flush().await?;
+        tracing::info!("stopped; store flushed");
+        Ok(())
+    }
+}
+
+fn record_request(state: &AppState, response: &actix_web::dev::ServiceResponse, started: Instant) {
+    let labels = crate::metrics::RouteLabels {
+        method: response.request().method().as_str().to_owned(),
+        route: response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned()),
+        status: response.status().as_u16(),
+    };
+    state
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    state.metrics.requests.get_or_create(&labels).inc();
+}
+
+/// Ensures an admin token exists: `ROLLGATE_ADMIN_TOKEN` (stored as token `admin`), or a new
+/// one generated on first start and returned so `main` can print it once.
+async fn bootstrap_admin(
+    state: &AppState,
+    from_env: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let actor = Actor {
+        name: "bootstrap".into(),
+        reason: Some("first admin token".into()),
+    };
+    if let Some(secret) = from_env {
+        let known = state
+            .tokens
+            .load()
+            .authenticate(secret)
+            .is_some_and(|p| p.role == Role::Admin);
+        if !known {
+            state
+                .store_token(&actor, "admin", Role::Admin, secret, true)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        return Ok(None);
+    }
+    if state.store.has_admin_token()? {
+        return Ok(None);
+    }
+    let secret = crate::domain::new_token_secret();
+    state
+        .store_token(&actor, "admin", Role::Admin, &secret, true)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(secret))
+}
