@@ -13,6 +13,7 @@ use rollgate_eval::{
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
@@ -63,9 +64,6 @@ fn context(value: Value) -> Context {
     }
 }
 
-fn user(key: &str) -> Context {
-    context(json!({ TARGETING_KEY: key }))
-}
 
 fn percent(millis: u32) -> Percentage {
     Percentage::from_millis(millis).expect("at most 100 %")
@@ -302,8 +300,14 @@ fn a_thousandth_of_a_percent_serves_about_one_user_in_a_hundred_thousand() {
 // ---------------------------------------------------------------------------------------------
 // Robustness: arbitrary contexts against a flag that uses every operator.
 
-/// A flag with one rule per operator (plus a segment and rule rollouts) and a 50 % fallthrough.
-fn every_operator_flag() -> CompiledFlag {
+/// A flag with one rule per operator (plus a segment and rule rollouts) and a 50 % fallthrough,
+/// compiled once: building its regular expressions thousands of times would dominate the test.
+fn every_operator_flag() -> &'static CompiledFlag {
+    static FLAG: OnceLock<CompiledFlag> = OnceLock::new();
+    FLAG.get_or_init(compile_every_operator_flag)
+}
+
+fn compile_every_operator_flag() -> CompiledFlag {
     let rule = |attribute: &str, op: &str, values: Value| json!({"when": [{"attribute": attribute, "op": op, "values": values}], "variant": "beta"});
     compile(json!({
         "key": "every-operator", "type": "string",
@@ -384,7 +388,7 @@ fn any_context() -> impl Strategy<Value = Context> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn any_context_gets_a_variant_of_the_flag_or_a_targeting_key_error(ctx in any_context()) {

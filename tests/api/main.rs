@@ -1,1 +1,13 @@
+//! Server integration tests: one binary, every test drives a real server over real HTTP.
 
+mod helpers;
+
+mod audit;
+mod auth;
+mod conformance;
+mod durability;
+mod flags;
+mod ofrep;
+mod operations;
+mod policies;
+mod segments;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one command that runs every test of rollgate (the README's test command; CI runs it too).
+# It installs what the tests need on a clean machine (the OpenFeature SDKs for the interop
+# tests, in tests/interop/.venv and tests/interop/node_modules), then checks formatting and
+# lints, then runs the whole workspace's tests with nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== interop dependencies (OpenFeature Python + JS SDKs)"
+bash tests/interop/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== tests"
+cargo nextest run --workspace --no-fail-fast
