@@ -53,9 +53,8 @@ log "building rollgate and rollgate-ceiling (release)"
 ROLLGATE="$ROOT/target/release/rollgate"
 CEILING="$ROOT/target/release/rollgate-ceiling"
 if ! command -v oha >/dev/null; then
-    # Plain HTTP on loopback needs no TLS backend: skipping it keeps the build small.
-    log "installing oha (cargo install oha --locked --no-default-features)"
-    cargo install oha --locked --no-default-features --quiet
+    log "installing oha (cargo install oha --locked; a few minutes, once)"
+    cargo install oha --locked --quiet
 fi
 
 # --- helpers ------------------------------------------------------------------------------

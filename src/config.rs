@@ -1,10 +1,12 @@
 //! Command line and configuration: clap flags with environment fallbacks, then an optional
 //! TOML file (`--config`), then defaults. Flags win over environment, environment over file.
 
-use crate::state::Limits;
+use crate::state::{Limits, Timing};
+use crate::webhooks::WebhookConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// rollgate — feature flags with module-by-module staged rollouts and automatic rollback.
 #[derive(Debug, Parser)]
@@ -61,6 +63,13 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: number of cores].
     #[arg(long, env = "ROLLGATE_WORKERS")]
     pub workers: Option<usize>,
+    /// Webhook URL notified on pause, rollback and completion (repeatable; env: comma-separated).
+    #[arg(
+        long = "webhook-url",
+        env = "ROLLGATE_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    pub webhook_urls: Vec<String>,
 }
 
 /// The `--config` file.
@@ -74,6 +83,15 @@ struct FileConfig {
     workers: Option<usize>,
     max_body_bytes: Option<usize>,
     max_eval_body_bytes: Option<usize>,
+    max_signals_per_batch: Option<usize>,
+    max_signals_body_bytes: Option<usize>,
+    signals_per_second: Option<u64>,
+    controller_tick: Option<String>,
+    heartbeat: Option<String>,
+    aggregate_flush: Option<String>,
+    webhook_urls: Option<Vec<String>>,
+    webhook_max_attempts: Option<u32>,
+    webhook_initial_backoff: Option<String>,
 }
 
 /// Validated server configuration.
@@ -93,6 +111,10 @@ pub struct Config {
     pub workers: usize,
     /// Body limits.
     pub limits: Limits,
+    /// Background timing.
+    pub timing: Timing,
+    /// Outgoing webhooks (`ROLLGATE_WEBHOOK_SECRET` signs them).
+    pub webhooks: WebhookConfig,
 }
 
 impl Config {
@@ -110,7 +132,16 @@ impl Config {
             limits: Limits {
                 max_body: 1 << 20,
                 max_eval_body: 64 << 10,
+                max_signals: 10_000,
+                max_signals_body: 8 << 20,
             },
+            timing: Timing {
+                controller_tick: Duration::from_millis(20),
+                heartbeat: Duration::from_secs(10),
+                aggregate_flush: Duration::from_secs(1),
+                signals_per_second: 5_000_000,
+            },
+            webhooks: WebhookConfig::new(Vec::new(), None),
         }
     }
 
@@ -148,9 +179,60 @@ impl Config {
             limits: Limits {
                 max_body: file.max_body_bytes.unwrap_or(d.limits.max_body),
                 max_eval_body: file.max_eval_body_bytes.unwrap_or(d.limits.max_eval_body),
+                max_signals: file.max_signals_per_batch.unwrap_or(d.limits.max_signals),
+                max_signals_body: file
+                    .max_signals_body_bytes
+                    .unwrap_or(d.limits.max_signals_body),
+            },
+            timing: Timing {
+                controller_tick: duration(file.controller_tick.as_deref(), "controller_tick")?
+                    .unwrap_or(d.timing.controller_tick),
+                heartbeat: duration(file.heartbeat.as_deref(), "heartbeat")?
+                    .unwrap_or(d.timing.heartbeat),
+                aggregate_flush: duration(file.aggregate_flush.as_deref(), "aggregate_flush")?
+                    .unwrap_or(d.timing.aggregate_flush),
+                signals_per_second: file
+                    .signals_per_second
+                    .unwrap_or(d.timing.signals_per_second),
+            },
+            webhooks: {
+                let urls = if args.webhook_urls.is_empty() {
+                    file.webhook_urls.unwrap_or_default()
+                } else {
+                    args.webhook_urls
+                };
+                let secret = std::env::var("ROLLGATE_WEBHOOK_SECRET")
+                    .ok()
+                    .filter(|s| !s.is_empty());
+                let mut w = WebhookConfig::new(
+                    urls.into_iter()
+                        .map(|u| u.trim().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .collect(),
+                    secret,
+                );
+                if let Some(n) = file.webhook_max_attempts {
+                    w.max_attempts = n;
+                }
+                if let Some(b) = duration(
+                    file.webhook_initial_backoff.as_deref(),
+                    "webhook_initial_backoff",
+                )? {
+                    w.initial_backoff = b;
+                }
+                w.validate().map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
+                w
             },
         })
     }
+}
+
+fn duration(text: Option<&str>, field: &str) -> anyhow::Result<Option<Duration>> {
+    text.map(|t| {
+        crate::policies::parse_duration(t)
+            .ok_or_else(|| anyhow::anyhow!("{field}: {t:?} is not a duration"))
+    })
+    .transpose()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

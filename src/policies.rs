@@ -25,6 +25,9 @@ pub struct Policy {
     /// Overall false-rollback budget shared by the policy's guards, in (0, 0.5).
     #[serde(default = "default_false_rollback")]
     pub false_rollback_rate: f64,
+    /// How long a guard-paused module must be back in band before it resumes (default `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
     /// The guards.
     #[serde(default, rename = "guard")]
     pub guards: Vec<Guard>,
@@ -156,6 +159,14 @@ impl Policy {
         }
         if !(self.false_rollback_rate > 0.0 && self.false_rollback_rate < 0.5) {
             return Err(err("false_rollback_rate", "must be in (0, 0.5)"));
+        }
+        if let Some(text) = &self.cooldown {
+            if parse_duration(text).is_none() {
+                return Err(err(
+                    "cooldown",
+                    format!("{text:?} is not a duration (use 500ms, 30s, 10m, 2h)"),
+                ));
+            }
         }
         let mut seen = BTreeMap::new();
         for (i, g) in self.guards.iter().enumerate() {

@@ -4,6 +4,7 @@
 
 use crate::api;
 use crate::config::Config;
+use crate::controller::runner;
 use crate::domain::Role;
 use crate::live::Live;
 use crate::ops::Actor;
@@ -16,6 +17,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Instant;
+use tokio::sync::watch;
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -56,7 +58,16 @@ impl Application {
             policies = policy_set.iter().count(),
             "state loaded"
         );
-        let state = web::Data::new(AppState::new(store, live, policy_set, config.limits)?);
+        let webhooks = crate::webhooks::Webhooks::start(config.webhooks.clone());
+        let parts = crate::state::StateParts {
+            store,
+            live,
+            policies: policy_set,
+            limits: config.limits,
+            timing: config.timing,
+            webhooks,
+        };
+        let state = web::Data::new(AppState::new(parts)?);
         let generated_admin_token = bootstrap_admin(&state, config.admin_token.as_deref()).await?;
 
         let listener =
@@ -93,6 +104,16 @@ impl Application {
         })
     }
 
+    /// Starts the controller and the aggregate flusher; they stop with the server.
+    fn spawn_background(&self) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+        let (stop, stopped) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(runner::run_controller(self.state.clone(), stopped.clone())),
+            tokio::spawn(runner::run_aggregate_flusher(self.state.clone(), stopped)),
+        ];
+        (stop, tasks)
+    }
+
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
@@ -115,7 +136,17 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then drains requests and flushes the store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let (stop, tasks) = self.spawn_background();
+        let served = self.server.await;
+        let _ = stop.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.state
+            .webhooks
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
+        served?;
         self.state.store.flush().await?;
         tracing::info!("stopped; store flushed");
         Ok(())

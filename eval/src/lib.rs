@@ -8,7 +8,8 @@
 //! Invariants:
 //! - No I/O, no clock, no async runtime, no global state.
 //! - Flags are compiled once ([`compile_flag`], [`Snapshot::compile`]) and evaluated many times;
-//!   [`CompiledFlag::evaluate`] performs no heap allocation.
+//!   [`CompiledFlag::evaluate`] performs no heap allocation (a `matches` regex builds its
+//!   search cache once per thread, on first use; `tests/no_alloc.rs` checks both).
 //! - Evaluation never panics: a condition that cannot apply (missing attribute, wrong type,
 //!   unknown segment) is simply false.
 

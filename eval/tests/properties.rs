@@ -64,7 +64,6 @@ fn context(value: Value) -> Context {
     }
 }
 
-
 fn percent(millis: u32) -> Percentage {
     Percentage::from_millis(millis).expect("at most 100 %")
 }

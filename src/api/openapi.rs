@@ -17,6 +17,9 @@ use utoipa::{Modify, OpenApi};
         super::policies::list, super::policies::get, super::policies::put,
         super::tokens::create, super::tokens::list, super::tokens::delete,
         super::audit::list,
+        super::stream::stream, super::signals::ingest_batch, super::alerts::alertmanager,
+        super::releases::create, super::releases::list, super::releases::get,
+        super::releases::start, super::releases::pause, super::releases::resume, super::releases::rollback,
         super::health::healthz, super::health::readyz, super::health::metrics,
         document,
     ),
@@ -26,6 +29,8 @@ use utoipa::{Modify, OpenApi};
         crate::store::AuditEntry, crate::domain::Role,
         crate::policies::Policy, crate::policies::Guard, crate::policies::StagePlan,
         crate::policies::Scope, crate::policies::GuardClass,
+        crate::release::ReleasePlan, crate::release::ModulePlan, crate::release::StagesOverride, crate::release::Cohort,
+        super::alerts::AlertmanagerPayload, super::alerts::Alert,
     )),
     modifiers(&BearerAuth)
 )]

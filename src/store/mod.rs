@@ -15,6 +15,7 @@ mod codec;
 pub use audit::{AuditEntry, AuditQuery};
 
 use crate::domain::{Role, StoredToken};
+use crate::release::Release;
 use rollgate_eval::{FlagDef, SegmentDef};
 use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -62,7 +63,9 @@ pub struct Store {
     segments: sled::Tree,
     tokens: sled::Tree,
     policies: sled::Tree,
+    releases: sled::Tree,
     audit: sled::Tree,
+    meta: sled::Tree,
 }
 
 /// A change to apply atomically with its audit entry.
@@ -77,8 +80,10 @@ pub enum Change<'a> {
     PutToken(&'a StoredToken),
     /// Revoke a token.
     DeleteToken(&'a str),
-    /// Create or replace a policy (stored as its TOML source).
+    /// Create or replace a policy (stored as JSON).
     PutPolicy { name: &'a str, source: &'a str },
+    /// Create or replace a release with its modules' states.
+    PutRelease(&'a Release),
 }
 
 impl Store {
@@ -111,7 +116,9 @@ impl Store {
             segments: db.open_tree("segments")?,
             tokens: db.open_tree("tokens")?,
             policies: db.open_tree("policies")?,
+            releases: db.open_tree("releases")?,
             audit: db.open_tree("audit")?,
+            meta,
             db,
         })
     }
@@ -152,29 +159,98 @@ impl Store {
 
     /// Applies `change` and appends `entry` atomically, then flushes to disk.
     pub async fn commit(&self, change: Change<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
-        let (tree, key, value): (&sled::Tree, &[u8], Option<Vec<u8>>) = match change {
-            Change::PutFlag(f) => (&self.flags, f.key.as_bytes(), Some(codec::encode(f))),
-            Change::DeleteFlag(k) => (&self.flags, k.as_bytes(), None),
-            Change::PutSegment(s) => (&self.segments, s.key.as_bytes(), Some(codec::encode(s))),
-            Change::PutToken(t) => (&self.tokens, t.name.as_bytes(), Some(codec::encode(t))),
-            Change::DeleteToken(n) => (&self.tokens, n.as_bytes(), None),
-            Change::PutPolicy { name, source } => (
-                &self.policies,
-                name.as_bytes(),
-                Some(codec::encode(&source)),
-            ),
-        };
-        let audit_key = entry.id.as_bytes().to_vec();
-        let audit_value = codec::encode(entry);
-        (tree, &self.audit).transaction(|(t, audit)| {
-            match &value {
-                Some(v) => t.insert(key, v.as_slice())?,
-                None => t.remove(key)?,
-            };
-            audit.insert(audit_key.as_slice(), audit_value.as_slice())?;
+        self.commit_all(&[change], std::slice::from_ref(entry))
+            .await
+    }
+
+    /// Applies every change and appends every audit entry in one transaction, then flushes.
+    /// Either all of it is durable when this returns `Ok`, or none of it was applied.
+    pub async fn commit_all(
+        &self,
+        changes: &[Change<'_>],
+        entries: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        const FLAGS: usize = 0;
+        const SEGMENTS: usize = 1;
+        const TOKENS: usize = 2;
+        const POLICIES: usize = 3;
+        const RELEASES: usize = 4;
+        const AUDIT: usize = 5;
+        let ops: Vec<(usize, &[u8], Option<Vec<u8>>)> = changes
+            .iter()
+            .map(|change| match change {
+                Change::PutFlag(f) => (FLAGS, f.key.as_bytes(), Some(codec::encode(f))),
+                Change::DeleteFlag(k) => (FLAGS, k.as_bytes(), None),
+                Change::PutSegment(s) => (SEGMENTS, s.key.as_bytes(), Some(codec::encode(s))),
+                Change::PutToken(t) => (TOKENS, t.name.as_bytes(), Some(codec::encode(t))),
+                Change::DeleteToken(n) => (TOKENS, n.as_bytes(), None),
+                Change::PutPolicy { name, source } => {
+                    (POLICIES, name.as_bytes(), Some(codec::encode(source)))
+                }
+                Change::PutRelease(r) => {
+                    (RELEASES, r.id.as_bytes().as_slice(), Some(codec::encode(r)))
+                }
+            })
+            .collect();
+        let audit: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .iter()
+            .map(|e| (e.id.as_bytes().to_vec(), codec::encode(e)))
+            .collect();
+        let trees = [
+            &self.flags,
+            &self.segments,
+            &self.tokens,
+            &self.policies,
+            &self.releases,
+            &self.audit,
+        ];
+        trees[..].transaction(|views| {
+            for (tree, key, value) in &ops {
+                match value {
+                    Some(v) => views[*tree].insert(*key, v.as_slice())?,
+                    None => views[*tree].remove(*key)?,
+                };
+            }
+            for (key, value) in &audit {
+                views[AUDIT].insert(key.as_slice(), value.as_slice())?;
+            }
             Ok::<(), ConflictableTransactionError<StoreError>>(())
         })?;
         self.flush().await
+    }
+
+    /// All releases, oldest first.
+    pub fn releases(&self) -> Result<Vec<Release>, StoreError> {
+        load_all(&self.releases, "releases")
+    }
+
+    /// Persists signal aggregates (not part of the audited control path).
+    pub async fn put_aggregates<T: serde::Serialize>(&self, value: &T) -> Result<(), StoreError> {
+        self.meta.insert("aggregates", codec::encode(value))?;
+        self.flush().await
+    }
+
+    /// The last persisted signal aggregates.
+    pub fn aggregates<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+        match self.meta.get("aggregates")? {
+            None => Ok(None),
+            Some(raw) => codec::decode(&raw)
+                .map(Some)
+                .map_err(|m| corrupt("meta", b"aggregates", m)),
+        }
+    }
+
+    /// A random 32-byte server key, created on first use and kept in `meta`.
+    pub fn server_key(&self) -> Result<[u8; 32], StoreError> {
+        if let Some(raw) = self.meta.get("server_key")? {
+            if let Ok(key) = <[u8; 32]>::try_from(raw.as_ref()) {
+                return Ok(key);
+            }
+        }
+        let key: [u8; 32] = rand::random();
+        self.meta.insert("server_key", &key)?;
+        self.db.flush()?;
+        Ok(key)
     }
 
     /// Forces everything written so far to disk.

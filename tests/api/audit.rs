@@ -14,12 +14,26 @@ async fn every_change_is_audited_newest_first_with_actor_reason_and_states() {
         .send()
         .await
         .unwrap();
-    app.admin(Method::POST, "/api/v1/flags/f/kill").json(&json!({"reason": "pager"})).send().await.unwrap();
+    app.admin(Method::POST, "/api/v1/flags/f/kill")
+        .json(&json!({"reason": "pager"}))
+        .send()
+        .await
+        .unwrap();
 
-    let body: Value = app.admin(Method::GET, "/api/v1/audit?flag=f").send().await.unwrap().json().await.unwrap();
+    let body: Value = app
+        .admin(Method::GET, "/api/v1/audit?flag=f")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let entries = body["entries"].as_array().unwrap();
 
-    let actions: Vec<_> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<_> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["flag.kill", "flag.rollout", "flag.create"]);
     assert_eq!(entries[0]["reason"], "pager");
     assert_eq!(entries[1]["reason"], "ramp after canary");
@@ -27,7 +41,12 @@ async fn every_change_is_audited_newest_first_with_actor_reason_and_states() {
     assert_eq!(entries[1]["before"]["rollout"], 0.0);
     assert_eq!(entries[1]["after"]["rollout"], 5.0);
     assert_eq!(entries[2]["before"], Value::Null);
-    assert!(entries.windows(2).all(|w| w[0]["id"].as_str() > w[1]["id"].as_str()), "ids are time-ordered");
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0]["id"].as_str() > w[1]["id"].as_str()),
+        "ids are time-ordered"
+    );
 }
 
 #[tokio::test]
@@ -37,10 +56,38 @@ async fn audit_filters_by_flag_limit_and_since() {
     app.put_flag(bool_flag("b", 0.0)).await;
     app.put_flag(bool_flag("c", 0.0)).await;
 
-    let only_b: Value = app.admin(Method::GET, "/api/v1/audit?flag=b").send().await.unwrap().json().await.unwrap();
-    let limited: Value = app.admin(Method::GET, "/api/v1/audit?limit=2").send().await.unwrap().json().await.unwrap();
-    let future: Value = app.admin(Method::GET, "/api/v1/audit?since=2999-01-01T00:00:00Z").send().await.unwrap().json().await.unwrap();
-    let past: Value = app.admin(Method::GET, "/api/v1/audit?since=0").send().await.unwrap().json().await.unwrap();
+    let only_b: Value = app
+        .admin(Method::GET, "/api/v1/audit?flag=b")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let limited: Value = app
+        .admin(Method::GET, "/api/v1/audit?limit=2")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let future: Value = app
+        .admin(Method::GET, "/api/v1/audit?since=2999-01-01T00:00:00Z")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let past: Value = app
+        .admin(Method::GET, "/api/v1/audit?since=0")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     assert_eq!(only_b["entries"].as_array().unwrap().len(), 1);
     assert_eq!(limited["entries"].as_array().unwrap().len(), 2);
@@ -53,8 +100,36 @@ async fn audit_filters_by_flag_limit_and_since() {
 async fn bad_audit_queries_are_rejected() {
     let app = spawn_app().await;
 
-    assert_eq!(app.admin(Method::GET, "/api/v1/audit?since=yesterday").send().await.unwrap().status(), 400);
-    assert_eq!(app.admin(Method::GET, "/api/v1/audit?limit=0").send().await.unwrap().status(), 422);
-    assert_eq!(app.admin(Method::GET, "/api/v1/audit?limit=abc").send().await.unwrap().status(), 400);
-    assert_eq!(app.admin(Method::GET, "/api/v1/audit?colour=red").send().await.unwrap().status(), 400);
+    assert_eq!(
+        app.admin(Method::GET, "/api/v1/audit?since=yesterday")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.admin(Method::GET, "/api/v1/audit?limit=0")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.admin(Method::GET, "/api/v1/audit?limit=abc")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.admin(Method::GET, "/api/v1/audit?colour=red")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
 }

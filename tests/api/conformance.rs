@@ -9,11 +9,19 @@ use serde_json::Value;
 async fn server_answers_every_conformance_vector_over_ofrep() {
     let app = spawn_app().await;
     let token = app.create_token("conformance", "client").await;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/tests/vectors/evaluation.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eval/tests/vectors/evaluation.json"
+    );
     let suite: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for segment in suite["segments"].as_array().unwrap() {
         let key = segment["key"].as_str().unwrap();
-        let r = app.admin(Method::PUT, &format!("/api/v1/segments/{key}")).json(segment).send().await.unwrap();
+        let r = app
+            .admin(Method::PUT, &format!("/api/v1/segments/{key}"))
+            .json(segment)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "segment {key}: {}", r.status());
     }
     for flag in suite["flags"].as_array().unwrap() {
@@ -23,7 +31,13 @@ async fn server_answers_every_conformance_vector_over_ofrep() {
     let cases = suite["cases"].as_array().unwrap();
     let mut failures = Vec::new();
     for case in cases {
-        let (status, body) = app.evaluate(&token, case["flag"].as_str().unwrap(), case["context"].clone()).await;
+        let (status, body) = app
+            .evaluate(
+                &token,
+                case["flag"].as_str().unwrap(),
+                case["context"].clone(),
+            )
+            .await;
         let expect = &case["expect"];
         let ok = match expect.get("error") {
             Some(code) => {
@@ -38,10 +52,19 @@ async fn server_answers_every_conformance_vector_over_ofrep() {
             }
         };
         if !ok {
-            failures.push(format!("{}: got {status} {body}, expected {expect}", case["name"]));
+            failures.push(format!(
+                "{}: got {status} {body}, expected {expect}",
+                case["name"]
+            ));
         }
     }
 
     assert!(cases.len() >= 50, "the suite has {} cases", cases.len());
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -12,21 +12,54 @@ async fn acknowledged_changes_survive_sigkill_and_restart() {
     let client = reqwest::Client::new();
     let mut server = start_binary(&data, &policies_dir()).await;
     let url = |s: &str| format!("{}{}", server.address, s);
-    let r = client.put(url("/api/v1/flags/points")).bearer_auth(ADMIN_TOKEN).json(&bool_flag("points", 0.0)).send().await.unwrap();
+    let r = client
+        .put(url("/api/v1/flags/points"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&bool_flag("points", 0.0))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = client.put(url("/api/v1/flags/points/rollout")).bearer_auth(ADMIN_TOKEN).json(&json!({"percentage": 12.345})).send().await.unwrap();
+    let r = client
+        .put(url("/api/v1/flags/points/rollout"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"percentage": 12.345}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client.post(url("/api/v1/flags/points/kill")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = client
+        .post(url("/api/v1/flags/points/kill"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     server.child.kill().await.unwrap(); // SIGKILL, right after the acknowledgement
     let server = start_binary(&data, &policies_dir()).await;
     let url = |s: &str| format!("{}{}", server.address, s);
 
-    let flag: Value = client.get(url("/api/v1/flags/points")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    let flag: Value = client
+        .get(url("/api/v1/flags/points"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(flag["rollout"], 12.345);
     assert_eq!(flag["enabled"], false);
-    let audit: Value = client.get(url("/api/v1/audit?flag=points")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    let audit: Value = client
+        .get(url("/api/v1/audit?flag=points"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(audit["entries"].as_array().unwrap().len(), 3);
 }
 
@@ -65,20 +98,40 @@ async fn a_generated_admin_token_is_printed_once_and_only_its_hash_is_stored() {
 
     let mut first = start();
     let lines = read_until_listening(&mut first).await;
-    let token = lines.iter().find_map(|l| l.split("stored only as a hash): ").nth(1)).expect("token printed").to_owned();
-    let address = lines.last().unwrap().trim_start_matches("rollgate listening on ").to_owned();
-    let r = reqwest::Client::new().get(format!("{address}/api/v1/flags")).bearer_auth(&token).send().await.unwrap();
+    let token = lines
+        .iter()
+        .find_map(|l| l.split("stored only as a hash): ").nth(1))
+        .expect("token printed")
+        .to_owned();
+    let address = lines
+        .last()
+        .unwrap()
+        .trim_start_matches("rollgate listening on ")
+        .to_owned();
+    let r = reqwest::Client::new()
+        .get(format!("{address}/api/v1/flags"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "the printed token is an admin token");
     first.kill().await.unwrap();
 
     let mut second = start();
     let lines = read_until_listening(&mut second).await;
-    assert!(!lines.iter().any(|l| l.contains(&token)), "printed only on first start");
+    assert!(
+        !lines.iter().any(|l| l.contains(&token)),
+        "printed only on first start"
+    );
     second.kill().await.unwrap();
 
     for entry in walk(&data) {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "secret found in {}", entry.display());
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "secret found in {}",
+            entry.display()
+        );
     }
 }
 

@@ -14,10 +14,34 @@ async fn error_of(r: reqwest::Response) -> (u16, Value) {
 async fn a_flag_is_created_then_replaced_read_and_listed() {
     let app = spawn_app().await;
 
-    let created = app.admin(Method::PUT, "/api/v1/flags/qr-ordering").json(&bool_flag("qr-ordering", 25.0)).send().await.unwrap();
-    let replaced = app.admin(Method::PUT, "/api/v1/flags/qr-ordering").json(&bool_flag("qr-ordering", 30.0)).send().await.unwrap();
-    let read: Value = app.admin(Method::GET, "/api/v1/flags/qr-ordering").send().await.unwrap().json().await.unwrap();
-    let list: Value = app.admin(Method::GET, "/api/v1/flags").send().await.unwrap().json().await.unwrap();
+    let created = app
+        .admin(Method::PUT, "/api/v1/flags/qr-ordering")
+        .json(&bool_flag("qr-ordering", 25.0))
+        .send()
+        .await
+        .unwrap();
+    let replaced = app
+        .admin(Method::PUT, "/api/v1/flags/qr-ordering")
+        .json(&bool_flag("qr-ordering", 30.0))
+        .send()
+        .await
+        .unwrap();
+    let read: Value = app
+        .admin(Method::GET, "/api/v1/flags/qr-ordering")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list: Value = app
+        .admin(Method::GET, "/api/v1/flags")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     assert_eq!(created.status(), 201);
     assert_eq!(replaced.status(), 200);
@@ -29,7 +53,12 @@ async fn a_flag_is_created_then_replaced_read_and_listed() {
 #[tokio::test]
 async fn malformed_json_wrong_types_and_unknown_keys_are_400_naming_the_field() {
     let app = spawn_app().await;
-    let put = |body: String| app.admin(Method::PUT, "/api/v1/flags/f").header("content-type", "application/json").body(body).send();
+    let put = |body: String| {
+        app.admin(Method::PUT, "/api/v1/flags/f")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
 
     let (status, error) = error_of(put("{\"key\": ".into()).await.unwrap()).await;
     assert_eq!(status, 400);
@@ -42,10 +71,17 @@ async fn malformed_json_wrong_types_and_unknown_keys_are_400_naming_the_field() 
     assert_eq!(error["field"], "enabled");
 
     let mut unknown = bool_flag("f", 5.0);
-    unknown["rules"] = json!([{"when": [{"attribute": "tier", "op": "in", "valuez": ["x"]}], "variant": "on"}]);
+    unknown["rules"] =
+        json!([{"when": [{"attribute": "tier", "op": "in", "valuez": ["x"]}], "variant": "on"}]);
     let (status, error) = error_of(put(unknown.to_string()).await.unwrap()).await;
     assert_eq!(status, 400);
-    assert!(error["field"].as_str().unwrap().starts_with("rules[0].when[0]"), "{error}");
+    assert!(
+        error["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("rules[0].when[0]"),
+        "{error}"
+    );
     assert!(error["message"].as_str().unwrap().contains("valuez"));
 }
 
@@ -56,13 +92,31 @@ async fn semantically_invalid_flags_are_422_naming_the_field() {
         (json!({"rollout": 150}), "rollout"),
         (json!({"rollout": 1.00001}), "rollout"),
         (json!({"off_variant": "missing"}), "off_variant"),
-        (json!({"variants": {"off": false, "on": "yes"}}), "variants.on"),
+        (
+            json!({"variants": {"off": false, "on": "yes"}}),
+            "variants.on",
+        ),
         (json!({"key": "other"}), "key"),
-        (json!({"rules": [{"when": [{"attribute": "age", "op": "gte", "values": ["old"]}], "variant": "on"}]}), "rules[0].when[0].values"),
-        (json!({"rules": [{"when": [{"attribute": "v", "op": "semver_gte", "values": ["one"]}], "variant": "on"}]}), "rules[0].when[0].values"),
-        (json!({"rules": [{"when": [{"attribute": "e", "op": "matches", "values": ["("]}], "variant": "on"}]}), "rules[0].when[0].values"),
-        (json!({"rules": [{"when": [], "variant": "on", "rollout": 5}]}), "rules[0]"),
-        (json!({"rules": [{"when": [{"segment": "ghosts"}], "variant": "on"}]}), "rules[0].when[0].segment"),
+        (
+            json!({"rules": [{"when": [{"attribute": "age", "op": "gte", "values": ["old"]}], "variant": "on"}]}),
+            "rules[0].when[0].values",
+        ),
+        (
+            json!({"rules": [{"when": [{"attribute": "v", "op": "semver_gte", "values": ["one"]}], "variant": "on"}]}),
+            "rules[0].when[0].values",
+        ),
+        (
+            json!({"rules": [{"when": [{"attribute": "e", "op": "matches", "values": ["("]}], "variant": "on"}]}),
+            "rules[0].when[0].values",
+        ),
+        (
+            json!({"rules": [{"when": [], "variant": "on", "rollout": 5}]}),
+            "rules[0]",
+        ),
+        (
+            json!({"rules": [{"when": [{"segment": "ghosts"}], "variant": "on"}]}),
+            "rules[0].when[0].segment",
+        ),
     ];
     for (patch, field) in cases {
         let mut flag = bool_flag("f", 5.0);
@@ -70,12 +124,26 @@ async fn semantically_invalid_flags_are_422_naming_the_field() {
             flag[k] = v.clone();
         }
 
-        let (status, error) = error_of(app.admin(Method::PUT, "/api/v1/flags/f").json(&flag).send().await.unwrap()).await;
+        let (status, error) = error_of(
+            app.admin(Method::PUT, "/api/v1/flags/f")
+                .json(&flag)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
 
         assert_eq!(status, 422, "{patch} → {error}");
         assert_eq!(error["field"], field, "{patch} → {error}");
     }
-    let list: Value = app.admin(Method::GET, "/api/v1/flags").send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .admin(Method::GET, "/api/v1/flags")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["flags"], json!([]), "nothing invalid was stored");
 }
 
@@ -83,7 +151,12 @@ async fn semantically_invalid_flags_are_422_naming_the_field() {
 async fn invalid_flag_keys_are_rejected() {
     let app = spawn_app().await;
 
-    let r = app.admin(Method::PUT, "/api/v1/flags/Bad_Key").json(&bool_flag("Bad_Key", 5.0)).send().await.unwrap();
+    let r = app
+        .admin(Method::PUT, "/api/v1/flags/Bad_Key")
+        .json(&bool_flag("Bad_Key", 5.0))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(r.status(), 422);
 }
@@ -92,17 +165,57 @@ async fn invalid_flag_keys_are_rejected() {
 async fn manual_rollout_validates_the_percentage_and_unknown_flags() {
     let app = spawn_app().await;
     app.put_flag(bool_flag("f", 0.0)).await;
-    let set = |key: &str, body: Value| app.admin(Method::PUT, &format!("/api/v1/flags/{key}/rollout")).json(&body).send();
+    let set = |key: &str, body: Value| {
+        app.admin(Method::PUT, &format!("/api/v1/flags/{key}/rollout"))
+            .json(&body)
+            .send()
+    };
 
-    let ok: Value = set("f", json!({"percentage": 12.5})).await.unwrap().json().await.unwrap();
+    let ok: Value = set("f", json!({"percentage": 12.5}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ok["rollout"], 12.5);
-    assert_eq!(set("f", json!({"percentage": -1})).await.unwrap().status(), 422);
-    assert_eq!(set("f", json!({"percentage": 100.5})).await.unwrap().status(), 422);
-    assert_eq!(set("f", json!({"percentage": "ten"})).await.unwrap().status(), 400);
+    assert_eq!(
+        set("f", json!({"percentage": -1})).await.unwrap().status(),
+        422
+    );
+    assert_eq!(
+        set("f", json!({"percentage": 100.5}))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        set("f", json!({"percentage": "ten"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     assert_eq!(set("f", json!({"pct": 10})).await.unwrap().status(), 400);
-    assert_eq!(set("nope", json!({"percentage": 10})).await.unwrap().status(), 404);
-    let read: Value = app.admin(Method::GET, "/api/v1/flags/f").send().await.unwrap().json().await.unwrap();
-    assert_eq!(read["rollout"], 12.5, "rejected changes left the flag alone");
+    assert_eq!(
+        set("nope", json!({"percentage": 10}))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let read: Value = app
+        .admin(Method::GET, "/api/v1/flags/f")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        read["rollout"], 12.5,
+        "rejected changes left the flag alone"
+    );
 }
 
 #[tokio::test]
@@ -113,17 +226,28 @@ async fn raising_the_rollout_only_adds_users() {
     let cohort = || async {
         let mut on = Vec::new();
         for i in 0..300 {
-            let (_, body) = app.evaluate(&token, "ramp", json!({"targetingKey": format!("u{i}")})).await;
+            let (_, body) = app
+                .evaluate(&token, "ramp", json!({"targetingKey": format!("u{i}")}))
+                .await;
             on.push(body["value"] == true);
         }
         on
     };
     let at_5 = cohort().await;
 
-    app.admin(Method::PUT, "/api/v1/flags/ramp/rollout").json(&json!({"percentage": 25})).send().await.unwrap();
+    app.admin(Method::PUT, "/api/v1/flags/ramp/rollout")
+        .json(&json!({"percentage": 25}))
+        .send()
+        .await
+        .unwrap();
     let at_25 = cohort().await;
 
-    assert!(at_5.iter().zip(&at_25).all(|(before, after)| !before || *after), "every 5% user is still in at 25%");
+    assert!(
+        at_5.iter()
+            .zip(&at_25)
+            .all(|(before, after)| !before || *after),
+        "every 5% user is still in at 25%"
+    );
     assert!(at_25.iter().filter(|x| **x).count() > at_5.iter().filter(|x| **x).count());
 }
 
@@ -132,16 +256,46 @@ async fn kill_and_unkill_flip_the_switch_and_delete_removes() {
     let app = spawn_app().await;
     app.put_flag(bool_flag("f", 100.0)).await;
 
-    let killed: Value = app.admin(Method::POST, "/api/v1/flags/f/kill").json(&json!({"reason": "incident 42"})).send().await.unwrap().json().await.unwrap();
-    let revived: Value = app.admin(Method::POST, "/api/v1/flags/f/unkill").send().await.unwrap().json().await.unwrap();
-    let deleted = app.admin(Method::DELETE, "/api/v1/flags/f").send().await.unwrap();
-    let gone = app.admin(Method::GET, "/api/v1/flags/f").send().await.unwrap();
+    let killed: Value = app
+        .admin(Method::POST, "/api/v1/flags/f/kill")
+        .json(&json!({"reason": "incident 42"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let revived: Value = app
+        .admin(Method::POST, "/api/v1/flags/f/unkill")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deleted = app
+        .admin(Method::DELETE, "/api/v1/flags/f")
+        .send()
+        .await
+        .unwrap();
+    let gone = app
+        .admin(Method::GET, "/api/v1/flags/f")
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(killed["enabled"], false);
     assert_eq!(revived["enabled"], true);
     assert_eq!(deleted.status(), 204);
     assert_eq!(gone.status(), 404);
-    assert_eq!(app.admin(Method::POST, "/api/v1/flags/f/kill").send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.admin(Method::POST, "/api/v1/flags/f/kill")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -150,7 +304,14 @@ async fn huge_bodies_get_413_with_a_json_error() {
     let mut flag = bool_flag("f", 5.0);
     flag["description"] = json!("x".repeat(2 << 20));
 
-    let (status, error) = error_of(app.admin(Method::PUT, "/api/v1/flags/f").json(&flag).send().await.unwrap()).await;
+    let (status, error) = error_of(
+        app.admin(Method::PUT, "/api/v1/flags/f")
+            .json(&flag)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
 
     assert_eq!(status, 413);
     assert_eq!(error["code"], "payload_too_large");
@@ -160,9 +321,24 @@ async fn huge_bodies_get_413_with_a_json_error() {
 async fn unknown_paths_and_methods_get_json_errors() {
     let app = spawn_app().await;
 
-    let (status, error) = error_of(app.admin(Method::GET, "/api/v1/nothing").send().await.unwrap()).await;
+    let (status, error) = error_of(
+        app.admin(Method::GET, "/api/v1/nothing")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, error["code"].as_str()), (404, Some("not_found")));
 
-    let (status, error) = error_of(app.admin(Method::PATCH, "/api/v1/flags").send().await.unwrap()).await;
-    assert_eq!((status, error["code"].as_str()), (405, Some("method_not_allowed")));
+    let (status, error) = error_of(
+        app.admin(Method::PATCH, "/api/v1/flags")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
 }

@@ -35,7 +35,12 @@ pub async fn spawn_app() -> TestApp {
     let app = Application::build(config).await.expect("build app");
     let address = app.url();
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, admin_token: ADMIN_TOKEN.into(), client: reqwest::Client::new(), _data_dir: data_dir }
+    TestApp {
+        address,
+        admin_token: ADMIN_TOKEN.into(),
+        client: reqwest::Client::new(),
+        _data_dir: data_dir,
+    }
 }
 
 impl TestApp {
@@ -45,15 +50,26 @@ impl TestApp {
 
     /// A request with the admin token.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).bearer_auth(&self.admin_token)
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin_token)
     }
 
     /// PUT a flag, asserting success.
     pub async fn put_flag(&self, flag: Value) {
         let key = flag["key"].as_str().expect("flag key").to_owned();
-        let r = self.admin(reqwest::Method::PUT, &format!("/api/v1/flags/{key}")).json(&flag).send().await.unwrap();
+        let r = self
+            .admin(reqwest::Method::PUT, &format!("/api/v1/flags/{key}"))
+            .json(&flag)
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
-        assert!(status.is_success(), "PUT flag {key}: {status} {}", r.text().await.unwrap_or_default());
+        assert!(
+            status.is_success(),
+            "PUT flag {key}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 
     /// Creates a token with `role`, returning its secret.
@@ -65,7 +81,10 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// OFREP single evaluation with `token`.
@@ -123,5 +142,9 @@ pub async fn start_binary(data_dir: &std::path::Path, policies: &std::path::Path
     })
     .await
     .expect("server did not start in 30 s");
-    ServerProcess { child, address, _stdout: stdout }
+    ServerProcess {
+        child,
+        address,
+        _stdout: stdout,
+    }
 }

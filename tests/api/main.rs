@@ -11,3 +11,4 @@ mod ofrep;
 mod operations;
 mod policies;
 mod segments;
+mod webhooks;

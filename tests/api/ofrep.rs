@@ -26,7 +26,10 @@ async fn static_flag_evaluates_with_key_value_variant_reason_and_metadata() {
     let (status, body) = app.evaluate(&token, "everyone", json!({})).await;
 
     assert_eq!(status, 200);
-    assert_eq!(body, json!({"key": "everyone", "value": true, "reason": "STATIC", "variant": "on", "metadata": {}}));
+    assert_eq!(
+        body,
+        json!({"key": "everyone", "value": true, "reason": "STATIC", "variant": "on", "metadata": {}})
+    );
 }
 
 #[tokio::test]
@@ -34,7 +37,9 @@ async fn matching_rule_is_a_targeting_match_even_without_targeting_key() {
     let (app, token) = app_with_client().await;
     app.put_flag(targeted_flag("ordering")).await;
 
-    let (status, body) = app.evaluate(&token, "ordering", json!({"tier": "innovation"})).await;
+    let (status, body) = app
+        .evaluate(&token, "ordering", json!({"tier": "innovation"}))
+        .await;
 
     assert_eq!(status, 200);
     assert_eq!(body["reason"], "TARGETING_MATCH");
@@ -67,7 +72,9 @@ async fn partial_rollout_without_targeting_key_is_targeting_key_missing() {
     let (app, token) = app_with_client().await;
     app.put_flag(targeted_flag("ordering")).await;
 
-    let (status, body) = app.evaluate(&token, "ordering", json!({"tier": "basic"})).await;
+    let (status, body) = app
+        .evaluate(&token, "ordering", json!({"tier": "basic"}))
+        .await;
 
     assert_eq!(status, 400);
     assert_eq!(body["key"], "ordering");
@@ -79,7 +86,9 @@ async fn partial_rollout_without_targeting_key_is_targeting_key_missing() {
 async fn unknown_flag_is_flag_not_found_with_key_and_details() {
     let (app, token) = app_with_client().await;
 
-    let (status, body) = app.evaluate(&token, "nope", json!({"targetingKey": "u"})).await;
+    let (status, body) = app
+        .evaluate(&token, "nope", json!({"targetingKey": "u"}))
+        .await;
 
     assert_eq!(status, 404);
     assert_eq!(body["key"], "nope");
@@ -92,20 +101,36 @@ async fn malformed_body_is_parse_error_and_bad_context_is_invalid_context() {
     let (app, token) = app_with_client().await;
     app.put_flag(bool_flag("f", 100.0)).await;
     let url = app.url("/ofrep/v1/evaluate/flags/f");
-    let send = |body: &'static str| app.client.post(&url).bearer_auth(&token).header("content-type", "application/json").body(body).send();
+    let send = |body: &'static str| {
+        app.client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
 
     let r = send("{not json").await.unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert_eq!((body["key"].as_str(), body["errorCode"].as_str()), (Some("f"), Some("PARSE_ERROR")));
+    assert_eq!(
+        (body["key"].as_str(), body["errorCode"].as_str()),
+        (Some("f"), Some("PARSE_ERROR"))
+    );
 
     let r = send(r#"{"context": [1, 2]}"#).await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "INVALID_CONTEXT");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "INVALID_CONTEXT"
+    );
 
     let r = send(r#"{"context": {"targetingKey": 42}}"#).await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "INVALID_CONTEXT");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "INVALID_CONTEXT"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +138,13 @@ async fn empty_body_is_an_empty_context() {
     let (app, token) = app_with_client().await;
     app.put_flag(bool_flag("f", 0.0)).await;
 
-    let r = app.client.post(app.url("/ofrep/v1/evaluate/flags/f")).bearer_auth(&token).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags/f"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["value"], false);
@@ -123,13 +154,26 @@ async fn empty_body_is_an_empty_context() {
 async fn killed_flag_serves_off_variant_as_disabled() {
     let (app, token) = app_with_client().await;
     app.put_flag(targeted_flag("ordering")).await;
-    let r = app.admin(reqwest::Method::POST, "/api/v1/flags/ordering/kill").send().await.unwrap();
+    let r = app
+        .admin(reqwest::Method::POST, "/api/v1/flags/ordering/kill")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
-    let (status, body) = app.evaluate(&token, "ordering", json!({"tier": "innovation"})).await;
+    let (status, body) = app
+        .evaluate(&token, "ordering", json!({"tier": "innovation"}))
+        .await;
 
     assert_eq!(status, 200);
-    assert_eq!((body["reason"].as_str(), body["variant"].as_str(), body["value"].as_str()), (Some("DISABLED"), Some("old"), Some("classic")));
+    assert_eq!(
+        (
+            body["reason"].as_str(),
+            body["variant"].as_str(),
+            body["value"].as_str()
+        ),
+        (Some("DISABLED"), Some("old"), Some("classic"))
+    );
 }
 
 #[tokio::test]
@@ -138,9 +182,29 @@ async fn evaluation_needs_a_valid_token_but_accepts_x_api_key() {
     app.put_flag(bool_flag("f", 100.0)).await;
     let url = app.url("/ofrep/v1/evaluate/flags/f");
 
-    let none = app.client.post(&url).json(&json!({"context": {}})).send().await.unwrap();
-    let wrong = app.client.post(&url).bearer_auth("rg_wrong").json(&json!({"context": {}})).send().await.unwrap();
-    let api_key = app.client.post(&url).header("X-API-Key", &token).json(&json!({"context": {}})).send().await.unwrap();
+    let none = app
+        .client
+        .post(&url)
+        .json(&json!({"context": {}}))
+        .send()
+        .await
+        .unwrap();
+    let wrong = app
+        .client
+        .post(&url)
+        .bearer_auth("rg_wrong")
+        .json(&json!({"context": {}}))
+        .send()
+        .await
+        .unwrap();
+    let api_key = app
+        .client
+        .post(&url)
+        .header("X-API-Key", &token)
+        .json(&json!({"context": {}}))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(none.status(), 401);
     assert_eq!(wrong.status(), 401);
@@ -172,7 +236,10 @@ async fn numbers_keep_their_json_type() {
         .await
         .unwrap();
 
-    assert!(r.text().await.unwrap().contains("\"value\":1.0"), "floats are sent as floats");
+    assert!(
+        r.text().await.unwrap().contains("\"value\":1.0"),
+        "floats are sent as floats"
+    );
 }
 
 #[tokio::test]
@@ -180,7 +247,14 @@ async fn oversized_evaluation_body_is_rejected_with_413() {
     let (app, token) = app_with_client().await;
     let huge = format!(r#"{{"context": {{"blob": "{}"}}}}"#, "x".repeat(200_000));
 
-    let r = app.client.post(app.url("/ofrep/v1/evaluate/flags/f")).bearer_auth(&token).body(huge).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags/f"))
+        .bearer_auth(&token)
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(r.status(), 413);
 }
@@ -191,14 +265,24 @@ async fn bulk_evaluates_every_flag_and_reports_per_flag_errors() {
     app.put_flag(bool_flag("a-static", 100.0)).await;
     app.put_flag(targeted_flag("b-split")).await;
 
-    let r = app.client.post(app.url("/ofrep/v1/evaluate/flags")).bearer_auth(&token).json(&json!({"context": {}})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(&token)
+        .json(&json!({"context": {}}))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(r.status(), 200);
     assert!(r.headers().get(ETAG).is_some());
     let body: Value = r.json().await.unwrap();
     let flags = body["flags"].as_array().unwrap();
     assert_eq!(flags.len(), 2);
-    assert_eq!(flags[0], json!({"key": "a-static", "value": true, "reason": "STATIC", "variant": "on", "metadata": {}}));
+    assert_eq!(
+        flags[0],
+        json!({"key": "a-static", "value": true, "reason": "STATIC", "variant": "on", "metadata": {}})
+    );
     assert_eq!(flags[1]["key"], "b-split");
     assert_eq!(flags[1]["errorCode"], "TARGETING_KEY_MISSING");
     assert!(flags[1]["errorDetails"].is_string());
@@ -209,21 +293,44 @@ async fn bulk_answers_304_until_the_result_for_this_context_changes() {
     let (app, token) = app_with_client().await;
     app.put_flag(targeted_flag("ordering")).await;
     let bulk = |ctx: Value, etag: Option<String>| {
-        let mut req = app.client.post(app.url("/ofrep/v1/evaluate/flags")).bearer_auth(&token).json(&json!({"context": ctx}));
+        let mut req = app
+            .client
+            .post(app.url("/ofrep/v1/evaluate/flags"))
+            .bearer_auth(&token)
+            .json(&json!({"context": ctx}));
         if let Some(tag) = etag {
             req = req.header(IF_NONE_MATCH, tag);
         }
         req.send()
     };
-    let first = bulk(json!({"targetingKey": "u1", "tier": "innovation"}), None).await.unwrap();
+    let first = bulk(json!({"targetingKey": "u1", "tier": "innovation"}), None)
+        .await
+        .unwrap();
     let etag = first.headers()[ETAG].to_str().unwrap().to_owned();
 
-    let same = bulk(json!({"targetingKey": "u1", "tier": "innovation", "country": "KR"}), Some(etag.clone())).await.unwrap();
-    assert_eq!(same.status(), 304, "an attribute that changes nothing keeps the ETag");
+    let same = bulk(
+        json!({"targetingKey": "u1", "tier": "innovation", "country": "KR"}),
+        Some(etag.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        same.status(),
+        304,
+        "an attribute that changes nothing keeps the ETag"
+    );
     assert!(same.text().await.unwrap().is_empty());
 
-    app.admin(reqwest::Method::POST, "/api/v1/flags/ordering/kill").send().await.unwrap();
-    let changed = bulk(json!({"targetingKey": "u1", "tier": "innovation"}), Some(etag.clone())).await.unwrap();
+    app.admin(reqwest::Method::POST, "/api/v1/flags/ordering/kill")
+        .send()
+        .await
+        .unwrap();
+    let changed = bulk(
+        json!({"targetingKey": "u1", "tier": "innovation"}),
+        Some(etag.clone()),
+    )
+    .await
+    .unwrap();
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()[ETAG].to_str().unwrap(), etag);
 }

@@ -27,29 +27,75 @@ async fn metrics_need_a_token_and_count_requests_and_evaluations_per_variant() {
     }
     app.evaluate(&token, "missing", json!({})).await;
 
-    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 401);
-    let text = app.client.get(app.url("/metrics")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
-    assert!(text.contains(r#"rollgate_evaluations_total{flag="qr",variant="on"} 3"#), "{text}");
-    assert!(text.contains(r#"rollgate_evaluation_errors_total{code="FLAG_NOT_FOUND"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"rollgate_evaluations_total{flag="qr",variant="on"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"rollgate_evaluation_errors_total{code="FLAG_NOT_FOUND"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("rollgate_http_requests_total{method=\"POST\",route=\"/ofrep/v1/evaluate/flags/{key:.*}\",status=\"200\"} 3"), "{text}");
     assert!(text.contains("rollgate_http_request_duration_seconds_bucket"));
-    assert!(text.contains(r#"rollgate_flag_rollout_percent{flag="qr"} 100"#), "{text}");
+    assert!(
+        text.contains(r#"rollgate_flag_rollout_percent{flag="qr"} 100"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn openapi_document_lists_every_endpoint() {
     let app = spawn_app().await;
 
-    let doc: Value = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for path in [
-        "/ofrep/v1/evaluate/flags/{key}", "/ofrep/v1/evaluate/flags", "/api/v1/client/config", "/api/v1/flags",
-        "/api/v1/flags/{key}", "/api/v1/flags/{key}/rollout", "/api/v1/flags/{key}/kill", "/api/v1/flags/{key}/unkill",
-        "/api/v1/segments/{key}", "/api/v1/policies/{name}", "/api/v1/tokens", "/api/v1/tokens/{name}", "/api/v1/audit",
-        "/healthz", "/readyz", "/metrics",
+        "/ofrep/v1/evaluate/flags/{key}",
+        "/ofrep/v1/evaluate/flags",
+        "/api/v1/client/config",
+        "/api/v1/flags",
+        "/api/v1/flags/{key}",
+        "/api/v1/flags/{key}/rollout",
+        "/api/v1/flags/{key}/kill",
+        "/api/v1/flags/{key}/unkill",
+        "/api/v1/segments/{key}",
+        "/api/v1/policies/{name}",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{name}",
+        "/api/v1/audit",
+        "/healthz",
+        "/readyz",
+        "/metrics",
     ] {
         assert!(paths.contains_key(path), "missing {path}");
     }
@@ -61,7 +107,10 @@ async fn client_config_carries_flags_and_segments_with_an_etag() {
     let token = app.create_token("sdk", "client").await;
     app.put_flag(bool_flag("f", 10.0)).await;
     let get = |etag: Option<String>| {
-        let mut req = app.client.get(app.url("/api/v1/client/config")).bearer_auth(&token);
+        let mut req = app
+            .client
+            .get(app.url("/api/v1/client/config"))
+            .bearer_auth(&token);
         if let Some(tag) = etag {
             req = req.header(IF_NONE_MATCH, tag);
         }
@@ -75,8 +124,15 @@ async fn client_config_carries_flags_and_segments_with_an_etag() {
     assert!(body["segments"].is_array());
 
     assert_eq!(get(Some(etag.clone())).await.unwrap().status(), 304);
-    app.admin(Method::PUT, "/api/v1/flags/f/rollout").json(&json!({"percentage": 20})).send().await.unwrap();
+    app.admin(Method::PUT, "/api/v1/flags/f/rollout")
+        .json(&json!({"percentage": 20}))
+        .send()
+        .await
+        .unwrap();
     let changed = get(Some(etag)).await.unwrap();
     assert_eq!(changed.status(), 200);
-    assert_eq!(changed.json::<Value>().await.unwrap()["flags"][0]["rollout"], 20.0);
+    assert_eq!(
+        changed.json::<Value>().await.unwrap()["flags"][0]["rollout"],
+        20.0
+    );
 }

@@ -13,7 +13,7 @@ import { ErrorCode, OpenFeature } from '@openfeature/server-sdk';
 import { OFREPProvider } from '@openfeature/ofrep-provider';
 
 // The provider joins `${baseUrl}/ofrep/v1/...` by string concatenation: no trailing slash.
-const URL_BASE = (process.env.ROLLGATE_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+const URL_BASE = (process.env.ROLLGATE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const ADMIN_TOKEN = process.env.ROLLGATE_ADMIN_TOKEN ?? '';
 
 let passed = 0;

@@ -21,7 +21,7 @@ from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 
-URL = os.environ.get("ROLLGATE_URL", "http://127.0.0.1:8080").rstrip("/")
+URL = (os.environ.get("ROLLGATE_URL") or "http://127.0.0.1:8080").rstrip("/")
 ADMIN_TOKEN = os.environ.get("ROLLGATE_ADMIN_TOKEN", "")
 
 PASSED = 0

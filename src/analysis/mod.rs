@@ -1,0 +1,397 @@
+//! Pure statistics: a policy's guards + signal counts → a [`Verdict`] with every reading.
+//!
+//! Windows: relative comparisons use the current stage (the split is constant there), with
+//! the evidence of completed stages carried in `Module::evidence` so the test runs over the
+//! whole ramp; `max_rate` and `max_count` use everything since the module started.
+//!
+//! The false-rollback budget: each statistical guard gets `α = min(1 − confidence,
+//! false_rollback_rate / k)` where `k` counts the policy's statistical guards, so adding guards
+//! does not multiply false rollbacks. `max_count` is exact and needs no budget.
+
+pub mod stats;
+
+use crate::controller::machine::Verdict;
+use crate::policies::{parse_duration, Guard, GuardClass, Policy};
+use crate::release::{count_of, Counts, Module, ModuleState};
+use crate::signals::Aggregates;
+use rollgate_eval::FlagDef;
+use serde::Serialize;
+use serde_json::json;
+
+/// Default `detect`: a stage must have been able to see a +50 % harm.
+pub const DEFAULT_DETECT: f64 = 0.5;
+/// Default telemetry silence that pauses a ramping module.
+pub const DEFAULT_SILENCE_MS: u64 = 10 * 60 * 1000;
+
+/// One guard's live reading.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GuardReading {
+    /// Metric name.
+    pub metric: String,
+    /// `core` or `basic`.
+    pub class: GuardClass,
+    /// `ok`, `breach`, `cannot_tell`, `idle` (module not ramping) or `n/a` (no old variant at 100 %).
+    pub state: &'static str,
+    /// Stage window: new variant events / exposures / rate.
+    pub new: Rates,
+    /// Stage window: old variant events / exposures / rate.
+    pub old: Rates,
+    /// Estimated relative increase of the new rate over the old (stage window).
+    pub relative_increase: Option<f64>,
+    /// Allowed relative increase.
+    pub max_relative_increase: Option<f64>,
+    /// Log evidence against "within band" (completed stages + current stage).
+    pub ln_evidence: Option<f64>,
+    /// Log evidence of the current stage alone.
+    pub stage_ln_evidence: Option<f64>,
+    /// Log threshold `ln(1/α)` at which the guard fires.
+    pub ln_threshold: f64,
+    /// This guard's share of the false-rollback budget.
+    pub alpha: f64,
+    /// New-variant events since the module started.
+    pub count_since_start: u64,
+    /// New-variant exposures since the module started.
+    pub exposures_since_start: u64,
+    /// Absolute count ceiling.
+    pub max_count: Option<u64>,
+    /// New-variant rate since the module started.
+    pub rate_since_start: Option<f64>,
+    /// Absolute rate ceiling.
+    pub max_rate: Option<f64>,
+    /// Whether the stage's data could have detected a `detect` increase (80 % power).
+    pub could_detect: Option<bool>,
+    /// Why it is in its state.
+    pub explanation: String,
+}
+
+/// Events, exposures and their ratio.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+pub struct Rates {
+    /// Events of the metric.
+    pub events: u64,
+    /// Exposures.
+    pub exposures: u64,
+    /// Events per exposure.
+    pub rate: Option<f64>,
+}
+
+impl Rates {
+    fn new(events: u64, exposures: u64) -> Self {
+        Rates {
+            events,
+            exposures,
+            rate: (exposures > 0).then(|| events as f64 / exposures as f64),
+        }
+    }
+}
+
+/// The verdict with the readings behind it.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// What the controller should do.
+    pub verdict: Verdict,
+    /// Each guard's reading.
+    pub guards: Vec<GuardReading>,
+}
+
+/// Current cumulative counts of `flag` for its on/off variants, exposures and `metrics`.
+pub fn snapshot_counts<'a>(
+    signals: &Aggregates,
+    def: &FlagDef,
+    metrics: impl Iterator<Item = &'a str>,
+) -> Counts {
+    let metrics: Vec<&str> = std::iter::once("exposure").chain(metrics).collect();
+    let mut counts = Counts::new();
+    for variant in [&def.on_variant, &def.off_variant] {
+        let row = counts.entry(variant.clone()).or_default();
+        for m in &metrics {
+            row.insert((*m).to_owned(), signals.totals(&def.key, variant, m).count);
+        }
+    }
+    counts
+}
+
+/// The guards' verdict on `module` (ramping `def`) under `policy` at `now_ms`.
+pub fn verdict(
+    policy: Option<&Policy>,
+    signals: &Aggregates,
+    module: &Module,
+    def: &FlagDef,
+    now_ms: u64,
+) -> Reading {
+    let Some(policy) = policy else {
+        return Reading {
+            verdict: Verdict::Healthy,
+            guards: Vec::new(),
+        };
+    };
+    let counts = snapshot_counts(
+        signals,
+        def,
+        policy.guards.iter().map(|g| g.metric.as_str()),
+    );
+    let active = matches!(
+        module.state,
+        ModuleState::Ramping | ModuleState::Paused | ModuleState::Held | ModuleState::Completed
+    );
+    let (on, off) = (def.on_variant.as_str(), def.off_variant.as_str());
+    let window = |base: &Counts, variant: &str, metric: &str| {
+        count_of(&counts, variant, metric).saturating_sub(count_of(base, variant, metric))
+    };
+    let at_full = def.rollout.is_full();
+    let statistical = policy
+        .guards
+        .iter()
+        .filter(|g| g.max_relative_increase.is_some() || g.max_rate.is_some())
+        .count()
+        .max(1);
+
+    let mut readings = Vec::with_capacity(policy.guards.len());
+    let (mut rollback, mut pause, mut cannot_tell) = (None, None, None);
+    for g in &policy.guards {
+        let alpha = (1.0 - g.confidence.unwrap_or(policy.confidence))
+            .min(policy.false_rollback_rate / statistical as f64);
+        let ln_threshold = (1.0 / alpha).ln();
+        let new = Rates::new(
+            window(&module.stage_baseline, on, &g.metric),
+            window(&module.stage_baseline, on, "exposure"),
+        );
+        let old = Rates::new(
+            window(&module.stage_baseline, off, &g.metric),
+            window(&module.stage_baseline, off, "exposure"),
+        );
+        let since_start = Rates::new(
+            window(&module.module_baseline, on, &g.metric),
+            window(&module.module_baseline, on, "exposure"),
+        );
+        let mut r = GuardReading {
+            metric: g.metric.clone(),
+            class: g.class,
+            state: "ok",
+            new,
+            old,
+            relative_increase: match (new.rate, old.rate) {
+                (Some(n), Some(o)) if o > 0.0 => Some(n / o - 1.0),
+                _ => None,
+            },
+            max_relative_increase: g.max_relative_increase,
+            ln_evidence: None,
+            stage_ln_evidence: None,
+            ln_threshold,
+            alpha,
+            count_since_start: since_start.events,
+            exposures_since_start: since_start.exposures,
+            max_count: g.max_count,
+            rate_since_start: since_start.rate,
+            max_rate: g.max_rate,
+            could_detect: None,
+            explanation: "within band".into(),
+        };
+        if !active {
+            r.state = "idle";
+            r.explanation = "module is not ramping".into();
+            readings.push(r);
+            continue;
+        }
+        let breach = check_guard(g, &mut r, module, at_full, ln_threshold);
+        if let Some(why) = breach {
+            r.state = "breach";
+            r.explanation = why.clone();
+            let numbers = json!({"guard": &r});
+            match g.class {
+                GuardClass::Core => {
+                    rollback.get_or_insert(Verdict::Rollback {
+                        reason: format!("core guard {}: {why}", g.metric),
+                        numbers,
+                    });
+                }
+                GuardClass::Basic => {
+                    let grace_ms = g
+                        .grace
+                        .as_deref()
+                        .and_then(parse_duration)
+                        .map_or(30 * 60 * 1000, |d| d.as_millis() as u64);
+                    pause.get_or_insert(Verdict::Pause {
+                        metric: g.metric.clone(),
+                        reason: format!("basic guard {} out of band: {why}", g.metric),
+                        grace_ms,
+                        numbers,
+                    });
+                }
+            }
+        } else if r.could_detect == Some(false) {
+            r.state = "cannot_tell";
+            let detect = g.detect.unwrap_or(DEFAULT_DETECT);
+            r.explanation = format!(
+                "{} new-variant exposures could not yet reveal a +{:.0}% increase of {} (base rate {})",
+                new.exposures,
+                detect * 100.0,
+                g.metric,
+                old.rate.map_or("unknown".into(), |x| format!("{x:.5}"))
+            );
+            cannot_tell.get_or_insert(Verdict::CannotTell {
+                reason: r.explanation.clone(),
+                numbers: json!({"guard": &r}),
+            });
+        }
+        readings.push(r);
+    }
+    let data_quality = if active && !policy.guards.is_empty() {
+        data_quality(policy, signals, module, def, &counts, now_ms)
+    } else {
+        None
+    };
+    let verdict = rollback
+        .or(pause)
+        .or(data_quality)
+        .or(cannot_tell)
+        .unwrap_or(Verdict::Healthy);
+    Reading {
+        verdict,
+        guards: readings,
+    }
+}
+
+/// Fills the reading of one guard; returns why it breaches, if it does.
+fn check_guard(
+    g: &Guard,
+    r: &mut GuardReading,
+    module: &Module,
+    at_full: bool,
+    ln_threshold: f64,
+) -> Option<String> {
+    if let Some(max) = g.max_count {
+        if r.count_since_start > max {
+            return Some(format!(
+                "{} events on the new variant, at most {max} allowed",
+                r.count_since_start
+            ));
+        }
+    }
+    if let Some(max_rate) = g.max_rate {
+        let ln = stats::ln_rate_lr(r.count_since_start, r.exposures_since_start, max_rate);
+        if ln >= ln_threshold {
+            return Some(format!(
+                "rate {:.5} per exposure is above the ceiling {max_rate} (evidence {:.1} ≥ {:.1})",
+                r.rate_since_start.unwrap_or(0.0),
+                ln,
+                ln_threshold
+            ));
+        }
+    }
+    if let Some(delta) = g.max_relative_increase {
+        if at_full {
+            r.state = "n/a";
+            return None;
+        }
+        let stage = stats::ln_relative_lr(
+            r.new.events,
+            r.new.exposures,
+            r.old.events,
+            r.old.exposures,
+            delta,
+        );
+        let total = module.evidence.get(&g.metric).copied().unwrap_or(0.0) + stage;
+        r.stage_ln_evidence = Some(stage);
+        r.ln_evidence = Some(total);
+        let detect = g.detect.unwrap_or(DEFAULT_DETECT);
+        r.could_detect = Some(stats::could_detect(
+            r.new.exposures,
+            r.old.events,
+            r.old.exposures,
+            delta,
+            detect,
+            ln_threshold,
+        ));
+        if total >= ln_threshold {
+            return Some(format!(
+                "new rate {} vs old {} is more than +{:.0}% (evidence {:.1} ≥ {:.1})",
+                r.new.rate.map_or("-".into(), |x| format!("{x:.5}")),
+                r.old.rate.map_or("-".into(), |x| format!("{x:.5}")),
+                delta * 100.0,
+                total,
+                ln_threshold
+            ));
+        }
+    }
+    None
+}
+
+/// Sample-ratio mismatch and silent telemetry: pause instead of deciding on broken data.
+fn data_quality(
+    policy: &Policy,
+    signals: &Aggregates,
+    module: &Module,
+    def: &FlagDef,
+    counts: &Counts,
+    now_ms: u64,
+) -> Option<Verdict> {
+    if module.state == ModuleState::Ramping {
+        let silence = policy
+            .guards
+            .iter()
+            .filter_map(|g| g.silence_after.as_deref().and_then(parse_duration))
+            .map(|d| d.as_millis() as u64)
+            .min()
+            .unwrap_or(DEFAULT_SILENCE_MS);
+        let since = signals
+            .last_signal_ms(&def.key)
+            .unwrap_or(0)
+            .max(module.stage_started_ms.unwrap_or(now_ms));
+        if now_ms.saturating_sub(since) >= silence {
+            let reason = format!(
+                "telemetry silent: no signal for {} (silence_after {})",
+                ms(now_ms - since),
+                ms(silence)
+            );
+            return Some(Verdict::DataQuality {
+                reason,
+                numbers: json!({"last_signal_ms": signals.last_signal_ms(&def.key), "silence_after_ms": silence}),
+            });
+        }
+    }
+    // SRM: only for pure percentage splits (rules serve variants outside the split).
+    if !def.rules.is_empty() || def.rollout.is_full() || def.rollout.is_zero() || !def.enabled {
+        return None;
+    }
+    let window = |variant: &str| {
+        count_of(counts, variant, "exposure").saturating_sub(count_of(
+            &module.stage_baseline,
+            variant,
+            "exposure",
+        ))
+    };
+    let (n1, n0) = (window(&def.on_variant), window(&def.off_variant));
+    let total = n1 + n0;
+    if total < 1000 {
+        return None;
+    }
+    let expected = def.rollout.as_f64() / 100.0;
+    let observed = n1 as f64 / total as f64;
+    let z = (observed - expected) / (expected * (1.0 - expected) / total as f64).sqrt();
+    if z.abs() > 6.0 && (observed - expected).abs() / expected > 0.2 {
+        let reason = format!(
+            "sample ratio mismatch: {:.2}% of exposures on the new variant, {:.3}% served (z = {z:.1}); check the client's exposure reporting",
+            observed * 100.0,
+            expected * 100.0
+        );
+        return Some(Verdict::DataQuality {
+            reason,
+            numbers: json!({"new_exposures": n1, "old_exposures": n0, "expected_share": expected, "observed_share": observed, "z": z}),
+        });
+    }
+    None
+}
+
+fn ms(v: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(v)).to_string()
+}
+
+/// Per-guard log evidence of the current stage, to carry over when the stage ends.
+pub fn stage_evidence(reading: &Reading) -> std::collections::BTreeMap<String, f64> {
+    reading
+        .guards
+        .iter()
+        .filter_map(|g| g.stage_ln_evidence.map(|e| (g.metric.clone(), e)))
+        .collect()
+}

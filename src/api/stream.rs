@@ -1,0 +1,173 @@
+//! `GET /api/v1/stream`: Server-Sent Events.
+//!
+//! Default format: a full `config` event on connect (flags + segments, like
+//! `/api/v1/client/config`), then one `change` event per flag or segment change, heartbeats
+//! (`: heartbeat` comments), and `Last-Event-ID` resume (missed changes are replayed, or a
+//! fresh `config` is sent when the client is too far behind or from another server run).
+//! `?format=ofrep`: OFREP ADR-0008 messages (`event: message`, `{"type":
+//! "refetchEvaluation", …}`) for the official web provider, which then re-fetches its bulk
+//! evaluation. Auth: a bearer token, or `?token=` (a stream-only `st_…` token as advertised in
+//! OFREP `eventStreams`, or a regular token) since `EventSource` cannot send headers.
+
+use super::error::ApiError;
+use super::extract::{authenticate, presented_token};
+use crate::hub::{ChangeEvent, ChangeHub, Resume, SubscriberGuard};
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Query of the stream endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// `rollgate` (default) or `ofrep`.
+    format: Option<String>,
+    /// Token for clients that cannot send headers.
+    token: Option<String>,
+    /// Sent back by the OFREP web provider; ignored.
+    #[serde(rename = "flagConfigEtag")]
+    flag_config_etag: Option<String>,
+    /// Sent back by the OFREP web provider; ignored.
+    #[serde(rename = "flagConfigLastModified")]
+    flag_config_last_modified: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Rollgate,
+    Ofrep,
+}
+
+struct Subscription {
+    rx: tokio::sync::broadcast::Receiver<Arc<ChangeEvent>>,
+    pending: VecDeque<Bytes>,
+    last_sent: u64,
+    heartbeat: tokio::time::Interval,
+    hub: Arc<ChangeHub>,
+    format: Format,
+    _guard: SubscriberGuard,
+}
+
+fn frame(hub: &ChangeHub, format: Format, event: &ChangeEvent) -> Bytes {
+    let id = hub.event_id(event.seq);
+    let text = match format {
+        Format::Rollgate => {
+            let data = std::str::from_utf8(&event.data).unwrap_or("{}");
+            format!("id: {id}\nevent: change\ndata: {data}\n\n")
+        }
+        Format::Ofrep => format!(
+            "id: {id}\nevent: message\ndata: {{\"type\":\"refetchEvaluation\",\"etag\":\"{id}\",\"lastModified\":{}}}\n\n",
+            event.unix_s
+        ),
+    };
+    Bytes::from(text)
+}
+
+/// `GET /api/v1/stream`
+#[utoipa::path(get, path = "/api/v1/stream", tag = "client", params(StreamParams),
+    responses((status = 200, description = "text/event-stream: config, change, heartbeats"), (status = 401, description = "No or bad token")),
+    security(("bearer" = [])))]
+pub async fn stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    params: web::Query<StreamParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let _ = (&params.flag_config_etag, &params.flag_config_last_modified);
+    if presented_token(&req).is_some() {
+        authenticate(&req)?;
+    } else {
+        let token = params.token.as_deref().ok_or(ApiError::Unauthorized)?;
+        let tokens = state.tokens.load();
+        if tokens.authenticate_stream(token).is_none() && tokens.authenticate(token).is_none() {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    let format = match params.format.as_deref() {
+        None | Some("rollgate") => Format::Rollgate,
+        Some("ofrep") => Format::Ofrep,
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "format",
+                format!("unknown format {other:?} (rollgate or ofrep)"),
+            ))
+        }
+    };
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok());
+    let hub = state.hub.clone();
+    let (rx, resume) = hub.subscribe(last_event_id);
+    let mut pending = VecDeque::new();
+    pending.push_back(Bytes::from_static(b"retry: 1000\n\n"));
+    let last_sent = match resume {
+        Resume::Fresh { seq } => {
+            if format == Format::Rollgate {
+                let live = state.live.load_full();
+                let (body, _) = live.client_config();
+                let data = std::str::from_utf8(body).unwrap_or("{}");
+                pending.push_back(Bytes::from(format!(
+                    "id: {}\nevent: config\ndata: {data}\n\n",
+                    hub.event_id(seq)
+                )));
+            }
+            seq
+        }
+        Resume::Replay { after, events } => {
+            pending.extend(events.iter().map(|e| frame(&hub, format, e)));
+            events.last().map_or(after, |e| e.seq)
+        }
+    };
+    let mut heartbeat = tokio::time::interval(state.timing.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.reset();
+    let guard = hub.track();
+    let subscription = Subscription {
+        rx,
+        pending,
+        last_sent,
+        heartbeat,
+        hub,
+        format,
+        _guard: guard,
+    };
+    let body = futures_util::stream::unfold(subscription, next_frame);
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+async fn next_frame(
+    mut sub: Subscription,
+) -> Option<(Result<Bytes, actix_web::Error>, Subscription)> {
+    if let Some(frame) = sub.pending.pop_front() {
+        return Some((Ok(frame), sub));
+    }
+    loop {
+        tokio::select! {
+            received = sub.rx.recv() => match received {
+                Ok(event) if event.seq <= sub.last_sent => continue,
+                Ok(event) => {
+                    sub.last_sent = event.seq;
+                    let bytes = frame(&sub.hub, sub.format, &event);
+                    return Some((Ok(bytes), sub));
+                }
+                // Too slow: drop the connection; the client resumes with Last-Event-ID.
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "stream subscriber fell behind; disconnecting it");
+                    return None;
+                }
+                Err(RecvError::Closed) => return None,
+            },
+            _ = sub.heartbeat.tick() => return Some((Ok(Bytes::from_static(b": heartbeat\n\n")), sub)),
+        }
+    }
+}

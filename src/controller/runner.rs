@@ -1,0 +1,51 @@
+//! The background tasks: the controller loop and the aggregate flusher.
+//!
+//! The controller wakes on its tick or at once when signals or commands arrive; a failed step
+//! (storage error) is logged and retried on the next tick — nothing is acknowledged or acted on
+//! until it is durable. Both tasks stop when the shutdown signal fires; the flusher then
+//! persists the aggregates one last time.
+
+use crate::state::AppState;
+use actix_web::web;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Runs the controller until `shutdown` becomes true.
+pub async fn run_controller(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let tick = state.timing.controller_tick;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = state.wakeup.notified() => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(e) = state.controller_step(None).await {
+            tracing::error!(error = %e, "controller step failed; retrying on the next tick");
+        }
+    }
+    tracing::debug!("controller stopped");
+}
+
+/// Persists signal aggregates every `aggregate_flush` and once more at shutdown.
+pub async fn run_aggregate_flusher(
+    state: web::Data<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = state.timing.aggregate_flush.max(Duration::from_millis(50));
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(e) = state.store.put_aggregates(&state.signals.save()).await {
+            tracing::error!(error = %e, "persisting signal aggregates failed");
+        }
+        if stop || *shutdown.borrow() {
+            break;
+        }
+    }
+    tracing::debug!("aggregate flusher stopped");
+}

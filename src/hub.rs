@@ -1,0 +1,182 @@
+//! The change hub: every committed flag or segment change becomes one numbered event, kept
+//! in a bounded ring (for `Last-Event-ID` resume) and fanned out over a `broadcast` channel
+//! to streaming clients.
+//!
+//! Invariants:
+//! - Events are published by the control path while it holds the writer lock, after the
+//!   change is durable, so sequence order is commit order and nothing is announced that a
+//!   restart could take back.
+//! - Publishing never waits for subscribers: the broadcast channel is bounded and a
+//!   subscriber that falls behind is disconnected (it reconnects with `Last-Event-ID`).
+//! - Ids are `<epoch>-<seq>`; an id from another server run (other epoch) or older than the
+//!   ring gets a fresh `config` instead of a replay.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// How many past events a reconnecting client can catch up on.
+pub const RING: usize = 4096;
+
+/// One change, pre-serialized once for every subscriber.
+#[derive(Debug)]
+pub struct ChangeEvent {
+    /// Position in this run's sequence.
+    pub seq: u64,
+    /// The SSE `data:` payload (JSON).
+    pub data: Bytes,
+    /// Unix seconds of the change (OFREP `lastModified`).
+    pub unix_s: u64,
+}
+
+/// Where a reconnecting client starts.
+#[derive(Debug)]
+pub enum Resume {
+    /// Send the full config, then live events after `seq`.
+    Fresh { seq: u64 },
+    /// Replay these missed events (all after `after`), then live events.
+    Replay {
+        after: u64,
+        events: Vec<Arc<ChangeEvent>>,
+    },
+}
+
+/// The hub.
+#[derive(Debug)]
+pub struct ChangeHub {
+    epoch: u64,
+    next_seq: AtomicU64,
+    ring: Mutex<VecDeque<Arc<ChangeEvent>>>,
+    tx: broadcast::Sender<Arc<ChangeEvent>>,
+    subscribers: AtomicI64,
+}
+
+impl ChangeHub {
+    /// A hub for one server run; `epoch` distinguishes runs (start time in ms).
+    pub fn new(epoch: u64, capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        ChangeHub {
+            epoch,
+            next_seq: AtomicU64::new(1),
+            ring: Mutex::new(VecDeque::with_capacity(RING)),
+            tx,
+            subscribers: AtomicI64::new(0),
+        }
+    }
+
+    /// The SSE id of sequence number `seq`.
+    pub fn event_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.epoch)
+    }
+
+    /// The sequence number of the last published event (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire) - 1
+    }
+
+    /// Publishes one event (called by the control path under the writer lock).
+    pub fn publish(&self, data: Vec<u8>, unix_s: u64) -> u64 {
+        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        let event = Arc::new(ChangeEvent {
+            seq,
+            data: Bytes::from(data),
+            unix_s,
+        });
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() == RING {
+                ring.pop_front();
+            }
+            ring.push_back(event.clone());
+        }
+        // No receiver is fine: nobody is streaming.
+        let _ = self.tx.send(event);
+        seq
+    }
+
+    /// Subscribes, deciding what a client that last saw `last_event_id` must receive first.
+    /// The receiver is created before the ring is read, so no event falls in between; the
+    /// caller skips live events with `seq` at or below what it already sent.
+    pub fn subscribe(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> (broadcast::Receiver<Arc<ChangeEvent>>, Resume) {
+        let rx = self.tx.subscribe();
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let last = self.next_seq.load(Ordering::Acquire) - 1;
+        let resume = match last_event_id.and_then(|id| self.parse_id(id)) {
+            Some(seen) if seen <= last => {
+                let oldest = ring.front().map_or(last + 1, |e| e.seq);
+                if seen + 1 >= oldest {
+                    Resume::Replay {
+                        after: seen,
+                        events: ring.iter().filter(|e| e.seq > seen).cloned().collect(),
+                    }
+                } else {
+                    Resume::Fresh { seq: last }
+                }
+            }
+            _ => Resume::Fresh { seq: last },
+        };
+        (rx, resume)
+    }
+
+    fn parse_id(&self, id: &str) -> Option<u64> {
+        let (epoch, seq) = id.trim().split_once('-')?;
+        (epoch.parse::<u64>().ok()? == self.epoch)
+            .then(|| seq.parse().ok())
+            .flatten()
+    }
+
+    /// Connected streaming clients.
+    pub fn subscribers(&self) -> i64 {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Counts a subscriber for as long as the guard lives.
+    pub fn track(self: &Arc<Self>) -> SubscriberGuard {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        SubscriberGuard(self.clone())
+    }
+}
+
+/// Decrements the subscriber gauge when a stream ends.
+#[derive(Debug)]
+pub struct SubscriberGuard(Arc<ChangeHub>);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_replays_missed_events_or_falls_back_to_config() {
+        let hub = ChangeHub::new(7, 64);
+        for i in 0..3 {
+            hub.publish(format!("{i}").into_bytes(), 0);
+        }
+
+        let (_, replay) = hub.subscribe(Some("7-1"));
+        let (_, other_run) = hub.subscribe(Some("6-1"));
+        let (_, garbage) = hub.subscribe(Some("nope"));
+        let (_, future) = hub.subscribe(Some("7-99"));
+
+        match replay {
+            Resume::Replay { after, events } => {
+                assert_eq!(after, 1);
+                assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+            }
+            Resume::Fresh { .. } => panic!("expected a replay"),
+        }
+        for r in [other_run, garbage, future] {
+            assert!(matches!(r, Resume::Fresh { seq: 3 }));
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Lock-light cumulative aggregates per (flag, variant, metric).
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Running totals of one metric for one variant.
+#[derive(Debug, Default)]
+pub struct Series {
+    count: AtomicU64,
+    /// Sum of `value`s, as f64 bits.
+    sum_bits: AtomicU64,
+    /// Number of signals that carried a `value`.
+    valued: AtomicU64,
+}
+
+impl Series {
+    fn add(&self, count: u64, value: Option<f64>) {
+        self.count.fetch_add(count, Ordering::Relaxed);
+        if let Some(v) = value {
+            self.valued.fetch_add(count, Ordering::Relaxed);
+            let add = v * count as f64;
+            let _ = self
+                .sum_bits
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    Some((f64::from_bits(bits) + add).to_bits())
+                });
+        }
+    }
+
+    fn totals(&self) -> MetricTotals {
+        MetricTotals {
+            count: self.count.load(Ordering::Relaxed),
+            sum: f64::from_bits(self.sum_bits.load(Ordering::Relaxed)),
+            valued: self.valued.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A reading of one series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricTotals {
+    /// Events (or exposures).
+    pub count: u64,
+    /// Sum of values (latencies).
+    pub sum: f64,
+    /// Events that carried a value.
+    pub valued: u64,
+}
+
+type MetricMap = RwLock<HashMap<Box<str>, Arc<Series>>>;
+
+#[derive(Debug, Default)]
+struct FlagSeries {
+    variants: RwLock<HashMap<Box<str>, Arc<MetricMap>>>,
+    last_signal_ms: AtomicU64,
+}
+
+/// All aggregates.
+#[derive(Debug, Default)]
+pub struct Aggregates {
+    flags: RwLock<HashMap<Box<str>, Arc<FlagSeries>>>,
+}
+
+/// The persisted form: flag → variant → metric → totals, plus last-signal times.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SavedAggregates {
+    series: BTreeMap<String, BTreeMap<String, BTreeMap<String, MetricTotals>>>,
+    last_signal_ms: BTreeMap<String, u64>,
+}
+
+fn get_or_insert<V: Default>(map: &RwLock<HashMap<Box<str>, Arc<V>>>, key: &str) -> Arc<V> {
+    if let Some(v) = map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+        return v.clone();
+    }
+    map.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.into())
+        .or_default()
+        .clone()
+}
+
+fn get<V>(map: &RwLock<HashMap<Box<str>, Arc<V>>>, key: &str) -> Option<Arc<V>> {
+    map.read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned()
+}
+
+/// A handle to one (flag, variant) for adding many signals without repeated lookups.
+pub struct VariantHandle {
+    flag: Arc<FlagSeries>,
+    metrics: Arc<MetricMap>,
+}
+
+impl VariantHandle {
+    /// Adds `count` events of `metric` (with an optional value each).
+    pub fn add(&self, metric: &str, count: u64, value: Option<f64>) {
+        get_or_insert(&self.metrics, metric).add(count, value);
+    }
+
+    /// Marks the flag as heard from at `now_ms`.
+    pub fn touch(&self, now_ms: u64) {
+        self.flag
+            .last_signal_ms
+            .fetch_max(now_ms, Ordering::Relaxed);
+    }
+}
+
+impl Aggregates {
+    /// The handle for (flag, variant), creating the series on first use.
+    pub fn variant(&self, flag: &str, variant: &str) -> VariantHandle {
+        let flag_series = get_or_insert(&self.flags, flag);
+        let metrics = get_or_insert(&flag_series.variants, variant);
+        VariantHandle {
+            flag: flag_series,
+            metrics,
+        }
+    }
+
+    /// Current totals of (flag, variant, metric); zero when never seen.
+    pub fn totals(&self, flag: &str, variant: &str, metric: &str) -> MetricTotals {
+        get(&self.flags, flag)
+            .and_then(|f| get(&f.variants, variant))
+            .and_then(|m| get(&m, metric))
+            .map(|s| s.totals())
+            .unwrap_or_default()
+    }
+
+    /// When the flag last received a signal (Unix ms), if ever.
+    pub fn last_signal_ms(&self, flag: &str) -> Option<u64> {
+        get(&self.flags, flag)
+            .map(|f| f.last_signal_ms.load(Ordering::Relaxed))
+            .filter(|ms| *ms > 0)
+    }
+
+    /// A consistent-enough copy for persistence (each series is read atomically).
+    pub fn save(&self) -> SavedAggregates {
+        let mut saved = SavedAggregates::default();
+        for (flag, fs) in self.flags.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            saved
+                .last_signal_ms
+                .insert(flag.to_string(), fs.last_signal_ms.load(Ordering::Relaxed));
+            let variants = saved.series.entry(flag.to_string()).or_default();
+            for (variant, metrics) in fs.variants.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                let out = variants.entry(variant.to_string()).or_default();
+                for (metric, series) in metrics.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                    out.insert(metric.to_string(), series.totals());
+                }
+            }
+        }
+        saved
+    }
+
+    /// Rebuilds aggregates from a persisted copy.
+    pub fn restore(saved: SavedAggregates) -> Self {
+        let aggregates = Aggregates::default();
+        for (flag, variants) in saved.series {
+            for (variant, metrics) in variants {
+                let handle = aggregates.variant(&flag, &variant);
+                for (metric, t) in metrics {
+                    let series = get_or_insert(&handle.metrics, &metric);
+                    series.count.store(t.count, Ordering::Relaxed);
+                    series.sum_bits.store(t.sum.to_bits(), Ordering::Relaxed);
+                    series.valued.store(t.valued, Ordering::Relaxed);
+                }
+            }
+        }
+        for (flag, ms) in saved.last_signal_ms {
+            get_or_insert(&aggregates.flags, &flag)
+                .last_signal_ms
+                .store(ms, Ordering::Relaxed);
+        }
+        aggregates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_accumulate_and_survive_save_and_restore() {
+        let a = Aggregates::default();
+        let v = a.variant("f", "on");
+        v.add("exposure", 950, None);
+        v.add("latency", 2, Some(0.25));
+        v.touch(1234);
+
+        let restored = Aggregates::restore(a.save());
+
+        for agg in [&a, &restored] {
+            assert_eq!(agg.totals("f", "on", "exposure").count, 950);
+            assert_eq!(
+                agg.totals("f", "on", "latency"),
+                MetricTotals {
+                    count: 2,
+                    sum: 0.5,
+                    valued: 2
+                }
+            );
+            assert_eq!(agg.totals("f", "off", "exposure").count, 0);
+            assert_eq!(agg.last_signal_ms("f"), Some(1234));
+        }
+    }
+}
