@@ -28,6 +28,9 @@ pub enum Command {
         #[arg(long, env = "ROLLGATE_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Ops commands against a running server (`flags`, `release`, `audit`, `watch`).
+    #[command(flatten)]
+    Ops(crate::cli::OpsCommand),
 }
 
 /// Log output format.

@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod domain;

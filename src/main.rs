@@ -23,6 +23,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Ops(command) => rollgate::cli::run(command),
     }
 }
 

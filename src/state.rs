@@ -10,8 +10,6 @@ use crate::signals::Aggregates;
 use crate::store::{Store, StoreError};
 use crate::webhooks::Webhooks;
 use arc_swap::ArcSwap;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,11 +54,12 @@ impl TokenIndex {
 
 /// The stream-only token of a token: `st_` + hex HMAC-SHA256(server key, token digest).
 pub fn stream_token(server_key: &[u8; 32], token_sha256_hex: &str) -> String {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(server_key).expect("HMAC accepts any key length");
-    mac.update(b"rollgate-stream:");
-    mac.update(token_sha256_hex.as_bytes());
-    format!("st_{}", hex::encode(mac.finalize().into_bytes()))
+    let mut message = b"rollgate-stream:".to_vec();
+    message.extend_from_slice(token_sha256_hex.as_bytes());
+    format!(
+        "st_{}",
+        hex::encode(crate::webhooks::hmac_sha256(server_key, &message))
+    )
 }
 
 /// Request-size limits.

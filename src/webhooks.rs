@@ -393,7 +393,7 @@ pub fn verify(secret: &str, body: &[u8], header: &str) -> bool {
 }
 
 /// HMAC-SHA256 (RFC 2104) over the vetted `sha2` hash; checked against RFC 4231 below.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     const BLOCK: usize = 64;
     let mut block = [0u8; BLOCK];
     if key.len() > BLOCK {

@@ -69,10 +69,8 @@ fn percent(millis: u32) -> Percentage {
 }
 
 fn is_on(flag: &CompiledFlag, ctx: &Context) -> bool {
-    flag.evaluate(ctx)
-        .expect("context has a targetingKey")
-        .variant
-        == "on"
+    let served = flag.evaluate(ctx).expect("context has a targetingKey");
+    served.variant == "on"
 }
 
 /// `user-0` … `user-{n-1}`.
@@ -331,7 +329,6 @@ fn compile_every_operator_flag() -> CompiledFlag {
             rule("email", "matches", json!(["^[a-z]+@", "(?i)ROOT"])),
             {"when": [{"segment": "seniors"}], "variant": "stable"},
             {"when": [{"attribute": TARGETING_KEY, "op": "starts_with", "values": ["qa-"]}], "rollout": 10},
-            {"when": [], "rollout": 99.999},
         ],
     }))
 }

@@ -5,7 +5,7 @@
 //! `errorCode` and `errorDetails`. The body is read in full before authentication so keep-alive
 //! connections stay usable after a 401. Evaluation reads the live snapshot lock-free.
 
-use super::extract::{authenticate, etag_matches};
+use super::extract::{authenticate, etag_matches, presented_token};
 use crate::live::ServedFlag;
 use crate::metrics::ErrorLabels;
 use crate::state::AppState;
@@ -236,10 +236,24 @@ pub async fn evaluate_all(
             .insert_header((header::ETAG, etag))
             .finish();
     }
-    let mut out = Vec::with_capacity(flags_json.len() + 32);
+    let mut out = Vec::with_capacity(flags_json.len() + 256);
     out.extend_from_slice(b"{\"flags\":");
     out.extend_from_slice(&flags_json);
-    out.extend_from_slice(b",\"metadata\":{}}");
+    out.extend_from_slice(b",\"metadata\":{}");
+    // ADR-0008: advertise the change stream so the web provider is pushed, not polling.
+    if let Some(secret) = presented_token(&req) {
+        let info = req.connection_info();
+        let url = format!(
+            "{}://{}/api/v1/stream?format=ofrep&token={}",
+            info.scheme(),
+            info.host(),
+            state.stream_token_for(secret)
+        );
+        let streams = serde_json::json!([{"type": "sse", "url": url, "inactivityDelaySec": 120}]);
+        out.extend_from_slice(b",\"eventStreams\":");
+        out.extend_from_slice(streams.to_string().as_bytes());
+    }
+    out.push(b'}');
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))

@@ -397,3 +397,7 @@ fn decision_numbers(decision: &Decision) -> Value {
         _ => Value::Null,
     }
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

@@ -148,3 +148,173 @@ pub async fn start_binary(data_dir: &std::path::Path, policies: &std::path::Path
         _stdout: stdout,
     }
 }
+
+impl TestApp {
+    /// POST a JSON body with the admin token.
+    pub async fn admin_post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.admin(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET a JSON document with the admin token.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let r = self.admin(reqwest::Method::GET, path).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Creates a release from `plan`, returning its id.
+    pub async fn create_release(&self, plan: Value) -> String {
+        let r = self.admin_post("/api/v1/releases", plan).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 201, "create release: {body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls the release status until `done` holds (10 s at most), returning it.
+    pub async fn wait_release(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = self.admin_get(&format!("/api/v1/releases/{id}")).await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {status:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends a batch of signals with `token`.
+    pub async fn signals(&self, token: &str, signals: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/api/v1/signals"))
+            .bearer_auth(token)
+            .json(&json!({ "signals": signals }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The flag's current rollout percentage.
+    pub async fn rollout_of(&self, key: &str) -> f64 {
+        self.admin_get(&format!("/api/v1/flags/{key}")).await["rollout"]
+            .as_f64()
+            .unwrap()
+    }
+}
+
+/// Starts a server with `tweak` applied to the test configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".into();
+    config.data_dir = data_dir.path().join("data");
+    config.policies_dir = policies_dir();
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.workers = 2;
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("build app");
+    let address = app.url();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        admin_token: ADMIN_TOKEN.into(),
+        client: reqwest::Client::new(),
+        _data_dir: data_dir,
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("event data is JSON")
+    }
+}
+
+/// Reads events (and heartbeat comments) from an SSE response.
+pub struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    /// Opens `path` with `token` and an optional `Last-Event-ID`.
+    pub async fn open(
+        app: &TestApp,
+        path: &str,
+        token: &str,
+        last_event_id: Option<&str>,
+    ) -> SseReader {
+        let mut req = app.client.get(app.url(path)).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let response = req.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next block (event or comment), within 5 s.
+    pub async fn next_block(&mut self) -> String {
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block = self.buffer[..end].to_owned();
+                    self.buffer.drain(..end + 2);
+                    return block;
+                }
+                let chunk = self.response.chunk().await.unwrap().expect("stream ended");
+                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        })
+        .await
+        .expect("no SSE block within 5 s")
+    }
+
+    /// The next real event, skipping comments and `retry:` lines.
+    pub async fn next_event(&mut self) -> SseEvent {
+        loop {
+            let block = self.next_block().await;
+            let mut event = SseEvent {
+                id: None,
+                event: "message".into(),
+                data: String::new(),
+            };
+            let mut is_event = false;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    event.id = Some(v.to_owned());
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event.event = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    event.data.push_str(v);
+                    is_event = true;
+                }
+            }
+            if is_event {
+                return event;
+            }
+        }
+    }
+}

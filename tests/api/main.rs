@@ -10,5 +10,7 @@ mod flags;
 mod ofrep;
 mod operations;
 mod policies;
+mod releases;
 mod segments;
+mod stream;
 mod webhooks;

@@ -1,0 +1,187 @@
+//! The change stream: config on connect, every change exactly once and in order, resume.
+
+use crate::helpers::{bool_flag, spawn_app, spawn_app_with, SseReader};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_subscriber_gets_the_config_then_every_change_once_in_order() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+    app.put_flag(bool_flag("qr", 0.0)).await;
+    let mut stream = SseReader::open(&app, "/api/v1/stream", &token, None).await;
+
+    let config = stream.next_event().await;
+    assert_eq!(config.event, "config");
+    assert_eq!(config.json()["flags"][0]["key"], "qr");
+
+    for pct in [1, 5, 25, 50, 100] {
+        app.admin(Method::PUT, "/api/v1/flags/qr/rollout")
+            .json(&json!({"percentage": pct}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let change = stream.next_event().await;
+        assert_eq!(change.event, "change");
+        let data = change.json();
+        assert_eq!(data["key"], "qr");
+        assert_eq!(data["cause"]["action"], "flag.rollout");
+        seen.push((
+            change.id.unwrap(),
+            data["flag"]["rollout"].as_f64().unwrap(),
+        ));
+    }
+    assert_eq!(
+        seen.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
+        [1.0, 5.0, 25.0, 50.0, 100.0]
+    );
+    let seqs: Vec<u64> = seen
+        .iter()
+        .map(|(id, _)| id.split('-').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive ids: {seqs:?}"
+    );
+}
+
+#[tokio::test]
+async fn last_event_id_replays_exactly_the_missed_changes() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+    app.put_flag(bool_flag("qr", 0.0)).await;
+    let mut first = SseReader::open(&app, "/api/v1/stream", &token, None).await;
+    let config_id = first.next_event().await.id.unwrap();
+    drop(first);
+
+    for pct in [10, 20, 30] {
+        app.admin(Method::PUT, "/api/v1/flags/qr/rollout")
+            .json(&json!({"percentage": pct}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut resumed = SseReader::open(&app, "/api/v1/stream", &token, Some(&config_id)).await;
+
+    let mut rollouts = Vec::new();
+    for _ in 0..3 {
+        let e = resumed.next_event().await;
+        assert_eq!(e.event, "change", "no fresh config when resuming");
+        rollouts.push(e.json()["flag"]["rollout"].as_f64().unwrap());
+    }
+    assert_eq!(rollouts, [10.0, 20.0, 30.0]);
+    app.admin(Method::POST, "/api/v1/flags/qr/kill")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed.next_event().await.json()["flag"]["enabled"],
+        false,
+        "then live changes follow"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_last_event_id_gets_a_fresh_config() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+
+    let mut stream = SseReader::open(&app, "/api/v1/stream", &token, Some("12345-9")).await;
+
+    assert_eq!(stream.next_event().await.event, "config");
+}
+
+#[tokio::test]
+async fn heartbeats_keep_the_stream_alive() {
+    let app = spawn_app_with(|c| c.timing.heartbeat = Duration::from_millis(50)).await;
+    let token = app.create_token("web", "client").await;
+    let mut stream = SseReader::open(&app, "/api/v1/stream", &token, None).await;
+
+    let mut heartbeats = 0;
+    while heartbeats < 2 {
+        if stream.next_block().await.starts_with(": heartbeat") {
+            heartbeats += 1;
+        }
+    }
+    assert_eq!(heartbeats, 2);
+}
+
+#[tokio::test]
+async fn the_stream_needs_a_token_in_the_header_or_the_query() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+
+    let none = app
+        .client
+        .get(app.url("/api/v1/stream"))
+        .send()
+        .await
+        .unwrap();
+    let bad = app
+        .client
+        .get(app.url("/api/v1/stream?token=nope"))
+        .send()
+        .await
+        .unwrap();
+    let query = app
+        .client
+        .get(app.url(&format!("/api/v1/stream?token={token}")))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(none.status(), 401);
+    assert_eq!(bad.status(), 401);
+    assert_eq!(query.status(), 200);
+}
+
+#[tokio::test]
+async fn ofrep_bulk_advertises_a_stream_that_pushes_refetch_evaluation() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+    app.put_flag(bool_flag("qr", 0.0)).await;
+    let bulk: Value = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(&token)
+        .json(&json!({"context": {"targetingKey": "u1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let advertised = &bulk["eventStreams"][0];
+    assert_eq!(advertised["type"], "sse");
+    let url = advertised["url"].as_str().unwrap();
+    assert!(
+        !url.contains(&token),
+        "the stream URL carries a scoped token, not the secret"
+    );
+
+    let mut response = app.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    app.admin(Method::PUT, "/api/v1/flags/qr/rollout")
+        .json(&json!({"percentage": 50}))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("refetchEvaluation") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.contains("event: message"));
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let msg: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(msg["type"], "refetchEvaluation");
+    assert!(msg["etag"].is_string() && msg["lastModified"].is_u64());
+}
