@@ -6,7 +6,7 @@ use crate::live::Live;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::Family as LabelFamily;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -30,17 +30,17 @@ pub struct ErrorLabels {
     pub code: &'static str,
 }
 
-type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type LatencyFamily = LabelFamily<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// All metric handles.
 #[derive(Debug)]
 pub struct Metrics {
     /// Requests by route and status.
-    pub requests: Family<RouteLabels, Counter>,
+    pub requests: LabelFamily<RouteLabels, Counter>,
     /// Latency by route and status, seconds.
     pub latency: LatencyFamily,
     /// Evaluations that ended in an OFREP error, by code.
-    pub eval_errors: Family<ErrorLabels, Counter>,
+    pub eval_errors: LabelFamily<ErrorLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -50,16 +50,17 @@ fn latency_histogram() -> Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            requests: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            eval_errors: Family::default(),
+            requests: LabelFamily::default(),
+            latency: LabelFamily::new_with_constructor(latency_histogram),
+            eval_errors: LabelFamily::default(),
         }
     }
 }
 
 impl Metrics {
-    /// Renders everything in the Prometheus text exposition format.
-    pub fn render(&self, live: std::sync::Arc<Live>) -> String {
+    /// Renders everything in the Prometheus text exposition format; `extra` carries the
+    /// control-plane gauges computed by the caller (guards, modules, signals, webhooks).
+    pub fn render(&self, live: std::sync::Arc<Live>, extra: Vec<Family>) -> String {
         let mut registry = Registry::with_prefix("rollgate");
         registry.register(
             "http_requests",
@@ -77,6 +78,7 @@ impl Metrics {
             self.eval_errors.clone(),
         );
         registry.register_collector(Box::new(EvalCollector { live }));
+        registry.register_collector(Box::new(Families(extra)));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
@@ -138,6 +140,74 @@ impl Collector for EvalCollector {
         for flag in self.live.flags() {
             let labels = [("flag", flag.def.key.as_str())];
             ConstGauge::new(i64::from(flag.def.enabled)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A computed metric family: name, help, kind and labelled values.
+#[derive(Debug)]
+pub struct Family {
+    /// Name without the `rollgate_` prefix.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Counter (monotonic) or gauge.
+    pub counter: bool,
+    /// (labels, value) rows.
+    pub rows: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+impl Family {
+    /// An empty gauge family.
+    pub fn gauge(name: &'static str, help: &'static str) -> Self {
+        Family {
+            name,
+            help,
+            counter: false,
+            rows: Vec::new(),
+        }
+    }
+
+    /// An empty counter family.
+    pub fn counter(name: &'static str, help: &'static str) -> Self {
+        Family {
+            name,
+            help,
+            counter: true,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row.
+    pub fn push(&mut self, labels: Vec<(&'static str, String)>, value: f64) {
+        self.rows.push((labels, value));
+    }
+}
+
+#[derive(Debug)]
+struct Families(Vec<Family>);
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in &self.0 {
+            if family.counter {
+                let kind = ConstCounter::new(0u64).metric_type();
+                let mut enc = encoder.encode_descriptor(family.name, family.help, None, kind)?;
+                for (labels, value) in &family.rows {
+                    let labels: Vec<(&str, &str)> =
+                        labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    ConstCounter::new(*value as u64).encode(enc.encode_family(&labels)?)?;
+                }
+            } else {
+                let kind = ConstGauge::new(0.0f64).metric_type();
+                let mut enc = encoder.encode_descriptor(family.name, family.help, None, kind)?;
+                for (labels, value) in &family.rows {
+                    let labels: Vec<(&str, &str)> =
+                        labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    ConstGauge::new(*value).encode(enc.encode_family(&labels)?)?;
+                }
+            }
         }
         Ok(())
     }

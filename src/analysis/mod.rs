@@ -366,18 +366,30 @@ fn data_quality(
     if total < 1000 {
         return None;
     }
-    let expected = def.rollout.as_f64() / 100.0;
+    // Clients pick up a new percentage within moments, so a stage's window may mix the
+    // previous and the current split: any share between the two is legitimate.
+    let current = def.rollout.as_f64() / 100.0;
+    let previous = module
+        .stage
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|s| module.stages.percentages.get(s))
+        .map_or(0.0, |p| p.as_f64() / 100.0);
+    let (low, high) = (previous.min(current), previous.max(current));
     let observed = n1 as f64 / total as f64;
-    let z = (observed - expected) / (expected * (1.0 - expected) / total as f64).sqrt();
-    if z.abs() > 6.0 && (observed - expected).abs() / expected > 0.2 {
+    let nearest = observed.clamp(low, high);
+    if nearest <= 0.0 || nearest >= 1.0 {
+        return None;
+    }
+    let z = (observed - nearest) / (nearest * (1.0 - nearest) / total as f64).sqrt();
+    if z.abs() > 6.0 && (observed - nearest).abs() / nearest > 0.2 {
         let reason = format!(
             "sample ratio mismatch: {:.2}% of exposures on the new variant, {:.3}% served (z = {z:.1}); check the client's exposure reporting",
             observed * 100.0,
-            expected * 100.0
+            current * 100.0
         );
         return Some(Verdict::DataQuality {
             reason,
-            numbers: json!({"new_exposures": n1, "old_exposures": n0, "expected_share": expected, "observed_share": observed, "z": z}),
+            numbers: json!({"new_exposures": n1, "old_exposures": n0, "expected_share": current, "previous_share": previous, "observed_share": observed, "z": z}),
         });
     }
     None

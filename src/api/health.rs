@@ -33,7 +33,10 @@ pub async fn metrics(
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
     tracing::debug!(caller = %caller.name, "metrics scraped");
-    let text = state.metrics.render(state.live.load_full());
+    let releases = state.releases().await;
+    let text = state
+        .metrics
+        .render(state.live.load_full(), state.control_metrics(&releases));
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

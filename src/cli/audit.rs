@@ -68,8 +68,9 @@ pub fn render(answer: &Value) -> String {
     table.render()
 }
 
-/// What changed between two versions of a document: `rollout 10 → 25, enabled`.
-/// Scalar fields show both values; other fields are just named.
+/// What changed between two versions of a document: `rollout 10 → 25, state = paused, rules`.
+/// Changed scalar fields show both values, added ones their value, removed ones `-name`;
+/// other fields are just named.
 fn change(before: &Value, after: &Value) -> String {
     match (before, after) {
         (Value::Null, Value::Null) => String::new(),
@@ -81,18 +82,14 @@ fn change(before: &Value, after: &Value) -> String {
             keys.dedup();
             let parts: Vec<String> = keys
                 .into_iter()
-                .filter_map(|k| {
-                    let (old, new) = (
-                        b.get(k).unwrap_or(&Value::Null),
-                        a.get(k).unwrap_or(&Value::Null),
-                    );
-                    if old == new {
-                        None
-                    } else if is_scalar(old) && is_scalar(new) {
+                .filter_map(|k| match (b.get(k), a.get(k)) {
+                    (old, new) if old == new => None,
+                    (Some(old), Some(new)) if is_scalar(old) && is_scalar(new) => {
                         Some(format!("{k} {} → {}", scalar(old), scalar(new)))
-                    } else {
-                        Some(k.clone())
                     }
+                    (None, Some(new)) if is_scalar(new) => Some(format!("{k} = {}", scalar(new))),
+                    (Some(_), None) => Some(format!("-{k}")),
+                    _ => Some(k.clone()),
                 })
                 .collect();
             parts.join(", ")
@@ -126,6 +123,13 @@ mod tests {
         let after = json!({"rollout": 25.0, "enabled": true, "rules": [1], "key": "a"});
         assert_eq!(change(&before, &after), "rollout 10 → 25, rules");
         assert_eq!(change(&Value::Null, &after), "created");
+        assert_eq!(
+            change(
+                &json!({"rollout": 1.0, "x": 1}),
+                &json!({"rollout": 1.0, "state": "paused"})
+            ),
+            "state = paused, -x"
+        );
         assert_eq!(change(&before, &Value::Null), "deleted");
     }
 }

@@ -193,10 +193,15 @@ pub fn render_status(status: &Value) -> String {
             _ => m["stage"].as_u64().map_or(0, |s| s as usize + 1),
         };
         let percentage = m["percentage"].as_f64().unwrap_or(0.0);
-        let note = m["waiting"]
-            .as_str()
-            .or_else(|| m["reason"].as_str())
-            .unwrap_or("");
+        // Before `start`, the controller's "waiting for the previous module" is misleading.
+        let note = if status["state"] == "pending" && state == "pending" {
+            "release not started"
+        } else {
+            m["waiting"]
+                .as_str()
+                .or_else(|| m["reason"].as_str())
+                .unwrap_or("")
+        };
         let readings = m["guards"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         table.row(vec![
             text_of(&m["flag"]),

@@ -114,10 +114,14 @@ fn cannot_tell() -> Verdict {
 }
 
 fn out_of_band() -> Verdict {
+    out_of_band_with_grace(GRACE_MS)
+}
+
+fn out_of_band_with_grace(grace_ms: u64) -> Verdict {
     Verdict::Pause {
         metric: "complaint".into(),
         reason: "basic guard complaint out of band".into(),
-        grace_ms: GRACE_MS,
+        grace_ms,
         numbers: json!({"guard": {"metric": "complaint", "ln_evidence": 5.1}}),
     }
 }
@@ -275,7 +279,8 @@ fn starting_ramps_at_stage_zero_with_the_first_percentage() {
 #[test]
 fn ramping_module_bakes_before_anything_else() {
     let module = ramping(0);
-    let inputs = at(T0 + BAKE_MS - 1, &healthy());
+    let verdict = healthy();
+    let inputs = at(T0 + BAKE_MS - 1, &verdict);
 
     let decision = next(&module, &inputs);
 
@@ -285,9 +290,10 @@ fn ramping_module_bakes_before_anything_else() {
 #[test]
 fn ramping_module_waits_for_the_stage_exposures_after_baking() {
     let module = ramping(0);
+    let verdict = healthy();
     let inputs = Inputs {
         exposures_total: 5_000 + MIN_EXPOSURES - 1,
-        ..ready(&healthy())
+        ..ready(&verdict)
     };
 
     let decision = next(&module, &inputs);
@@ -397,9 +403,10 @@ fn core_breach_rolls_back_ramping_paused_held_and_completed_modules() {
 
 #[test]
 fn core_breach_does_not_roll_back_a_pending_or_rolled_back_module() {
+    let verdict = core_breach();
     let waiting = Inputs {
         may_start: false,
-        ..at(T0, &core_breach())
+        ..at(T0, &verdict)
     };
 
     assert!(!next(&pending(), &waiting).changes_state());
@@ -955,10 +962,7 @@ fn random_verdict(rng: &mut Lcg) -> Verdict {
         3 => cannot_tell(),
         4 => broken_telemetry(),
         5 => core_breach(),
-        _ => Verdict::Pause {
-            grace_ms: [0, 5 * MIN, GRACE_MS][rng.below(3) as usize],
-            ..out_of_band()
-        },
+        _ => out_of_band_with_grace([0, 5 * MIN, GRACE_MS][rng.below(3) as usize]),
     }
 }
 

@@ -714,3 +714,112 @@ fn webhook(
         numbers,
     }
 }
+
+impl AppState {
+    /// Control-plane metric families: module states, guard readings, signals, streams, webhooks.
+    pub fn control_metrics(&self, releases: &[Release]) -> Vec<crate::metrics::Family> {
+        use crate::metrics::Family;
+        use std::sync::atomic::Ordering::Relaxed;
+        let live = self.live.load();
+        let policies = self.policies.load();
+        let now = now_ms();
+        let mut module_state = Family::gauge(
+            "module_state",
+            "1 for the current state of each release module",
+        );
+        let mut module_pct = Family::gauge(
+            "module_percentage",
+            "Rollout percentage of each release module",
+        );
+        let mut evidence = Family::gauge(
+            "guard_evidence",
+            "Log evidence against the band (fires at guard_threshold)",
+        );
+        let mut threshold = Family::gauge("guard_threshold", "Log evidence threshold ln(1/alpha)");
+        let mut breached = Family::gauge("guard_breached", "1 while the guard is out of band");
+        let mut rate = Family::gauge(
+            "guard_rate",
+            "Per-exposure rate of the guarded metric in the current stage",
+        );
+        let mut signals =
+            Family::counter("signals", "Signals received by flag, variant and metric");
+        for r in releases
+            .iter()
+            .filter(|r| r.is_live() || r.state() == ReleaseState::RolledBack)
+        {
+            let policy = r.policy.as_ref().and_then(|p| policies.get(p));
+            for m in &r.modules {
+                let labels = |extra: Vec<(&'static str, String)>| {
+                    let mut l = vec![("release", r.name.clone()), ("flag", m.flag.clone())];
+                    l.extend(extra);
+                    l
+                };
+                let state = serde_json::to_value(m.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                module_state.push(labels(vec![("state", state)]), 1.0);
+                let Some(def) = live.get(&m.flag).map(|f| &f.def) else {
+                    continue;
+                };
+                module_pct.push(labels(vec![]), def.rollout.as_f64());
+                for g in analysis::verdict(policy, &self.signals, m, def, now).guards {
+                    let with_metric = || labels(vec![("metric", g.metric.clone())]);
+                    if let Some(e) = g.ln_evidence {
+                        evidence.push(with_metric(), e);
+                    }
+                    threshold.push(with_metric(), g.ln_threshold);
+                    breached.push(with_metric(), f64::from(u8::from(g.state == "breach")));
+                    for (variant, r) in [("new", g.new), ("old", g.old)] {
+                        if let Some(x) = r.rate {
+                            rate.push(
+                                labels(vec![
+                                    ("metric", g.metric.clone()),
+                                    ("variant", variant.into()),
+                                ]),
+                                x,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let saved = self.signals.save();
+        for (flag, variant, metric, totals) in saved.iter() {
+            signals.push(
+                vec![
+                    ("flag", flag.to_owned()),
+                    ("variant", variant.to_owned()),
+                    ("metric", metric.to_owned()),
+                ],
+                totals.count as f64,
+            );
+        }
+        let mut subscribers = Family::gauge("stream_subscribers", "Connected streaming clients");
+        subscribers.push(vec![], self.hub.subscribers() as f64);
+        let stats = self.webhooks.stats();
+        let mut hooks = Family::counter(
+            "webhook_deliveries",
+            "Webhook deliveries by outcome (per event and URL)",
+        );
+        for (outcome, v) in [
+            ("delivered", &stats.delivered),
+            ("failed", &stats.failed),
+            ("retried", &stats.retried),
+            ("dropped", &stats.dropped),
+        ] {
+            hooks.push(vec![("outcome", outcome.into())], v.load(Relaxed) as f64);
+        }
+        vec![
+            module_state,
+            module_pct,
+            evidence,
+            threshold,
+            breached,
+            rate,
+            signals,
+            subscribers,
+            hooks,
+        ]
+    }
+}

@@ -152,7 +152,21 @@ impl Aggregates {
         }
         saved
     }
+}
 
+impl SavedAggregates {
+    /// Iterates the saved series.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &str, &MetricTotals)> {
+        self.series.iter().flat_map(|(f, vs)| {
+            vs.iter().flat_map(move |(v, ms)| {
+                ms.iter()
+                    .map(move |(m, t)| (f.as_str(), v.as_str(), m.as_str(), t))
+            })
+        })
+    }
+}
+
+impl Aggregates {
     /// Rebuilds aggregates from a persisted copy.
     pub fn restore(saved: SavedAggregates) -> Self {
         let aggregates = Aggregates::default();

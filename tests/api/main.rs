@@ -4,13 +4,16 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod cli;
 mod conformance;
 mod durability;
 mod flags;
+mod guards;
 mod ofrep;
 mod operations;
 mod policies;
 mod releases;
 mod segments;
+mod signals;
 mod stream;
 mod webhooks;

@@ -1,0 +1,397 @@
+//! Guards over real HTTP with simulated, seeded client traffic: the A/A release completes,
+//! core regressions roll back, zero-tolerance events roll back within the request, basic
+//! bands pause and then roll back after their grace.
+
+use crate::helpers::{bool_flag, spawn_app, SseReader, TestApp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Client apps reporting exposures and events per variant, with seeded noise.
+struct Traffic {
+    rng: StdRng,
+    /// metric → (old-variant rate, new-variant rate) per exposure, per flag.
+    rates: Vec<(String, String, f64, f64)>,
+    per_batch: u64,
+}
+
+impl Traffic {
+    fn new(seed: u64, per_batch: u64) -> Self {
+        Traffic {
+            rng: StdRng::seed_from_u64(seed),
+            rates: Vec::new(),
+            per_batch,
+        }
+    }
+
+    fn rate(mut self, flag: &str, metric: &str, old: f64, new: f64) -> Self {
+        self.rates.push((flag.into(), metric.into(), old, new));
+        self
+    }
+
+    /// Binomial draw by the normal approximation (counts here are large).
+    fn draw(&mut self, n: u64, p: f64) -> u64 {
+        let (u1, u2): (f64, f64) = (self.rng.gen_range(1e-12..1.0), self.rng.gen());
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        let mean = n as f64 * p;
+        (mean + z * (mean * (1.0 - p)).sqrt()).round().max(0.0) as u64
+    }
+
+    /// One batch for `flag` served at `percentage`.
+    fn batch(&mut self, flag: &str, percentage: f64) -> Vec<Value> {
+        let new_n = (self.per_batch as f64 * percentage / 100.0).round() as u64;
+        let old_n = self.per_batch - new_n;
+        let mut out = Vec::new();
+        for (variant, n) in [("on", new_n), ("off", old_n)] {
+            if n == 0 {
+                continue;
+            }
+            out.push(json!({"flag": flag, "variant": variant, "metric": "exposure", "count": n}));
+            let rates: Vec<_> = self.rates.iter().filter(|r| r.0 == flag).cloned().collect();
+            for (_, metric, old, new) in rates {
+                let p = if variant == "on" { new } else { old };
+                let count = self.draw(n, p);
+                if count > 0 {
+                    out.push(
+                        json!({"flag": flag, "variant": variant, "metric": metric, "count": count}),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sends traffic for every started module until `done(status)` holds.
+async fn drive(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    traffic: &mut Traffic,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..3000 {
+        let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+        if done(&status) {
+            return status;
+        }
+        for m in status["modules"].as_array().unwrap() {
+            if m["state"] != "pending" {
+                let batch = traffic.batch(
+                    m["flag"].as_str().unwrap(),
+                    m["percentage"].as_f64().unwrap(),
+                );
+                let (code, report) = app.signals(token, json!(batch)).await;
+                assert_eq!(code, 200, "{report}");
+            }
+        }
+    }
+    panic!("gave up waiting for {what}");
+}
+
+async fn checkout_policy(app: &TestApp, grace: &str) {
+    let policy = json!({
+        "name": "test-checkout",
+        "cooldown": "200ms",
+        "guard": [
+            {"metric": "payment_error", "class": "core", "max_relative_increase": 0.0, "detect": 1.0},
+            {"metric": "data_loss", "class": "core", "max_count": 0},
+            {"metric": "complaint", "class": "basic", "max_relative_increase": 0.25, "grace": grace, "detect": 1.0}
+        ],
+        "stages": {"percentages": [5, 25, 100], "min_duration": "20ms", "min_exposures": 2000}
+    });
+    let r = app
+        .admin(Method::PUT, "/api/v1/policies/test-checkout")
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+async fn started_release(app: &TestApp, flags: &[&str]) -> String {
+    for f in flags {
+        app.put_flag(bool_flag(f, 0.0)).await;
+    }
+    let modules: Vec<Value> = flags.iter().map(|f| json!({"flag": f})).collect();
+    let id = app
+        .create_release(json!({"name": "guarded", "policy": "test-checkout", "modules": modules}))
+        .await;
+    let r = app
+        .admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    id
+}
+
+fn audit_actions(audit: &Value) -> Vec<String> {
+    audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_a_a_release_completes_without_pause_or_rollback() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    let id = started_release(&app, &["qr-ordering", "points"]).await;
+    let mut traffic = Traffic::new(7, 200_000)
+        .rate("qr-ordering", "payment_error", 0.005, 0.005)
+        .rate("qr-ordering", "complaint", 0.002, 0.002)
+        .rate("points", "payment_error", 0.005, 0.005)
+        .rate("points", "complaint", 0.002, 0.002);
+
+    let done = drive(&app, &token, &id, &mut traffic, "completion", |s| {
+        s["state"] != "running"
+    })
+    .await;
+
+    assert_eq!(done["state"], "completed", "{done:#}");
+    let audit = app.admin_get("/api/v1/audit?limit=1000").await;
+    let actions = audit_actions(&audit);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a == "module.pause" || a == "module.rollback"),
+        "{actions:?}"
+    );
+    let guard = &done["modules"][0]["guards"][0];
+    assert_eq!(guard["metric"], "payment_error");
+    assert!(guard["ln_threshold"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn a_tripled_core_error_rate_on_the_second_module_rolls_back_only_that_module() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    let id = started_release(&app, &["qr-ordering", "points"]).await;
+    let mut traffic = Traffic::new(11, 200_000)
+        .rate("qr-ordering", "payment_error", 0.005, 0.005)
+        .rate("points", "payment_error", 0.005, 0.015);
+
+    let done = drive(&app, &token, &id, &mut traffic, "a verdict", |s| {
+        s["state"] == "rolled_back" || s["state"] == "completed"
+    })
+    .await;
+
+    assert_eq!(done["state"], "rolled_back", "{done:#}");
+    assert_eq!(done["modules"][0]["state"], "completed");
+    assert_eq!(done["modules"][1]["state"], "rolled_back");
+    assert_eq!(
+        app.rollout_of("qr-ordering").await,
+        100.0,
+        "the first module stays at 100%"
+    );
+    assert_eq!(app.rollout_of("points").await, 0.0);
+    let reason = done["modules"][1]["reason"].as_str().unwrap();
+    assert!(reason.contains("payment_error"), "{reason}");
+    let record = &done["modules"][1]["decision"];
+    assert_eq!(record["action"], "rollback");
+    assert_eq!(record["actor"], "controller");
+    let guard = &record["numbers"]["guards"]["guard"];
+    assert!(
+        guard["new"]["rate"].as_f64().unwrap() > guard["old"]["rate"].as_f64().unwrap(),
+        "{record:#}"
+    );
+    let audit = app.admin_get("/api/v1/audit?flag=points&limit=1").await;
+    assert_eq!(audit["entries"][0]["action"], "module.rollback");
+    assert_eq!(
+        audit["entries"][0]["after"]["decision"]["numbers"]["guards"]["guard"]["metric"],
+        "payment_error"
+    );
+}
+
+#[tokio::test]
+async fn one_data_loss_event_rolls_back_within_the_same_request() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    let id = started_release(&app, &["points"]).await;
+    let mut stream = SseReader::open(&app, "/api/v1/stream", &token, None).await;
+    assert_eq!(stream.next_event().await.event, "config");
+
+    let (code, _) = app
+        .signals(
+            &token,
+            json!([{"flag": "points", "variant": "on", "metric": "data_loss"}]),
+        )
+        .await;
+
+    assert_eq!(code, 200);
+    assert_eq!(
+        app.rollout_of("points").await,
+        0.0,
+        "rolled back before the signals answer was sent"
+    );
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(status["modules"][0]["state"], "rolled_back");
+    let change = stream.next_event().await;
+    assert_eq!(change.event, "change");
+    assert_eq!(change.json()["flag"]["rollout"], 0.0);
+    assert_eq!(change.json()["cause"]["action"], "module.rollback");
+}
+
+#[tokio::test]
+async fn a_basic_metric_inside_its_band_changes_nothing() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    let id = started_release(&app, &["points"]).await;
+    let mut traffic = Traffic::new(3, 200_000).rate("points", "complaint", 0.004, 0.004 * 1.15);
+
+    let done = drive(&app, &token, &id, &mut traffic, "completion", |s| {
+        s["state"] != "running"
+    })
+    .await;
+
+    assert_eq!(done["state"], "completed", "{done:#}");
+}
+
+#[tokio::test]
+async fn a_basic_metric_out_of_band_pauses_then_rolls_back_after_grace() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "300ms").await;
+    let id = started_release(&app, &["points"]).await;
+    let mut traffic = Traffic::new(5, 200_000).rate("points", "complaint", 0.004, 0.008);
+
+    let paused = drive(&app, &token, &id, &mut traffic, "a pause", |s| {
+        s["state"] != "running"
+    })
+    .await;
+    assert_eq!(paused["state"], "paused", "{paused:#}");
+    assert!(paused["modules"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("complaint"));
+    let rollout_when_paused = app.rollout_of("points").await;
+    assert!(rollout_when_paused > 0.0, "a pause keeps the cohort");
+
+    let done = drive(
+        &app,
+        &token,
+        &id,
+        &mut traffic,
+        "rollback after grace",
+        |s| s["state"] == "rolled_back",
+    )
+    .await;
+    assert!(done["modules"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("grace"));
+    assert_eq!(app.rollout_of("points").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_critical_alertmanager_alert_rolls_back_and_a_warning_pauses() {
+    let app = spawn_app().await;
+    app.put_flag(bool_flag("qr-ordering", 0.0)).await;
+    app.put_flag(bool_flag("points", 0.0)).await;
+    let plan = json!({"name": "alerted", "overlap": true, "modules": [{"flag": "qr-ordering"}, {"flag": "points"}], "stages": {"min_duration": "1h"}});
+    let id = app.create_release(plan).await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+    let alert = |flag: &str, severity: &str, status: &str| {
+        json!({
+            "version": "4", "groupKey": "{}:{}", "status": status, "receiver": "rollgate",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
+            "alerts": [{"status": status, "labels": {"alertname": "HighErrors", "severity": severity, "rollgate_flag": flag},
+                        "annotations": {"summary": "5xx above SLO"}, "startsAt": "2026-11-22T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                        "generatorURL": "http://prom", "fingerprint": "abc"}]
+        })
+    };
+
+    let warn = app
+        .admin_post(
+            "/api/v1/alerts/alertmanager",
+            alert("qr-ordering", "warning", "firing"),
+        )
+        .await;
+    let crit = app
+        .admin_post(
+            "/api/v1/alerts/alertmanager",
+            alert("points", "critical", "firing"),
+        )
+        .await;
+    let resolved = app
+        .admin_post(
+            "/api/v1/alerts/alertmanager",
+            alert("points", "critical", "resolved"),
+        )
+        .await;
+
+    assert_eq!(
+        (
+            warn.status().as_u16(),
+            crit.status().as_u16(),
+            resolved.status().as_u16()
+        ),
+        (200, 200, 200)
+    );
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(status["modules"][0]["state"], "paused");
+    assert_eq!(status["modules"][1]["state"], "rolled_back");
+    assert!(status["modules"][1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("HighErrors"));
+    assert_eq!(app.rollout_of("points").await, 0.0);
+    let actions = audit_actions(&app.admin_get("/api/v1/audit?limit=5").await);
+    assert_eq!(actions[0], "alert.resolved");
+    let malformed = app
+        .admin_post(
+            "/api/v1/alerts/alertmanager",
+            json!({"version": "4", "alerts": "nope"}),
+        )
+        .await;
+    assert_eq!(malformed.status(), 400);
+    let wrong_version = app
+        .admin_post(
+            "/api/v1/alerts/alertmanager",
+            json!({"version": "3", "status": "firing", "alerts": []}),
+        )
+        .await;
+    assert_eq!(wrong_version.status(), 400);
+}
+
+#[tokio::test]
+async fn guard_readings_are_exported_to_metrics() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    started_release(&app, &["points"]).await;
+    let mut traffic = Traffic::new(9, 100_000).rate("points", "payment_error", 0.005, 0.005);
+    app.signals(&token, json!(traffic.batch("points", 5.0)))
+        .await;
+
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert!(
+        text.contains(
+            r#"rollgate_guard_evidence{release="guarded",flag="points",metric="payment_error"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"rollgate_signals_total{flag="points",variant="on",metric="exposure"}"#),
+        "{text}"
+    );
+    assert!(text.contains("rollgate_module_state"), "{text}");
+}
