@@ -147,3 +147,167 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+async fn admin_json(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Value {
+    let mut req = client.request(method, url).bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_release_continues_from_its_persisted_stage_after_sigkill_with_the_bake_timer_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let mut server = start_binary(&data, &policies_dir()).await;
+    let base = server.address.clone();
+    for flag in ["qr-ordering", "points"] {
+        admin_json(
+            &client,
+            reqwest::Method::PUT,
+            format!("{base}/api/v1/flags/{flag}"),
+            Some(bool_flag(flag, 0.0)),
+        )
+        .await;
+    }
+    let plan = json!({"name": "durable", "modules": [{"flag": "qr-ordering", "stages": {"percentages": [5, 100], "min_duration": "1500ms"}},
+                                                    {"flag": "points", "stages": {"percentages": [10, 100], "min_duration": "1h"}}]});
+    let created = admin_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/releases"),
+        Some(plan),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let started = admin_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/releases/{id}/start"),
+        Some(json!({})),
+    )
+    .await;
+    let stage_started = started["modules"][0]["stage_started_ms"].as_u64().unwrap();
+    assert_eq!(started["modules"][0]["percentage"], 5.0);
+
+    server.child.kill().await.unwrap(); // SIGKILL mid-stage
+    let server = start_binary(&data, &policies_dir()).await;
+    let base = server.address.clone();
+
+    let after = admin_json(
+        &client,
+        reqwest::Method::GET,
+        format!("{base}/api/v1/releases/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(after["modules"][0]["state"], "ramping");
+    assert_eq!(after["modules"][0]["stage"], 0, "not skipped");
+    assert_eq!(
+        after["modules"][0]["stage_started_ms"].as_u64().unwrap(),
+        stage_started,
+        "bake timer not restarted"
+    );
+    // The stage completes 1.5 s after its original start, not 1.5 s after the restart.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let advanced_at = loop {
+        let s = admin_json(
+            &client,
+            reqwest::Method::GET,
+            format!("{base}/api/v1/releases/{id}"),
+            None,
+        )
+        .await;
+        if s["modules"][0]["stage"] == 1 {
+            break s["modules"][0]["stage_started_ms"].as_u64().unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never advanced: {s:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        advanced_at >= stage_started + 1500,
+        "advanced only after the bake time"
+    );
+    assert!(
+        advanced_at < stage_started + 1500 + 2500,
+        "counted from the persisted start, not the restart"
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_back_module_stays_rolled_back_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let mut server = start_binary(&data, &policies_dir()).await;
+    let base = server.address.clone();
+    admin_json(
+        &client,
+        reqwest::Method::PUT,
+        format!("{base}/api/v1/flags/points"),
+        Some(bool_flag("points", 0.0)),
+    )
+    .await;
+    let plan = json!({"name": "down", "policy": "checkout", "modules": [{"flag": "points", "stages": {"min_duration": "0s", "min_exposures": 0}}]});
+    let id = admin_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/releases"),
+        Some(plan),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin_json(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/releases/{id}/start"),
+        Some(json!({})),
+    )
+    .await;
+    let loss = json!({"signals": [{"flag": "points", "variant": "on", "metric": "data_loss"}]});
+    let r = client
+        .post(format!("{base}/api/v1/signals"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&loss)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    server.child.kill().await.unwrap();
+    let server = start_binary(&data, &policies_dir()).await;
+    let base = server.address.clone();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // ten controller ticks
+
+    let status = admin_json(
+        &client,
+        reqwest::Method::GET,
+        format!("{base}/api/v1/releases/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status["modules"][0]["state"], "rolled_back");
+    assert_eq!(status["state"], "rolled_back");
+    let flag = admin_json(
+        &client,
+        reqwest::Method::GET,
+        format!("{base}/api/v1/flags/points"),
+        None,
+    )
+    .await;
+    assert_eq!(flag["rollout"], 0.0);
+}

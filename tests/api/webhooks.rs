@@ -394,3 +394,70 @@ async fn shutdown_delivers_what_is_queued_then_refuses_new_events() {
     assert_eq!(webhooks.stats().dropped.load(Relaxed), 1);
     assert!(receiver.is_idle());
 }
+
+/// End to end: the controller's completion and rollback decisions reach a receiver, signed.
+#[tokio::test]
+async fn release_completion_and_rollback_are_delivered_signed() {
+    let mut receiver = spawn_receiver(|n| {
+        if n == 1 {
+            Reply::Status(503)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let url = receiver.url.clone();
+    let app = crate::helpers::spawn_app_with(move |c| {
+        c.webhooks = fast_config(vec![url], Some("hook-secret"))
+    })
+    .await;
+    let token = app.create_token("app", "client").await;
+    for flag in ["a", "b"] {
+        app.put_flag(crate::helpers::bool_flag(flag, 0.0)).await;
+    }
+    let plan = serde_json::json!({"name": "hooked", "policy": "checkout", "overlap": true,
+        "modules": [{"flag": "a"}, {"flag": "b", "stages": {"percentages": [50, 100], "min_duration": "1h"}}], "stages": {"percentages": [100], "min_duration": "0s", "min_exposures": 0}});
+    let id = app.create_release(plan).await;
+    app.admin_post(
+        &format!("/api/v1/releases/{id}/start"),
+        serde_json::json!({}),
+    )
+    .await;
+
+    // Module a completes at once (one stage, no bake): a completion event.
+    let completion = receiver.next().await;
+    assert_eq!(completion.method, "POST");
+    assert_eq!(completion.header("x-rollgate-event"), "completion");
+    assert!(rollgate::webhooks::verify(
+        "hook-secret",
+        &completion.body,
+        completion.header("x-rollgate-signature")
+    ));
+    assert!(!rollgate::webhooks::verify(
+        "wrong",
+        &completion.body,
+        completion.header("x-rollgate-signature")
+    ));
+
+    // A data-loss event on b: rollback, delivered after one 503 retry with the same id.
+    let (code, _) = app
+        .signals(
+            &token,
+            serde_json::json!([{"flag": "b", "variant": "on", "metric": "data_loss"}]),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let first = receiver.next().await;
+    let retry = receiver.next().await;
+    assert_eq!(
+        first.header("x-rollgate-event-id"),
+        retry.header("x-rollgate-event-id")
+    );
+    let event = retry.json();
+    assert_eq!(event["kind"], "rollback");
+    assert_eq!(event["release"], "hooked");
+    assert_eq!(event["module"], "b");
+    assert_eq!(event["actor"], "controller");
+    assert!(event["reason"].as_str().unwrap().contains("data_loss"));
+    assert_eq!(event["numbers"]["guards"]["guard"]["count_since_start"], 1);
+}
