@@ -51,6 +51,7 @@ pub struct ChangeHub {
     ring: Mutex<VecDeque<Arc<ChangeEvent>>>,
     tx: broadcast::Sender<Arc<ChangeEvent>>,
     subscribers: AtomicI64,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl ChangeHub {
@@ -63,6 +64,7 @@ impl ChangeHub {
             ring: Mutex::new(VecDeque::with_capacity(RING)),
             tx,
             subscribers: AtomicI64::new(0),
+            closing: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -128,6 +130,16 @@ impl ChangeHub {
         (epoch.parse::<u64>().ok()? == self.epoch)
             .then(|| seq.parse().ok())
             .flatten()
+    }
+
+    /// Ends every stream (server shutdown), so graceful shutdown does not wait for them.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves when the hub closes.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Connected streaming clients.

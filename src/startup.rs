@@ -93,6 +93,7 @@ impl Application {
         })
         .workers(config.workers)
         .shutdown_timeout(10)
+        .disable_signals()
         .listen(listener)?
         .run();
         Ok(Application {
@@ -137,6 +138,14 @@ impl Application {
     /// Serves until SIGINT/SIGTERM, then drains requests and flushes the store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, tasks) = self.spawn_background();
+        let handle = self.server.handle();
+        let hub = self.state.hub.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: closing streams, draining requests");
+            hub.close();
+            handle.stop(true).await;
+        });
         let served = self.server.await;
         let _ = stop.send(true);
         for task in tasks {
@@ -150,6 +159,29 @@ impl Application {
         self.state.store.flush().await?;
         tracing::info!("stopped; store flushed");
         Ok(())
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }
 

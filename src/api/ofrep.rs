@@ -116,7 +116,7 @@ fn prepare(
     req: &HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
     key: Option<&str>,
-) -> Result<Context, HttpResponse> {
+) -> Result<Context, Box<HttpResponse>> {
     let body = body.map_err(|e| {
         let status = e.as_response_error().status_code();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -124,24 +124,26 @@ fn prepare(
         } else {
             "PARSE_ERROR"
         };
-        failure(
+        Box::new(failure(
             status,
             key,
             code,
             format!("could not read the request body: {e}"),
-        )
+        ))
     })?;
     authenticate(req).map_err(|_| {
-        HttpResponse::Unauthorized()
-            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-            .json(Failure {
-                key,
-                error_code: "GENERAL",
-                error_details: "missing or invalid token".into(),
-            })
+        Box::new(
+            HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .json(Failure {
+                    key,
+                    error_code: "GENERAL",
+                    error_details: "missing or invalid token".into(),
+                }),
+        )
     })?;
     parse_context(&body)
-        .map_err(|(code, details)| failure(StatusCode::BAD_REQUEST, key, code, details))
+        .map_err(|(code, details)| Box::new(failure(StatusCode::BAD_REQUEST, key, code, details)))
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
@@ -160,7 +162,7 @@ pub async fn evaluate_one(
     let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     let context = match prepare(&req, body, Some(&key)) {
         Ok(c) => c,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let live = state.live.load();
     let Some(flag) = live.get(&key) else {
@@ -209,7 +211,7 @@ pub async fn evaluate_all(
 ) -> HttpResponse {
     let context = match prepare(&req, body, None) {
         Ok(c) => c,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let live = state.live.load();
     let entries: Vec<Entry<'_>> = live

@@ -50,6 +50,7 @@ struct Subscription {
     heartbeat: tokio::time::Interval,
     hub: Arc<ChangeHub>,
     format: Format,
+    closing: tokio::sync::watch::Receiver<bool>,
     _guard: SubscriberGuard,
 }
 
@@ -128,6 +129,7 @@ pub async fn stream(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.reset();
     let guard = hub.track();
+    let closing = hub.closing();
     let subscription = Subscription {
         rx,
         pending,
@@ -135,6 +137,7 @@ pub async fn stream(
         heartbeat,
         hub,
         format,
+        closing,
         _guard: guard,
     };
     let body = futures_util::stream::unfold(subscription, next_frame);
@@ -168,6 +171,7 @@ async fn next_frame(
                 Err(RecvError::Closed) => return None,
             },
             _ = sub.heartbeat.tick() => return Some((Ok(Bytes::from_static(b": heartbeat\n\n")), sub)),
+            _ = sub.closing.changed() => return None,
         }
     }
 }

@@ -70,7 +70,7 @@ impl Table {
                     line.push_str("  ");
                 }
                 line.push_str(cell);
-                line.extend(std::iter::repeat(' ').take(w - width(cell)));
+                line.extend(std::iter::repeat_n(' ', w - width(cell)));
             }
             text.push_str(line.trim_end());
             text.push('\n');

@@ -55,6 +55,9 @@ impl From<TransactionError<StoreError>> for StoreError {
     }
 }
 
+/// One write inside a commit: tree index, key, value (`None` removes).
+type TreeOp<'a> = (usize, &'a [u8], Option<Vec<u8>>);
+
 /// Handle to the open database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -176,7 +179,7 @@ impl Store {
         const POLICIES: usize = 3;
         const RELEASES: usize = 4;
         const AUDIT: usize = 5;
-        let ops: Vec<(usize, &[u8], Option<Vec<u8>>)> = changes
+        let ops: Vec<TreeOp<'_>> = changes
             .iter()
             .map(|change| match change {
                 Change::PutFlag(f) => (FLAGS, f.key.as_bytes(), Some(codec::encode(f))),

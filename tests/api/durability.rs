@@ -311,3 +311,30 @@ async fn a_rolled_back_module_stays_rolled_back_after_sigkill() {
     .await;
     assert_eq!(flag["rollout"], 0.0);
 }
+
+#[tokio::test]
+async fn sigterm_stops_promptly_even_with_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(&dir.path().join("data"), &policies_dir()).await;
+    let client = reqwest::Client::new();
+    let stream = client
+        .get(format!("{}/api/v1/stream", server.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let pid = server.child.id().unwrap() as i32;
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(5), server.child.wait()).await;
+
+    assert!(exit
+        .expect("stopped within 5 s, streams included")
+        .unwrap()
+        .success());
+}
