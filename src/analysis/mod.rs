@@ -20,6 +20,9 @@ use serde_json::json;
 
 /// Default `detect`: a stage must have been able to see a +50 % harm.
 pub const DEFAULT_DETECT: f64 = 0.5;
+/// How long after a stage starts the sample-ratio check accepts any share between the
+/// previous and the current percentage (clients catching up with the change).
+pub const SRM_SETTLE_MS: u64 = 1000;
 /// Default telemetry silence that pauses a ramping module.
 pub const DEFAULT_SILENCE_MS: u64 = 10 * 60 * 1000;
 
@@ -366,15 +369,20 @@ fn data_quality(
     if total < 1000 {
         return None;
     }
-    // Clients pick up a new percentage within moments, so a stage's window may mix the
-    // previous and the current split: any share between the two is legitimate.
+    // Clients pick up a new percentage within moments, so early in a stage the window may mix
+    // the previous and the current split: any share between the two is legitimate then.
     let current = def.rollout.as_f64() / 100.0;
     let previous = module
         .stage
         .and_then(|s| s.checked_sub(1))
         .and_then(|s| module.stages.percentages.get(s))
         .map_or(0.0, |p| p.as_f64() / 100.0);
-    let (low, high) = (previous.min(current), previous.max(current));
+    let young = now_ms.saturating_sub(module.stage_started_ms.unwrap_or(0)) < SRM_SETTLE_MS;
+    let (low, high) = if young {
+        (previous.min(current), previous.max(current))
+    } else {
+        (current, current)
+    };
     let observed = n1 as f64 / total as f64;
     let nearest = observed.clamp(low, high);
     if nearest <= 0.0 || nearest >= 1.0 {

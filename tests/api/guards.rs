@@ -395,3 +395,148 @@ async fn guard_readings_are_exported_to_metrics() {
     );
     assert!(text.contains("rollgate_module_state"), "{text}");
 }
+
+#[tokio::test]
+async fn a_release_scope_policy_rolls_back_every_module_on_a_core_breach() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    let policy = json!({"name": "whole", "scope": "release", "guard": [{"metric": "data_loss", "class": "core", "max_count": 0}]});
+    assert!(app
+        .admin(Method::PUT, "/api/v1/policies/whole")
+        .json(&policy)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    for f in ["a", "b"] {
+        app.put_flag(bool_flag(f, 0.0)).await;
+    }
+    let plan = json!({"name": "all-or-nothing", "policy": "whole", "overlap": true, "modules": [{"flag": "a"}, {"flag": "b"}], "stages": {"min_duration": "1h"}});
+    let id = app.create_release(plan).await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+
+    app.signals(
+        &token,
+        json!([{"flag": "b", "variant": "on", "metric": "data_loss"}]),
+    )
+    .await;
+
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(status["modules"][0]["state"], "rolled_back", "{status:#}");
+    assert_eq!(status["modules"][1]["state"], "rolled_back");
+    assert!(status["modules"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("release-scope"));
+    assert_eq!(app.rollout_of("a").await, 0.0);
+}
+
+#[tokio::test]
+async fn broken_exposure_reporting_pauses_on_sample_ratio_mismatch() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    let id = started_release(&app, &["points"]).await;
+
+    // The app reports exposures of the old variant only, though 5% are served the new one.
+    // (For the first second of a stage the check tolerates clients catching up.)
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        app.signals(
+            &token,
+            json!([{"flag": "points", "variant": "off", "metric": "exposure", "count": 20_000}]),
+        )
+        .await;
+        let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+        if status["modules"][0]["state"] != "ramping" || tokio::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["modules"][0]["state"], "paused", "{status:#}");
+    assert!(status["modules"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("sample ratio mismatch"));
+    assert_eq!(status["modules"][0]["paused"]["by"], "data_quality");
+    assert!(
+        app.rollout_of("points").await > 0.0,
+        "broken data neither rolls back nor advances"
+    );
+}
+
+#[tokio::test]
+async fn silent_telemetry_pauses_the_ramp() {
+    let app = spawn_app().await;
+    let policy = json!({"name": "quiet", "guard": [{"metric": "payment_error", "class": "core", "max_relative_increase": 0.0, "silence_after": "150ms"}]});
+    assert!(app
+        .admin(Method::PUT, "/api/v1/policies/quiet")
+        .json(&policy)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    app.put_flag(bool_flag("points", 0.0)).await;
+    let id = app.create_release(json!({"name": "q", "policy": "quiet", "modules": [{"flag": "points"}], "stages": {"min_duration": "1h"}})).await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+
+    let paused = app
+        .wait_release(&id, "a silence pause", |s| {
+            s["modules"][0]["state"] == "paused"
+        })
+        .await;
+
+    assert!(
+        paused["modules"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("telemetry silent"),
+        "{paused:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_stage_that_could_not_have_seen_the_harm_is_extended_and_says_why() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    let policy = json!({"name": "careful", "guard": [{"metric": "payment_error", "class": "core", "max_relative_increase": 0.0, "detect": 0.5}]});
+    assert!(app
+        .admin(Method::PUT, "/api/v1/policies/careful")
+        .json(&policy)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    app.put_flag(bool_flag("points", 0.0)).await;
+    let plan = json!({"name": "c", "policy": "careful", "modules": [{"flag": "points", "stages": {"percentages": [50, 100], "min_duration": "0s", "min_exposures": 100}}]});
+    let id = app.create_release(plan).await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+
+    // Enough exposures for the stage minimum, far too few to see a +50% rise at a 0.5% base rate.
+    app.signals(
+        &token,
+        json!([
+            {"flag": "points", "variant": "on", "metric": "exposure", "count": 500},
+            {"flag": "points", "variant": "off", "metric": "exposure", "count": 500},
+            {"flag": "points", "variant": "off", "metric": "payment_error", "count": 3}
+        ]),
+    )
+    .await;
+
+    let status = app
+        .wait_release(&id, "the extension note", |s| {
+            s["modules"][0]["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("stage extended"))
+        })
+        .await;
+    assert_eq!(status["modules"][0]["stage"], 0);
+    assert_eq!(status["modules"][0]["guards"][0]["state"], "cannot_tell");
+    assert_eq!(status["modules"][0]["guards"][0]["could_detect"], false);
+}

@@ -9,6 +9,7 @@ mod conformance;
 mod durability;
 mod flags;
 mod guards;
+mod interop;
 mod ofrep;
 mod operations;
 mod policies;
