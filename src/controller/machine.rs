@@ -75,6 +75,8 @@ pub enum Decision {
     Rollback { reason: String, numbers: Value },
     /// The guard-paused module is back in band; remember since when.
     BackInBand,
+    /// It left the band again before the cooldown ended: the cooldown starts over.
+    LeftBand,
 }
 
 impl Decision {
@@ -94,6 +96,7 @@ impl Decision {
             Decision::Resume { .. } => "resume",
             Decision::Rollback { .. } => "rollback",
             Decision::BackInBand => "in_band",
+            Decision::LeftBand => "out_of_band",
         }
     }
 }
@@ -208,6 +211,11 @@ fn paused(module: &Module, inputs: &Inputs<'_>) -> Decision {
             ),
             numbers: numbers.clone(),
         },
+        (Some(PauseCause::Guard { .. }), Verdict::Pause { .. })
+            if module.in_band_since_ms.is_some() =>
+        {
+            Decision::LeftBand
+        }
         (Some(PauseCause::Guard { .. }), Verdict::Pause { .. }) => Decision::Wait {
             note: Some("paused: a basic guard is out of band".into()),
         },
@@ -312,6 +320,10 @@ pub fn apply(module: &mut Module, decision: &Decision, ctx: &ApplyCtx<'_>) -> Op
         Decision::Wait { .. } => return None,
         Decision::BackInBand => {
             module.in_band_since_ms = Some(now_ms);
+            return None;
+        }
+        Decision::LeftBand => {
+            module.in_band_since_ms = None;
             return None;
         }
         Decision::Start => {

@@ -530,7 +530,7 @@ impl AppState {
                 flag_changed = true;
             }
         }
-        if matches!(decision, Decision::BackInBand) {
+        if matches!(decision, Decision::BackInBand | Decision::LeftBand) {
             return;
         }
         let record = module.decision.clone();
