@@ -85,6 +85,9 @@ pub struct Writer {
     last_audit: Uuid,
     /// Every release, by id.
     pub releases: BTreeMap<Uuid, Release>,
+    /// Guards armed on flags ramped by hand (a flag `policy`, no live release): one synthetic
+    /// `held` module per flag, armed with fresh baselines when first seen (in memory).
+    pub hand: BTreeMap<String, Module>,
 }
 
 impl Writer {
@@ -93,6 +96,7 @@ impl Writer {
         Writer {
             last_audit: Uuid::nil(),
             releases: releases.into_iter().map(|r| (r.id, r)).collect(),
+            hand: BTreeMap::new(),
         }
     }
 
@@ -213,6 +217,8 @@ impl AppState {
         for event in batch.webhooks {
             self.webhooks.notify(event);
         }
+        self.refresh_watched(w);
+        self.arm_hand_guards(w);
         Ok(())
     }
 
@@ -260,6 +266,11 @@ impl AppState {
                 "key",
                 format!("body key {:?} differs from path key {path_key:?}", def.key),
             ));
+        }
+        if let Some(policy) = &def.policy {
+            if self.policies.load().get(policy).is_none() {
+                return Err(invalid("policy", format!("unknown policy {policy:?}")));
+            }
         }
         let mut w = self.writer.lock().await;
         let live = self.live.load();

@@ -142,11 +142,16 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 impl Policy {
     /// Parses TOML source, reporting the failing field.
     pub fn from_toml(source: &str) -> Result<Policy, PolicyError> {
-        let de = toml::Deserializer::new(source);
-        let policy: Policy = serde_path_to_error::deserialize(de)
-            .map_err(|e| err(e.path().to_string(), e.inner().message().to_owned()))?;
+        let policy = Policy::parse_toml(source)?;
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// Parses TOML source without checking values (shape errors only).
+    pub fn parse_toml(source: &str) -> Result<Policy, PolicyError> {
+        let de = toml::Deserializer::new(source);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| err(e.path().to_string(), e.inner().message().to_owned()))
     }
 
     /// Checks every field; the first problem found is returned.
@@ -195,8 +200,11 @@ impl Policy {
                 }
             }
             if let Some(x) = g.max_rate {
-                if !(x.is_finite() && (0.0..=1.0e9).contains(&x)) {
-                    return Err(err(at("max_rate"), "must be a number >= 0"));
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(err(
+                        at("max_rate"),
+                        "must be a number > 0 (use max_count = 0 to allow no event at all)",
+                    ));
                 }
             }
             if let Some(c) = g.confidence {

@@ -190,7 +190,7 @@ pub enum ReleaseState {
     Paused,
     /// Every module completed.
     Completed,
-    /// A module (or the whole release) was rolled back.
+    /// Nothing ramps any more and at least one module was rolled back.
     RolledBack,
 }
 
@@ -224,18 +224,35 @@ impl Release {
             return ReleaseState::Pending;
         }
         let any = |s: ModuleState| self.modules.iter().any(|m| m.state == s);
-        if any(ModuleState::RolledBack) {
-            ReleaseState::RolledBack
-        } else if any(ModuleState::Paused) {
+        if any(ModuleState::Paused) {
             ReleaseState::Paused
         } else if self
             .modules
             .iter()
-            .all(|m| m.state == ModuleState::Completed)
+            .enumerate()
+            .any(|(i, _)| self.module_active(i))
         {
-            ReleaseState::Completed
-        } else {
             ReleaseState::Running
+        } else if any(ModuleState::RolledBack) {
+            ReleaseState::RolledBack
+        } else {
+            ReleaseState::Completed
+        }
+    }
+
+    /// Whether module `i` still ramps or may still start: ramping, paused or held, or
+    /// pending with its turn still to come (without overlap, a rolled-back module blocks the
+    /// modules after it).
+    pub fn module_active(&self, i: usize) -> bool {
+        match self.modules[i].state {
+            ModuleState::Ramping | ModuleState::Paused | ModuleState::Held => true,
+            ModuleState::Pending => {
+                self.overlap
+                    || !self.modules[..i]
+                        .iter()
+                        .any(|m| m.state == ModuleState::RolledBack)
+            }
+            ModuleState::Completed | ModuleState::RolledBack => false,
         }
     }
 
@@ -396,6 +413,32 @@ pub fn build_release(
         modules,
         plan,
     })
+}
+
+/// The synthetic `held` module that arms a policy's guards on a flag ramped by hand: one stage
+/// at the flag's current rollout, baselines taken now, so only signals from now on count.
+pub fn hand_module(def: &rollgate_eval::FlagDef, counts: Counts, now_ms: u64) -> Module {
+    Module {
+        flag: def.key.clone(),
+        stages: Stages {
+            percentages: vec![def.rollout],
+            min_duration_ms: 0,
+            min_exposures: 0,
+        },
+        state: ModuleState::Held,
+        stage: Some(0),
+        stage_started_ms: Some(now_ms),
+        exposures_at_stage_start: count_of(&counts, &def.on_variant, "exposure"),
+        started_ms: Some(now_ms),
+        reason: Some("ramped by hand; guards armed by the flag's policy".into()),
+        paused: None,
+        paused_ms: None,
+        in_band_since_ms: None,
+        decision: None,
+        stage_baseline: counts.clone(),
+        module_baseline: counts,
+        evidence: BTreeMap::new(),
+    }
 }
 
 #[cfg(test)]

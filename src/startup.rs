@@ -89,6 +89,10 @@ impl Application {
                     }
                 })
                 .configure(|cfg| api::configure(cfg, &server_state))
+                // Clients that join URLs naively send `//ofrep/...`.
+                .wrap(actix_web::middleware::NormalizePath::new(
+                    actix_web::middleware::TrailingSlash::MergeOnly,
+                ))
                 .default_service(web::to(api::not_found))
         })
         .workers(config.workers)

@@ -42,6 +42,10 @@ pub struct FlagDef {
     /// Free labels for humans and tooling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Policy whose guards watch this flag when it is ramped by hand, outside any release.
+    /// Not used by evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -142,11 +142,12 @@ pub fn verdict(
         count_of(&counts, variant, metric).saturating_sub(count_of(base, variant, metric))
     };
     let at_full = def.rollout.is_full();
+    // One share of the false-rollback budget per statistical test (a guard may run two).
     let statistical = policy
         .guards
         .iter()
-        .filter(|g| g.max_relative_increase.is_some() || g.max_rate.is_some())
-        .count()
+        .map(|g| usize::from(g.max_relative_increase.is_some()) + usize::from(g.max_rate.is_some()))
+        .sum::<usize>()
         .max(1);
 
     let mut readings = Vec::with_capacity(policy.guards.len());
@@ -329,7 +330,10 @@ fn data_quality(
     counts: &Counts,
     now_ms: u64,
 ) -> Option<Verdict> {
-    if module.state == ModuleState::Ramping {
+    let silence_applies = module.state == ModuleState::Ramping
+        || (module.state == ModuleState::Paused
+            && module.paused == Some(crate::release::PauseCause::DataQuality));
+    if silence_applies {
         let silence = policy
             .guards
             .iter()

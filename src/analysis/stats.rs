@@ -46,6 +46,12 @@ pub fn ln_relative_lr(
     let pi0 = null_share(new_exposures, old_exposures, delta).clamp(1e-9, 1.0 - 1e-9);
     let (a, b) = (PRIOR_CONCENTRATION * pi0, PRIOR_CONCENTRATION * (1.0 - pi0));
     let (x1, x0) = (new_events as f64, old_events as f64);
+    // At or below the null share every alternative π > π₀ explains the data worse than π₀
+    // (the likelihood decreases past its maximum), so the ratio is below 1. Returning 0 there
+    // is conservative and avoids the underflow of the tail integral for very good data.
+    if x1 / (x1 + x0) <= pi0 {
+        return 0.0;
+    }
     let ln_mixture = ln_upper_beta_tail(x1 + a, x0 + b, pi0) - ln_upper_beta_tail(a, b, pi0);
     let ln_null = x1 * pi0.ln() + x0 * (1.0 - pi0).ln();
     ln_mixture - ln_null
@@ -58,6 +64,10 @@ pub fn ln_rate_lr(events: u64, exposures: u64, max_rate: f64) -> f64 {
         return 0.0;
     }
     let (x, n, l0) = (events as f64, exposures as f64, max_rate);
+    // At or below the ceiling the ratio is below 1 (see `ln_relative_lr`).
+    if x / n <= l0 {
+        return 0.0;
+    }
     let (shape, rate) = (2.0, 1.0 / l0);
     // ∫_{l0}^∞ λ^x e^{-λn} Gamma(λ; shape, rate) dλ / P(λ > l0), over l0^x e^{-l0 n}.
     let ln_num = shape * rate.ln() - ln_gamma(shape) + ln_gamma(x + shape)
@@ -107,14 +117,24 @@ mod tests {
     #[test]
     fn a_band_tolerates_increases_inside_it() {
         // +15 % inside a 25 % band: no evidence of a breach; +100 %: strong evidence.
-        assert!(ln_relative_lr(1150, 100_000, 1000, 100_000, 0.25) < 0.0);
+        assert!(ln_relative_lr(1150, 100_000, 1000, 100_000, 0.25) <= 0.0);
         assert!(ln_relative_lr(2000, 100_000, 1000, 100_000, 0.25) > 10.0);
     }
 
     #[test]
     fn absolute_rate_test_rises_above_the_ceiling_only() {
-        assert!(ln_rate_lr(10, 1000, 0.02) < 0.0);
+        assert!(ln_rate_lr(10, 1000, 0.02) <= 0.0);
         assert!(ln_rate_lr(60, 1000, 0.02) > (1.0f64 / 0.01).ln());
+    }
+
+    #[test]
+    fn very_good_data_is_never_evidence_of_harm() {
+        // Regression: clamped tails once turned huge volumes of good data into a rollback.
+        assert!(ln_relative_lr(0, 100_000, 3000, 300_000, 0.0) <= 0.0);
+        assert!(ln_relative_lr(500, 100_000, 3000, 300_000, 0.0) <= 0.0);
+        assert!(ln_rate_lr(0, 36_000, 0.02) <= 0.0);
+        assert!(ln_rate_lr(500, 100_000, 0.02) <= 0.0);
+        assert!(ln_rate_lr(5_000_000, 1_000_000_000, 0.02) <= 0.0);
     }
 
     #[test]

@@ -54,9 +54,27 @@ pub async fn list(
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
     }
     let since = params.since.as_deref().map(since_bound).transpose()?;
+    // A release may be named by id or by name (every release of that name).
+    let releases = match params.release {
+        None => Vec::new(),
+        Some(r) if uuid::Uuid::parse_str(&r).is_ok() => vec![r],
+        Some(name) => {
+            let ids: Vec<String> = state
+                .releases()
+                .await
+                .iter()
+                .filter(|x| x.name == name)
+                .map(|x| x.id.to_string())
+                .collect();
+            if ids.is_empty() {
+                return Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": [] })));
+            }
+            ids
+        }
+    };
     let query = AuditQuery {
         flag: params.flag,
-        release: params.release,
+        releases,
         since,
         limit,
     };

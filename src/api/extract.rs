@@ -25,7 +25,15 @@ impl FromRequest for Body {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = state(req).map(|s| s.limits.max_body).unwrap_or(1 << 20);
+        let limit = state(req)
+            .map(|s| {
+                if req.match_pattern().as_deref() == Some("/api/v1/signals") {
+                    s.limits.max_signals_body
+                } else {
+                    s.limits.max_body
+                }
+            })
+            .unwrap_or(1 << 20);
         let fut = web::Bytes::from_request(req, payload);
         Box::pin(async move { fut.await.map(Body).map_err(|e| payload_error(&e, limit)) })
     }

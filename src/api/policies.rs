@@ -50,7 +50,12 @@ pub async fn put(
             field: None,
             message: "body is not UTF-8".into(),
         })?;
-        Policy::from_toml(text).map_err(|e| ApiError::invalid(e.field, e.message))?
+        let policy =
+            Policy::parse_toml(text).map_err(|e| ApiError::bad_field(e.field, e.message))?;
+        policy
+            .validate()
+            .map_err(|e| ApiError::invalid(e.field, e.message))?;
+        policy
     } else {
         let policy: Policy = parse_json(&body.0)?;
         policy

@@ -175,7 +175,13 @@ fn ramping(module: &Module, inputs: &Inputs<'_>) -> Decision {
     let exposures = inputs
         .exposures_total
         .saturating_sub(module.exposures_at_stage_start);
-    if exposures < module.stages.min_exposures {
+    // At 100 % there is no old variant left: only the bake time and the absolute bands apply.
+    let at_full = module
+        .stages
+        .percentages
+        .get(stage)
+        .is_some_and(|p| p.is_full());
+    if exposures < module.stages.min_exposures && !at_full {
         let note = format!(
             "waiting for exposures: {exposures} of {}",
             module.stages.min_exposures
@@ -359,17 +365,20 @@ pub fn apply(module: &mut Module, decision: &Decision, ctx: &ApplyCtx<'_>) -> Op
             match from {
                 // Re-bake the stage it was paused in.
                 ModuleState::Paused => start_stage(module, module.stage.unwrap_or(0), false),
-                // Continue from the first stage at or above the hand-set percentage.
-                ModuleState::Held => {
-                    let last = module.stages.percentages.len().saturating_sub(1);
-                    let stage = module
-                        .stages
-                        .percentages
-                        .iter()
-                        .position(|p| *p >= rollout)
-                        .unwrap_or(last);
-                    start_stage(module, stage, false)
-                }
+                // Bake at the hand-set percentage as the stage it has reached (the last stage at or
+                // below it), then continue upwards: never a jump, never users taken away.
+                ModuleState::Held => match module
+                    .stages
+                    .percentages
+                    .iter()
+                    .rposition(|p| *p <= rollout)
+                {
+                    Some(stage) => {
+                        start_stage(module, stage, false);
+                        None
+                    }
+                    None => start_stage(module, 0, false),
+                },
                 // Only an operator gets here (rolled back): the same users come back first.
                 _ => {
                     module.started_ms = Some(now_ms);

@@ -14,7 +14,7 @@ use crate::policies::{Policy, Scope};
 use crate::release::{build_release, Cohort, ModuleState, Release, ReleasePlan, ReleaseState};
 use crate::state::AppState;
 use crate::webhooks::{WebhookEvent, WebhookKind};
-use machine::{Command, Decision, Inputs};
+use machine::{Command, Decision, Inputs, Verdict};
 use rollgate_eval::{FlagDef, Percentage};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -377,12 +377,12 @@ impl AppState {
                 batch.releases.push(release);
             }
         }
-        if batch.releases.is_empty() {
+        self.step_hand_guards(&mut w, &mut batch, &mut edits, only, now);
+        if batch.releases.is_empty() && batch.audit.is_empty() {
             return Ok(());
         }
         batch.flags.extend(edits.edited.into_values());
         self.commit(&mut w, batch).await?;
-        self.refresh_watched(&w);
         Ok(())
     }
 
@@ -530,6 +530,11 @@ impl AppState {
                 flag_changed = true;
             }
         }
+        // The release's guards stay armed on the flag after the release ends.
+        if matches!(decision, Decision::Start) && def.policy.is_none() && release.policy.is_some() {
+            def.policy = release.policy.clone();
+            flag_changed = true;
+        }
         if matches!(decision, Decision::BackInBand | Decision::LeftBand) {
             return;
         }
@@ -582,15 +587,120 @@ impl AppState {
         }
     }
 
-    /// Recomputes the set of flags that ingestion should hand to the controller at once.
-    fn refresh_watched(&self, w: &Writer) {
-        let watched: HashSet<String> = w
+    /// Recomputes the set of flags that ingestion should hand to the controller at once:
+    /// modules of running releases, and flags with a policy ramped by hand.
+    pub(crate) fn refresh_watched(&self, w: &Writer) {
+        let mut watched: HashSet<String> = w
             .releases
             .values()
             .filter(|r| r.is_live() && r.started)
             .flat_map(|r| r.modules.iter().map(|m| m.flag.clone()))
             .collect();
+        let live = self.live.load();
+        watched.extend(
+            live.flags()
+                .iter()
+                .filter(|f| f.def.policy.is_some() && !f.def.rollout.is_zero())
+                .map(|f| f.def.key.clone()),
+        );
         self.watched.store(Arc::new(watched));
+    }
+
+    /// Flags ramped by hand whose policy arms guards: a policy, a rollout above 0, no live release.
+    fn hand_candidates(&self, w: &Writer, live: &crate::live::Live) -> Vec<FlagDef> {
+        live.flags()
+            .iter()
+            .map(|f| &f.def)
+            .filter(|d| {
+                d.policy.is_some() && !d.rollout.is_zero() && w.live_release_of(&d.key).is_none()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Arms (or disarms) hand guards after a change: baselines are the counts at this moment,
+    /// so only signals from now on count. Called after every commit.
+    pub(crate) fn arm_hand_guards(&self, w: &mut Writer) {
+        let live = self.live.load_full();
+        let candidates = self.hand_candidates(w, &live);
+        let policies = self.policies.load();
+        let now = now_ms();
+        w.hand.retain(|key, m| {
+            candidates
+                .iter()
+                .any(|d| &d.key == key && m.stages.percentages.first() == Some(&d.rollout))
+        });
+        for def in candidates {
+            let Some(policy) = def.policy.as_ref().and_then(|p| policies.get(p)) else {
+                continue;
+            };
+            if !w.hand.contains_key(&def.key) {
+                let counts = analysis::snapshot_counts(
+                    &self.signals,
+                    &def,
+                    policy.guards.iter().map(|g| g.metric.as_str()),
+                );
+                w.hand.insert(
+                    def.key.clone(),
+                    crate::release::hand_module(&def, counts, now),
+                );
+            }
+        }
+    }
+
+    /// Guards on flags ramped by hand: a core breach sets the rollout to 0, like a module's.
+    fn step_hand_guards(
+        &self,
+        w: &mut Writer,
+        batch: &mut Batch,
+        edits: &mut FlagEdits<'_>,
+        only: Option<&[String]>,
+        now: u64,
+    ) {
+        let policies = self.policies.load();
+        let candidates = self.hand_candidates(w, edits.live);
+        w.hand.retain(|key, m| {
+            candidates
+                .iter()
+                .any(|d| &d.key == key && m.stages.percentages.first() == Some(&d.rollout))
+        });
+        for def in candidates {
+            if only.is_some_and(|flags| !flags.contains(&def.key)) {
+                continue;
+            }
+            let Some(policy) = def.policy.as_ref().and_then(|p| policies.get(p)) else {
+                continue;
+            };
+            let module = w.hand.entry(def.key.clone()).or_insert_with(|| {
+                let counts = analysis::snapshot_counts(
+                    &self.signals,
+                    &def,
+                    policy.guards.iter().map(|g| g.metric.as_str()),
+                );
+                crate::release::hand_module(&def, counts, now)
+            });
+            let Verdict::Rollback { reason, numbers } =
+                analysis::verdict(Some(policy), &self.signals, module, &def, now).verdict
+            else {
+                continue;
+            };
+            let actor = Actor::controller();
+            let mut after = def.clone();
+            after.rollout = Percentage::ZERO;
+            let mut entry = w.audit(&actor, "flag.rollback");
+            entry.flag = Some(def.key.clone());
+            entry.reason = Some(reason.clone());
+            entry.before = to_value(&def);
+            entry.after = Some(json!({"flag": after, "numbers": numbers}));
+            batch.audit.push(entry);
+            let mut event = WebhookEvent::new(WebhookKind::Rollback, "controller", reason.clone());
+            event.module = Some(def.key.clone());
+            event.numbers = numbers;
+            batch.webhooks.push(event);
+            tracing::warn!(flag = %def.key, reason = %reason, "flag ramped by hand rolled back by its policy");
+            w.hand.remove(&def.key);
+            edits.edited.insert(def.key.clone(), after);
+        }
     }
 
     /// Releases in creation order.
@@ -631,6 +741,7 @@ impl AppState {
                         let may_start = release.started && (release.overlap || release.modules[..i].iter().all(|m| m.state == ModuleState::Completed));
                         let inputs = Inputs { now_ms: now, verdict: &reading.verdict, exposures_total: exposures, may_start, cooldown_ms: cooldown(policy) };
                         let note = match machine::next(m, &inputs) {
+                            _ if !release.started => Some("release not started".to_owned()),
                             Decision::Wait { note } => note,
                             _ => None,
                         };

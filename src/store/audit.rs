@@ -42,8 +42,8 @@ pub struct AuditEntry {
 pub struct AuditQuery {
     /// Only entries about this flag.
     pub flag: Option<String>,
-    /// Only entries about this release.
-    pub release: Option<String>,
+    /// Only entries about one of these releases (ids); empty = any.
+    pub releases: Vec<String>,
     /// Only entries at or after this UUIDv7 bound.
     pub since: Option<Uuid>,
     /// At most this many entries.
@@ -65,9 +65,11 @@ pub(super) fn query(tree: &sled::Tree, q: &AuditQuery) -> Result<Vec<AuditEntry>
         {
             continue;
         }
-        if q.release
-            .as_ref()
-            .is_some_and(|r| entry.release.as_ref() != Some(r))
+        if !q.releases.is_empty()
+            && !entry
+                .release
+                .as_ref()
+                .is_some_and(|r| q.releases.contains(r))
         {
             continue;
         }

@@ -540,3 +540,119 @@ async fn a_stage_that_could_not_have_seen_the_harm_is_extended_and_says_why() {
     assert_eq!(status["modules"][0]["guards"][0]["state"], "cannot_tell");
     assert_eq!(status["modules"][0]["guards"][0]["could_detect"], false);
 }
+
+#[tokio::test]
+async fn a_flag_ramped_by_hand_with_a_policy_stays_guarded() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    let mut flag = bool_flag("wallet", 20.0);
+    flag["policy"] = json!("checkout");
+    app.put_flag(flag).await;
+    let mut unknown = bool_flag("other", 20.0);
+    unknown["policy"] = json!("nope");
+    let r = app
+        .admin(Method::PUT, "/api/v1/flags/other")
+        .json(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    app.signals(
+        &token,
+        json!([{"flag": "wallet", "variant": "on", "metric": "exposure", "count": 10}]),
+    )
+    .await;
+    let (code, _) = app
+        .signals(
+            &token,
+            json!([{"flag": "wallet", "variant": "on", "metric": "data_loss"}]),
+        )
+        .await;
+
+    assert_eq!(code, 200);
+    assert_eq!(
+        app.rollout_of("wallet").await,
+        0.0,
+        "rolled back within the request"
+    );
+    let audit = app.admin_get("/api/v1/audit?flag=wallet&limit=1").await;
+    assert_eq!(audit["entries"][0]["action"], "flag.rollback");
+    assert_eq!(audit["entries"][0]["actor"], "controller");
+    assert!(audit["entries"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("data_loss"));
+}
+
+#[tokio::test]
+async fn guards_stay_armed_on_a_completed_release_s_flags() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    app.put_flag(bool_flag("points", 0.0)).await;
+    let plan = json!({"name": "done", "policy": "test-checkout", "modules": [{"flag": "points", "stages": {"percentages": [100], "min_duration": "0s", "min_exposures": 0}}]});
+    let id = app.create_release(plan).await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+    app.wait_release(&id, "completion", |s| s["state"] == "completed")
+        .await;
+    assert_eq!(
+        app.admin_get("/api/v1/flags/points").await["policy"],
+        "test-checkout",
+        "the flag keeps the release's policy"
+    );
+
+    app.signals(
+        &token,
+        json!([{"flag": "points", "variant": "on", "metric": "data_loss"}]),
+    )
+    .await;
+
+    assert_eq!(app.rollout_of("points").await, 0.0);
+}
+
+#[tokio::test]
+async fn with_overlap_one_module_s_rollback_leaves_the_others_ramping_under_guard() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    checkout_policy(&app, "30m").await;
+    for f in ["a", "b"] {
+        app.put_flag(bool_flag(f, 0.0)).await;
+    }
+    let plan = json!({"name": "ov", "policy": "test-checkout", "overlap": true, "modules": [{"flag": "a"}, {"flag": "b"}], "stages": {"min_duration": "1h"}});
+    let id = app.create_release(plan).await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+
+    app.signals(
+        &token,
+        json!([{"flag": "a", "variant": "on", "metric": "data_loss"}]),
+    )
+    .await;
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(status["modules"][0]["state"], "rolled_back");
+    assert_eq!(status["modules"][1]["state"], "ramping");
+    assert_eq!(status["state"], "running", "b still ramps");
+
+    app.signals(
+        &token,
+        json!([{"flag": "b", "variant": "on", "metric": "data_loss"}]),
+    )
+    .await;
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(
+        status["modules"][1]["state"], "rolled_back",
+        "b was still guarded"
+    );
+    assert_eq!(status["state"], "rolled_back");
+    let by_name = app.admin_get("/api/v1/audit?release=ov&limit=100").await;
+    assert!(
+        by_name["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "module.rollback"),
+        "audit filters by release name too"
+    );
+}

@@ -334,3 +334,20 @@ async fn bulk_answers_304_until_the_result_for_this_context_changes() {
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()[ETAG].to_str().unwrap(), etag);
 }
+
+#[tokio::test]
+async fn a_doubled_slash_from_naive_url_joining_still_evaluates() {
+    let (app, token) = app_with_client().await;
+    app.put_flag(bool_flag("f", 100.0)).await;
+
+    let r = app
+        .client
+        .post(format!("{}//ofrep/v1/evaluate/flags/f", app.address))
+        .bearer_auth(&token)
+        .json(&json!({"context": {}}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(r.status(), 200);
+}
