@@ -14,11 +14,22 @@ pub const BUCKETS: u32 = 100_000;
 
 /// The bucket of `targeting_key` for a flag (or shared cohort) salted with `salt`.
 pub fn bucket(salt: &str, targeting_key: &str) -> u32 {
-    let mut hasher = Xxh64::new(0);
-    hasher.update(salt.as_bytes());
-    hasher.update(b":");
-    hasher.update(targeting_key.as_bytes());
-    (hasher.digest() % u64::from(BUCKETS)) as u32
+    const STACK: usize = 192;
+    let len = salt.len() + 1 + targeting_key.len();
+    let digest = if len <= STACK {
+        let mut buf = [0u8; STACK];
+        buf[..salt.len()].copy_from_slice(salt.as_bytes());
+        buf[salt.len()] = b':';
+        buf[salt.len() + 1..len].copy_from_slice(targeting_key.as_bytes());
+        xxhash_rust::xxh64::xxh64(&buf[..len], 0)
+    } else {
+        let mut hasher = Xxh64::new(0);
+        hasher.update(salt.as_bytes());
+        hasher.update(b":");
+        hasher.update(targeting_key.as_bytes());
+        hasher.digest()
+    };
+    (digest % u64::from(BUCKETS)) as u32
 }
 
 /// True when `targeting_key` falls inside a rollout of `percentage` for `salt`.

@@ -145,13 +145,13 @@ pub(crate) struct Scalars {
 
 #[derive(Debug, Clone)]
 pub(crate) struct OwnedVersion {
-    pub(crate) text: Box<str>,
+    core: [u64; 3],
+    pre: Box<str>,
 }
 
 impl OwnedVersion {
     pub(crate) fn get(&self) -> Version<'_> {
-        // Checked at compile time; the fallback is unreachable but keeps evaluation panic-free.
-        Version::parse(&self.text).unwrap_or(Version::ZERO)
+        Version::from_parts(self.core, &self.pre)
     }
 }
 
@@ -415,7 +415,10 @@ fn version(field: &str, values: &[Value]) -> Result<OwnedVersion, CompileError> 
         .as_str()
         .ok_or_else(|| CompileError::new(field, "this operator needs a version string"))?;
     Version::parse(text)
-        .map(|_| OwnedVersion { text: text.into() })
+        .map(|v| OwnedVersion {
+            core: v.core(),
+            pre: v.pre().into(),
+        })
         .ok_or_else(|| CompileError::new(field, format!("{text:?} is not a semantic version")))
 }
 

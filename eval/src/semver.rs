@@ -14,38 +14,66 @@ pub(crate) struct Version<'a> {
 }
 
 impl<'a> Version<'a> {
-    /// `0.0.0`.
-    pub(crate) const ZERO: Version<'static> = Version {
-        core: [0, 0, 0],
-        pre: "",
-    };
-
     /// Parses `v?MAJOR[.MINOR[.PATCH]][-PRE][+BUILD]`; `None` when it is not a version.
+    ///
+    /// One pass over the bytes: this runs on every evaluation of a `semver_*` condition.
     pub(crate) fn parse(input: &'a str) -> Option<Self> {
         let s = input.trim();
         let s = s.strip_prefix(['v', 'V']).unwrap_or(s);
-        let s = s.split_once('+').map_or(s, |(head, _build)| head);
-        let (core_str, pre) = s.split_once('-').unwrap_or((s, ""));
+        let bytes = s.as_bytes();
+        let head_len = bytes.iter().position(|&b| b == b'+').unwrap_or(bytes.len());
+        let head = &bytes[..head_len];
         let mut core = [0u64; 3];
-        let mut parts = 0;
-        for (i, part) in core_str.split('.').enumerate() {
-            if i >= 3 || part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
+        let (mut part, mut digits, mut i) = (0, 0, 0);
+        while i < head.len() {
+            match head[i] {
+                b @ b'0'..=b'9' => {
+                    core[part] = core[part]
+                        .checked_mul(10)?
+                        .checked_add(u64::from(b - b'0'))?;
+                    digits += 1;
+                }
+                b'.' if digits > 0 && part < 2 => {
+                    part += 1;
+                    digits = 0;
+                }
+                b'-' => break,
+                _ => return None,
             }
-            core[i] = part.parse().ok()?;
-            parts += 1;
+            i += 1;
         }
-        if parts == 0 || (s.contains('-') && pre.is_empty()) {
+        if digits == 0 {
             return None;
         }
-        if !pre.is_empty()
-            && !pre.split('.').all(|id| {
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-        {
-            return None;
+        if i == head.len() {
+            return Some(Version { core, pre: "" });
         }
-        Some(Version { core, pre })
+        // head[i] is the '-' that starts the pre-release: dot-separated, non-empty identifiers.
+        let pre = &s[i + 1..head_len];
+        let mut identifier = 0;
+        for &b in pre.as_bytes() {
+            match b {
+                b'.' if identifier > 0 => identifier = 0,
+                b if b.is_ascii_alphanumeric() || b == b'-' => identifier += 1,
+                _ => return None,
+            }
+        }
+        (identifier > 0).then_some(Version { core, pre })
+    }
+
+    /// A version from parts that `parse` already checked (a compiled operand).
+    pub(crate) fn from_parts(core: [u64; 3], pre: &'a str) -> Self {
+        Version { core, pre }
+    }
+
+    /// The numeric `MAJOR.MINOR.PATCH`.
+    pub(crate) fn core(&self) -> [u64; 3] {
+        self.core
+    }
+
+    /// The pre-release, empty for a release.
+    pub(crate) fn pre(&self) -> &'a str {
+        self.pre
     }
 }
 
