@@ -75,18 +75,39 @@ pub fn targeting_key(ctx: &Context) -> Result<Option<&str>, EvalError> {
     }
 }
 
+/// A context checked once, with its targeting key looked up, for evaluating many flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<'a> {
+    attributes: &'a Context,
+    targeting_key: Option<&'a str>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Checks `ctx` (a non-string `targetingKey` is an error) and looks up its key.
+    pub fn new(ctx: &'a Context) -> Result<Self, EvalError> {
+        Ok(Prepared {
+            attributes: ctx,
+            targeting_key: targeting_key(ctx)?,
+        })
+    }
+}
+
 impl CompiledFlag {
     /// Evaluates the flag for `ctx`.
     pub fn evaluate(&self, ctx: &Context) -> Result<Evaluation<'_>, EvalError> {
-        let key = targeting_key(ctx)?;
+        self.evaluate_prepared(&Prepared::new(ctx)?)
+    }
+
+    /// Evaluates the flag for a context prepared once (for evaluating many flags).
+    pub fn evaluate_prepared(&self, ctx: &Prepared<'_>) -> Result<Evaluation<'_>, EvalError> {
         if !self.enabled {
             return Ok(self.served(self.off, Reason::Disabled));
         }
         for rule in &self.rules {
-            if rule.conditions.iter().all(|c| holds(c, ctx)) {
+            if rule.conditions.iter().all(|c| holds(c, ctx.attributes)) {
                 return match rule.outcome {
                     Outcome::Variant(i) => Ok(self.served(i, Reason::TargetingMatch)),
-                    Outcome::Rollout(p) => self.split(p, key, Reason::TargetingMatch),
+                    Outcome::Rollout(p) => self.split(p, ctx.targeting_key, Reason::TargetingMatch),
                 };
             }
         }
@@ -95,7 +116,7 @@ impl CompiledFlag {
         } else {
             Reason::Default
         };
-        self.split(self.rollout, key, fixed)
+        self.split(self.rollout, ctx.targeting_key, fixed)
     }
 
     fn split(

@@ -23,7 +23,7 @@ mod snapshot;
 
 pub use bucket::{bucket, in_rollout, BUCKETS};
 pub use compile::{compile_flag, validate_segment, CompileError, CompiledFlag, SegmentLookup};
-pub use evaluate::{targeting_key, EvalError, Evaluation, Reason};
+pub use evaluate::{targeting_key, EvalError, Evaluation, Prepared, Reason};
 pub use model::{valid_flag_key, ConditionDef, FlagDef, FlagType, Op, RuleDef, SegmentDef};
 pub use percentage::{Percentage, PercentageError};
 pub use snapshot::Snapshot;

@@ -11,7 +11,7 @@ use crate::metrics::ErrorLabels;
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use rollgate_eval::{targeting_key, Context, EvalError, Evaluation};
+use rollgate_eval::{targeting_key, Context, EvalError, Evaluation, Prepared};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -174,7 +174,7 @@ pub async fn evaluate_one(
             format!("flag {key:?} not found"),
         );
     };
-    match evaluate(flag, &context) {
+    match Prepared::new(&context).and_then(|c| evaluate(flag, &c)) {
         Ok(e) => HttpResponse::Ok().json(success(flag.def.key.as_str(), &e)),
         Err(err) => {
             let code = eval_error_code(err);
@@ -184,8 +184,8 @@ pub async fn evaluate_one(
     }
 }
 
-fn evaluate<'a>(flag: &'a ServedFlag, context: &Context) -> Result<Evaluation<'a>, EvalError> {
-    let e = flag.compiled.evaluate(context)?;
+fn evaluate<'a>(flag: &'a ServedFlag, context: &Prepared<'_>) -> Result<Evaluation<'a>, EvalError> {
+    let e = flag.compiled.evaluate_prepared(context)?;
     flag.record(e.variant_index);
     Ok(e)
 }
@@ -212,6 +212,15 @@ pub async fn evaluate_all(
     let context = match prepare(&req, body, None) {
         Ok(c) => c,
         Err(response) => return *response,
+    };
+    // `prepare` has checked the targeting key already; this cannot fail.
+    let Ok(context) = Prepared::new(&context) else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            None,
+            "INVALID_CONTEXT",
+            "targetingKey must be a string".into(),
+        );
     };
     let live = state.live.load();
     let entries: Vec<Entry<'_>> = live
