@@ -69,6 +69,12 @@ impl Application {
         };
         let state = web::Data::new(AppState::new(parts)?);
         let generated_admin_token = bootstrap_admin(&state, config.admin_token.as_deref()).await?;
+        {
+            // Guards must act on the first signal batch after a restart, not the first commit.
+            let mut writer = state.writer.lock().await;
+            state.refresh_watched(&writer);
+            state.arm_hand_guards(&mut writer);
+        }
 
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;

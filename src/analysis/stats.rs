@@ -13,10 +13,32 @@ use statrs::function::gamma::{gamma_ur, ln_gamma};
 pub const PRIOR_CONCENTRATION: f64 = 50.0;
 
 fn ln_upper_beta_tail(a: f64, b: f64, x0: f64) -> f64 {
-    // ln ∫_{x0}^1 t^(a-1) (1-t)^(b-1) dt = ln B(a,b) + ln(1 - I_x0(a,b)), with
-    // 1 - I_x0(a,b) = I_(1-x0)(b,a) computed directly for precision.
-    let tail = beta_reg(b, a, 1.0 - x0).max(1e-300);
-    ln_beta(a, b) + tail.ln()
+    // ln ∫_{x0}^1 t^(a-1) (1-t)^(b-1) dt = ln B(a,b) + ln I_(1-x0)(b,a).
+    ln_beta(a, b) + ln_beta_reg(b, a, 1.0 - x0)
+}
+
+/// ln I_x(p, q), the regularized incomplete beta. Where it underflows, the first term of its
+/// hypergeometric series, `x^p (1-x)^q / (p B(p,q))`, is used: every further term is
+/// positive, so this is a lower bound, and evidence computed from it errs on the side of
+/// fewer rollbacks.
+fn ln_beta_reg(p: f64, q: f64, x: f64) -> f64 {
+    let v = beta_reg(p, q, x);
+    if v > 1e-250 {
+        v.ln()
+    } else {
+        p * x.ln() + q * (1.0 - x).ln() - p.ln() - ln_beta(p, q)
+    }
+}
+
+/// ln Q(a, z), the regularized upper incomplete gamma, with the same lower-bound fallback:
+/// for a ≥ 1, Γ(a, z) ≥ z^(a-1) e^(-z).
+fn ln_gamma_ur(a: f64, z: f64) -> f64 {
+    let v = gamma_ur(a, z);
+    if v > 1e-250 || a < 1.0 {
+        v.max(1e-300).ln()
+    } else {
+        (a - 1.0) * z.ln() - z - ln_gamma(a)
+    }
 }
 
 /// The share of events expected on the new variant if its per-exposure rate is exactly
@@ -46,12 +68,6 @@ pub fn ln_relative_lr(
     let pi0 = null_share(new_exposures, old_exposures, delta).clamp(1e-9, 1.0 - 1e-9);
     let (a, b) = (PRIOR_CONCENTRATION * pi0, PRIOR_CONCENTRATION * (1.0 - pi0));
     let (x1, x0) = (new_events as f64, old_events as f64);
-    // At or below the null share every alternative π > π₀ explains the data worse than π₀
-    // (the likelihood decreases past its maximum), so the ratio is below 1. Returning 0 there
-    // is conservative and avoids the underflow of the tail integral for very good data.
-    if x1 / (x1 + x0) <= pi0 {
-        return 0.0;
-    }
     let ln_mixture = ln_upper_beta_tail(x1 + a, x0 + b, pi0) - ln_upper_beta_tail(a, b, pi0);
     let ln_null = x1 * pi0.ln() + x0 * (1.0 - pi0).ln();
     ln_mixture - ln_null
@@ -64,16 +80,12 @@ pub fn ln_rate_lr(events: u64, exposures: u64, max_rate: f64) -> f64 {
         return 0.0;
     }
     let (x, n, l0) = (events as f64, exposures as f64, max_rate);
-    // At or below the ceiling the ratio is below 1 (see `ln_relative_lr`).
-    if x / n <= l0 {
-        return 0.0;
-    }
     let (shape, rate) = (2.0, 1.0 / l0);
     // ∫_{l0}^∞ λ^x e^{-λn} Gamma(λ; shape, rate) dλ / P(λ > l0), over l0^x e^{-l0 n}.
     let ln_num = shape * rate.ln() - ln_gamma(shape) + ln_gamma(x + shape)
         - (x + shape) * (n + rate).ln()
-        + gamma_ur(x + shape, (n + rate) * l0).max(1e-300).ln();
-    let ln_prior_tail = gamma_ur(shape, rate * l0).max(1e-300).ln();
+        + ln_gamma_ur(x + shape, (n + rate) * l0);
+    let ln_prior_tail = ln_gamma_ur(shape, rate * l0);
     let ln_null = x * l0.ln() - l0 * n;
     ln_num - ln_prior_tail - ln_null
 }

@@ -589,7 +589,7 @@ impl AppState {
 
     /// Recomputes the set of flags that ingestion should hand to the controller at once:
     /// modules of running releases, and flags with a policy ramped by hand.
-    pub(crate) fn refresh_watched(&self, w: &Writer) {
+    pub fn refresh_watched(&self, w: &Writer) {
         let mut watched: HashSet<String> = w
             .releases
             .values()
@@ -620,7 +620,7 @@ impl AppState {
 
     /// Arms (or disarms) hand guards after a change: baselines are the counts at this moment,
     /// so only signals from now on count. Called after every commit.
-    pub(crate) fn arm_hand_guards(&self, w: &mut Writer) {
+    pub fn arm_hand_guards(&self, w: &mut Writer) {
         let live = self.live.load_full();
         let candidates = self.hand_candidates(w, &live);
         let policies = self.policies.load();
