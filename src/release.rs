@@ -107,7 +107,13 @@ pub enum PauseCause {
     /// An operator (or an alert): only an operator resumes.
     Operator,
     /// A basic guard out of band: rolls back after `grace_ms`, resumes after a cooldown in band.
-    Guard { metric: String, grace_ms: u64 },
+    Guard {
+        metric: String,
+        grace_ms: u64,
+        /// The module was held by hand: a resume after the cooldown returns it to `held`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        from_held: bool,
+    },
     /// Broken or silent telemetry: resumes when the data is sound again.
     DataQuality,
 }

@@ -126,9 +126,7 @@ pub fn next(module: &Module, inputs: &Inputs<'_>) -> Decision {
         },
         ModuleState::Ramping => ramping(module, inputs),
         ModuleState::Paused => paused(module, inputs),
-        ModuleState::Held => Decision::Wait {
-            note: Some("held by hand: resume to let the controller ramp it".into()),
-        },
+        ModuleState::Held => held(inputs),
         ModuleState::Completed | ModuleState::RolledBack => Decision::Wait { note: None },
     }
 }
@@ -145,6 +143,7 @@ fn ramping(module: &Module, inputs: &Inputs<'_>) -> Decision {
                 cause: PauseCause::Guard {
                     metric: metric.clone(),
                     grace_ms: *grace_ms,
+                    from_held: false,
                 },
                 reason: reason.clone(),
                 numbers: numbers.clone(),
@@ -200,13 +199,39 @@ fn ramping(module: &Module, inputs: &Inputs<'_>) -> Decision {
     }
 }
 
+/// A held module is not advanced, but its basic guards still pause it (and roll it back
+/// after their grace); a resume after the cooldown returns it to `held`.
+fn held(inputs: &Inputs<'_>) -> Decision {
+    match inputs.verdict {
+        Verdict::Pause {
+            metric,
+            reason,
+            grace_ms,
+            numbers,
+        } => Decision::Pause {
+            cause: PauseCause::Guard {
+                metric: metric.clone(),
+                grace_ms: *grace_ms,
+                from_held: true,
+            },
+            reason: reason.clone(),
+            numbers: numbers.clone(),
+        },
+        _ => Decision::Wait {
+            note: Some("held by hand: resume to let the controller ramp it".into()),
+        },
+    }
+}
+
 fn paused(module: &Module, inputs: &Inputs<'_>) -> Decision {
     let paused_for = inputs
         .now_ms
         .saturating_sub(module.paused_ms.unwrap_or(inputs.now_ms));
     match (&module.paused, inputs.verdict) {
         (
-            Some(PauseCause::Guard { grace_ms, metric }),
+            Some(PauseCause::Guard {
+                grace_ms, metric, ..
+            }),
             Verdict::Pause {
                 reason, numbers, ..
             },
@@ -241,6 +266,24 @@ fn paused(module: &Module, inputs: &Inputs<'_>) -> Decision {
                 },
             }
         }
+        // Broken telemetry first, then a basic guard out of band: the guard's grace starts now.
+        (
+            Some(PauseCause::DataQuality),
+            Verdict::Pause {
+                metric,
+                reason,
+                grace_ms,
+                numbers,
+            },
+        ) => Decision::Pause {
+            cause: PauseCause::Guard {
+                metric: metric.clone(),
+                grace_ms: *grace_ms,
+                from_held: false,
+            },
+            reason: reason.clone(),
+            numbers: numbers.clone(),
+        },
         (Some(PauseCause::DataQuality), Verdict::Healthy | Verdict::CannotTell { .. }) => {
             Decision::Resume {
                 reason: "telemetry is sound again".into(),
@@ -357,28 +400,41 @@ pub fn apply(module: &mut Module, decision: &Decision, ctx: &ApplyCtx<'_>) -> Op
         }
         Decision::Resume { reason } => {
             let from = module.state;
+            if let Some(PauseCause::Guard {
+                from_held: true, ..
+            }) = &module.paused
+            {
+                // Back in band: the module returns to the hold it was in.
+                module.state = ModuleState::Held;
+                module.paused = None;
+                module.paused_ms = None;
+                module.in_band_since_ms = None;
+                module.reason = Some(format!("back to held: {reason}"));
+                return finish(module, decision, ctx, before, None);
+            }
             module.state = ModuleState::Ramping;
             module.paused = None;
             module.paused_ms = None;
             module.in_band_since_ms = None;
             module.reason = Some(format!("resumed: {reason}"));
             match from {
-                // Re-bake the stage it was paused in.
-                ModuleState::Paused => start_stage(module, module.stage.unwrap_or(0), false),
-                // Bake at the hand-set percentage as the stage it has reached (the last stage at or
-                // below it), then continue upwards: never a jump, never users taken away.
-                ModuleState::Held => match module
-                    .stages
-                    .percentages
-                    .iter()
-                    .rposition(|p| *p <= rollout)
-                {
-                    Some(stage) => {
-                        start_stage(module, stage, false);
-                        None
+                // Bake at the current percentage as the stage it has reached (the last stage at
+                // or below it; a hand-set percentage may lie between stages), then continue
+                // upwards: a resume never jumps up and never takes users away.
+                ModuleState::Paused | ModuleState::Held => {
+                    match module
+                        .stages
+                        .percentages
+                        .iter()
+                        .rposition(|p| *p <= rollout)
+                    {
+                        Some(stage) => {
+                            start_stage(module, stage, false);
+                            None
+                        }
+                        None => start_stage(module, 0, false),
                     }
-                    None => start_stage(module, 0, false),
-                },
+                }
                 // Only an operator gets here (rolled back): the same users come back first.
                 _ => {
                     module.started_ms = Some(now_ms);
@@ -395,17 +451,29 @@ pub fn apply(module: &mut Module, decision: &Decision, ctx: &ApplyCtx<'_>) -> Op
             Some(Percentage::ZERO)
         }
     };
+    finish(module, decision, ctx, before, new_rollout)
+}
+
+/// Records the decision on the module and returns the rollout change, if any.
+fn finish(
+    module: &mut Module,
+    decision: &Decision,
+    ctx: &ApplyCtx<'_>,
+    before: (ModuleState, Option<usize>),
+    new_rollout: Option<Percentage>,
+) -> Option<Percentage> {
+    let rollout = ctx.rollout;
     module.decision = Some(DecisionRecord {
         action: decision.action().to_owned(),
         reason: module.reason.clone().unwrap_or_default(),
-        at_ms: now_ms,
+        at_ms: ctx.now_ms,
         actor: ctx.actor.to_owned(),
         numbers: json!({
             "from": {"state": before.0, "stage": before.1},
             "to": {"state": module.state, "stage": module.stage},
             "rollout_before": rollout.as_f64(),
             "rollout_after": new_rollout.unwrap_or(rollout).as_f64(),
-            "exposures_total": exposures_total,
+            "exposures_total": count_of(ctx.counts, ctx.on_variant, "exposure"),
             "guards": decision_numbers(decision),
         }),
     });

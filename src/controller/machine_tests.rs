@@ -87,6 +87,7 @@ fn guard_cause() -> PauseCause {
     PauseCause::Guard {
         metric: "complaint".into(),
         grace_ms: GRACE_MS,
+        from_held: false,
     }
 }
 
@@ -609,7 +610,7 @@ fn operator_paused_module_never_resumes_by_itself() {
 #[test]
 fn held_module_is_never_advanced_by_the_controller() {
     let module = in_state(ModuleState::Held);
-    for verdict in [healthy(), cannot_tell(), out_of_band(), broken_telemetry()] {
+    for verdict in [healthy(), cannot_tell(), broken_telemetry()] {
         let decision = next(&module, &at(T0 + 1000 * BAKE_MS, &verdict));
 
         assert_eq!(
@@ -617,6 +618,96 @@ fn held_module_is_never_advanced_by_the_controller() {
             "held by hand: resume to let the controller ramp it"
         );
     }
+}
+
+#[test]
+fn a_basic_breach_pauses_a_held_module_and_the_cooldown_returns_it_to_held() {
+    let mut module = in_state(ModuleState::Held);
+
+    let pause = next(&module, &at(T0 + MIN, &out_of_band()));
+    assert!(
+        matches!(
+            &pause,
+            Decision::Pause {
+                cause: PauseCause::Guard {
+                    from_held: true,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{pause:?}"
+    );
+    World::at(T0 + MIN, 7.0).apply(&mut module, &pause);
+    assert_eq!(module.state, ModuleState::Paused);
+
+    let back = next(&module, &at(T0 + 2 * MIN, &healthy()));
+    World::at(T0 + 2 * MIN, 7.0).apply(&mut module, &back);
+    let resume = next(&module, &at(T0 + 2 * MIN + COOLDOWN_MS, &healthy()));
+    let rollout = World::at(T0 + 2 * MIN + COOLDOWN_MS, 7.0).apply(&mut module, &resume);
+
+    assert_eq!(
+        module.state,
+        ModuleState::Held,
+        "back to the hold, not ramping"
+    );
+    assert_eq!(rollout, None, "the hand-set percentage is kept");
+}
+
+#[test]
+fn a_held_module_still_out_of_band_after_grace_rolls_back() {
+    let mut module = in_state(ModuleState::Held);
+    let pause = next(&module, &at(T0, &out_of_band()));
+    World::at(T0, 7.0).apply(&mut module, &pause);
+
+    let decision = next(&module, &at(T0 + GRACE_MS, &out_of_band()));
+
+    assert!(
+        matches!(decision, Decision::Rollback { .. }),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_basic_breach_during_a_data_quality_pause_starts_the_guard_s_grace() {
+    let module = paused_by(PauseCause::DataQuality);
+
+    let decision = next(&module, &at(T0 + 5 * MIN, &out_of_band()));
+
+    assert!(
+        matches!(
+            &decision,
+            Decision::Pause {
+                cause: PauseCause::Guard {
+                    from_held: false,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+    let mut module = module;
+    World::at(T0 + 5 * MIN, 5.0).apply(&mut module, &decision);
+    assert_eq!(
+        module.paused_ms,
+        Some(T0 + 5 * MIN),
+        "the grace counts from now"
+    );
+}
+
+#[test]
+fn resuming_an_operator_pause_after_a_hold_keeps_the_hand_set_percentage() {
+    // Held at 10% while on stage 1 (5%), then paused by an operator.
+    let mut module = in_state(ModuleState::Held);
+    let pause = command(&module, Command::Pause, "lunch").unwrap();
+    World::at(T0, 10.0).apply(&mut module, &pause);
+
+    let rollout = World::at(T0 + MIN, 10.0).apply(&mut module, &resume());
+
+    assert_eq!(module.state, ModuleState::Ramping);
+    assert_eq!(rollout, None, "10% is kept: no users taken away");
+    assert_eq!(module.stage, Some(1));
 }
 
 #[test]

@@ -1,0 +1,123 @@
+//! The same rollout driven through the server's own code: signals into
+//! `signals::Aggregates`, `analysis::verdict` after every batch, and
+//! `controller::machine::apply` at every stage end (which carries the stage's evidence).
+//! It proves that the fast path of `sim` decides exactly what rollgate decides.
+
+use crate::sim::Window;
+use rollgate::analysis;
+use rollgate::controller::machine::{self, ApplyCtx, Decision, Verdict};
+use rollgate::policies::Policy;
+use rollgate::release::{self, Counts, Module, ModuleState, StagesOverride};
+use rollgate::signals::Aggregates;
+use rollgate_eval::FlagDef;
+use std::collections::BTreeMap;
+
+const POLICY: &str = r#"
+name = "bench"
+
+[[guard]]
+metric = "error"
+class = "core"
+max_relative_increase = 0.0
+"#;
+
+const FLAG: &str = "bench-flag";
+
+/// A module ramping one flag under a one-guard core policy.
+pub struct Shadow {
+    signals: Aggregates,
+    policy: Policy,
+    def: FlagDef,
+    module: Module,
+    now_ms: u64,
+}
+
+impl Shadow {
+    /// A module that has just started its first stage.
+    pub fn new() -> Shadow {
+        let policy = Policy::from_toml(POLICY).expect("the bench policy is valid");
+        let def: FlagDef = serde_json::from_value(serde_json::json!({
+            "key": FLAG, "type": "boolean", "variants": {"off": false, "on": true},
+            "off_variant": "off", "on_variant": "on", "rollout": 0.0
+        }))
+        .expect("the bench flag is valid");
+        let plan = StagesOverride {
+            percentages: Some(vec![1.0, 5.0, 25.0, 50.0, 100.0]),
+            ..StagesOverride::default()
+        };
+        let stages = release::resolve_stages("modules[0]", Some(&plan), None, Some(&policy))
+            .expect("the bench stages are valid");
+        let module = Module {
+            flag: FLAG.into(),
+            stages,
+            state: ModuleState::Pending,
+            stage: None,
+            stage_started_ms: None,
+            exposures_at_stage_start: 0,
+            started_ms: None,
+            reason: None,
+            paused: None,
+            paused_ms: None,
+            in_band_since_ms: None,
+            decision: None,
+            stage_baseline: Counts::new(),
+            module_baseline: Counts::new(),
+            evidence: BTreeMap::new(),
+        };
+        let mut shadow = Shadow {
+            signals: Aggregates::default(),
+            policy,
+            def,
+            module,
+            now_ms: 1_700_000_000_000,
+        };
+        shadow.apply(&Decision::Start);
+        shadow
+    }
+
+    fn reading(&self) -> analysis::Reading {
+        analysis::verdict(
+            Some(&self.policy),
+            &self.signals,
+            &self.module,
+            &self.def,
+            self.now_ms,
+        )
+    }
+
+    fn apply(&mut self, decision: &Decision) {
+        let counts = analysis::snapshot_counts(&self.signals, &self.def, ["error"].into_iter());
+        let evidence = analysis::stage_evidence(&self.reading());
+        let ctx = ApplyCtx {
+            now_ms: self.now_ms,
+            counts: &counts,
+            stage_evidence: &evidence,
+            rollout: self.def.rollout,
+            actor: "bench",
+            on_variant: "on",
+        };
+        if let Some(rollout) = machine::apply(&mut self.module, decision, &ctx) {
+            self.def.rollout = rollout;
+        }
+    }
+
+    /// Records one batch of signals; returns whether the guards say roll back, and the
+    /// guard's total log evidence.
+    pub fn feed(&mut self, b: Window) -> (bool, Option<f64>) {
+        self.now_ms += 1_000;
+        for (variant, events, exposures) in [("on", b.x1, b.n1), ("off", b.x0, b.n0)] {
+            let handle = self.signals.variant(FLAG, variant);
+            handle.add("exposure", exposures, None);
+            handle.add("error", events, None);
+            handle.touch(self.now_ms);
+        }
+        let reading = self.reading();
+        let rollback = matches!(reading.verdict, Verdict::Rollback { .. });
+        (rollback, reading.guards.first().and_then(|g| g.ln_evidence))
+    }
+
+    /// Moves to stage `to` as the controller does.
+    pub fn advance(&mut self, to: usize) {
+        self.apply(&Decision::Advance { to });
+    }
+}
