@@ -25,10 +25,10 @@ pub const RING: usize = 4096;
 pub struct ChangeEvent {
     /// Position in this run's sequence.
     pub seq: u64,
-    /// The SSE `data:` payload (JSON).
-    pub data: Bytes,
-    /// Unix seconds of the change (OFREP `lastModified`).
-    pub unix_s: u64,
+    /// The complete SSE frame of the `change` event (formatted once for every subscriber).
+    pub change_frame: Bytes,
+    /// The complete SSE frame of the OFREP `refetchEvaluation` message.
+    pub ofrep_frame: Bytes,
 }
 
 /// Where a reconnecting client starts.
@@ -81,10 +81,16 @@ impl ChangeHub {
     /// Publishes one event (called by the control path under the writer lock).
     pub fn publish(&self, data: Vec<u8>, unix_s: u64) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        let id = self.event_id(seq);
+        let data = String::from_utf8_lossy(&data);
+        let change_frame = Bytes::from(format!("id: {id}\nevent: change\ndata: {data}\n\n"));
+        let ofrep_frame = Bytes::from(format!(
+            "id: {id}\nevent: message\ndata: {{\"type\":\"refetchEvaluation\",\"etag\":\"{id}\",\"lastModified\":{unix_s}}}\n\n"
+        ));
         let event = Arc::new(ChangeEvent {
             seq,
-            data: Bytes::from(data),
-            unix_s,
+            change_frame,
+            ofrep_frame,
         });
         {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());

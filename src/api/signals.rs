@@ -20,14 +20,24 @@ pub async fn ingest_batch(
     body: Body,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(&body.0);
-    let batch: SignalBatch<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        ApiError::BadRequest {
-            field: Some(field),
-            message: e.into_inner().to_string(),
+    // Fast path: plain serde_json; only a failing body is parsed again to name the field.
+    let batch: SignalBatch<'_> = match serde_json::from_slice(&body.0) {
+        Ok(batch) => batch,
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(&body.0);
+            let error = match serde_path_to_error::deserialize::<_, SignalBatch<'_>>(&mut de) {
+                Err(e) => ApiError::BadRequest {
+                    field: Some(e.path().to_string()),
+                    message: e.into_inner().to_string(),
+                },
+                Ok(_) => ApiError::BadRequest {
+                    field: None,
+                    message: "malformed JSON".into(),
+                },
+            };
+            return Err(error);
         }
-    })?;
+    };
     crate::signals::check(&batch, state.limits.max_signals).map_err(|m| ApiError::BadRequest {
         field: Some(m.field),
         message: m.message,

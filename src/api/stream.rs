@@ -11,7 +11,7 @@
 
 use super::error::ApiError;
 use super::extract::{authenticate, presented_token};
-use crate::hub::{ChangeEvent, ChangeHub, Resume, SubscriberGuard};
+use crate::hub::{ChangeEvent, Resume, SubscriberGuard};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -48,25 +48,16 @@ struct Subscription {
     pending: VecDeque<Bytes>,
     last_sent: u64,
     heartbeat: tokio::time::Interval,
-    hub: Arc<ChangeHub>,
     format: Format,
     closing: tokio::sync::watch::Receiver<bool>,
     _guard: SubscriberGuard,
 }
 
-fn frame(hub: &ChangeHub, format: Format, event: &ChangeEvent) -> Bytes {
-    let id = hub.event_id(event.seq);
-    let text = match format {
-        Format::Rollgate => {
-            let data = std::str::from_utf8(&event.data).unwrap_or("{}");
-            format!("id: {id}\nevent: change\ndata: {data}\n\n")
-        }
-        Format::Ofrep => format!(
-            "id: {id}\nevent: message\ndata: {{\"type\":\"refetchEvaluation\",\"etag\":\"{id}\",\"lastModified\":{}}}\n\n",
-            event.unix_s
-        ),
-    };
-    Bytes::from(text)
+fn frame(format: Format, event: &ChangeEvent) -> Bytes {
+    match format {
+        Format::Rollgate => event.change_frame.clone(),
+        Format::Ofrep => event.ofrep_frame.clone(),
+    }
 }
 
 /// `GET /api/v1/stream`
@@ -121,7 +112,7 @@ pub async fn stream(
             seq
         }
         Resume::Replay { after, events } => {
-            pending.extend(events.iter().map(|e| frame(&hub, format, e)));
+            pending.extend(events.iter().map(|e| frame(format, e)));
             events.last().map_or(after, |e| e.seq)
         }
     };
@@ -135,7 +126,6 @@ pub async fn stream(
         pending,
         last_sent,
         heartbeat,
-        hub,
         format,
         closing,
         _guard: guard,
@@ -160,7 +150,7 @@ async fn next_frame(
                 Ok(event) if event.seq <= sub.last_sent => continue,
                 Ok(event) => {
                     sub.last_sent = event.seq;
-                    let bytes = frame(&sub.hub, sub.format, &event);
+                    let bytes = frame(sub.format, &event);
                     return Some((Ok(bytes), sub));
                 }
                 // Too slow: drop the connection; the client resumes with Last-Event-ID.

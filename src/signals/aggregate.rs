@@ -16,6 +16,18 @@ pub struct Series {
 }
 
 impl Series {
+    fn add_many(&self, count: u64, sum: f64, valued: u64) {
+        self.count.fetch_add(count, Ordering::Relaxed);
+        if valued > 0 {
+            self.valued.fetch_add(valued, Ordering::Relaxed);
+            let _ = self
+                .sum_bits
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    Some((f64::from_bits(bits) + sum).to_bits())
+                });
+        }
+    }
+
     fn add(&self, count: u64, value: Option<f64>) {
         self.count.fetch_add(count, Ordering::Relaxed);
         if let Some(v) = value {
@@ -98,6 +110,12 @@ impl VariantHandle {
     /// Adds `count` events of `metric` (with an optional value each).
     pub fn add(&self, metric: &str, count: u64, value: Option<f64>) {
         get_or_insert(&self.metrics, metric).add(count, value);
+    }
+
+    /// Adds pre-summed totals of `metric`: `count` events, `sum` of their values, `valued` of
+    /// them carrying a value.
+    pub fn add_totals(&self, metric: &str, count: u64, sum: f64, valued: u64) {
+        get_or_insert(&self.metrics, metric).add_many(count, sum, valued);
     }
 
     /// Marks the flag as heard from at `now_ms`.

@@ -126,6 +126,8 @@ pub fn ingest(
 ) -> IngestReport {
     let mut report = IngestReport::default();
     let mut current: Option<(&str, &str, super::aggregate::VariantHandle)> = None;
+    // Consecutive signals of one series are summed and applied once.
+    let mut run: Option<Run<'_>> = None;
     for (index, s) in batch.signals.iter().enumerate() {
         let (flag, variant) = (s.flag.as_ref(), s.variant.as_ref());
         let cached = matches!(&current, Some((f, v, _)) if *f == flag && *v == variant);
@@ -144,6 +146,9 @@ pub fn ingest(
                 }
                 continue;
             }
+            if let (Some(r), Some((_, _, handle))) = (run.take(), &current) {
+                r.apply(handle);
+            }
             let handle = aggregates.variant(flag, variant);
             handle.touch(now_ms);
             if !report.touched.iter().any(|t| t == flag) {
@@ -152,9 +157,50 @@ pub fn ingest(
             current = Some((flag, variant, handle));
         }
         if let Some((_, _, handle)) = &current {
-            handle.add(&s.metric, s.count.unwrap_or(1), s.value);
+            let count = s.count.unwrap_or(1);
+            match &mut run {
+                Some(r) if r.metric == s.metric.as_ref() => r.add(count, s.value),
+                _ => {
+                    if let Some(r) = run.take() {
+                        r.apply(handle);
+                    }
+                    let mut r = Run {
+                        metric: s.metric.as_ref(),
+                        count: 0,
+                        sum: 0.0,
+                        valued: 0,
+                    };
+                    r.add(count, s.value);
+                    run = Some(r);
+                }
+            }
             report.accepted += 1;
         }
     }
+    if let (Some(r), Some((_, _, handle))) = (run, &current) {
+        r.apply(handle);
+    }
     report
+}
+
+/// Totals of consecutive signals of one series.
+struct Run<'a> {
+    metric: &'a str,
+    count: u64,
+    sum: f64,
+    valued: u64,
+}
+
+impl Run<'_> {
+    fn add(&mut self, count: u64, value: Option<f64>) {
+        self.count = self.count.saturating_add(count);
+        if let Some(v) = value {
+            self.sum += v * count as f64;
+            self.valued = self.valued.saturating_add(count);
+        }
+    }
+
+    fn apply(self, handle: &super::aggregate::VariantHandle) {
+        handle.add_totals(self.metric, self.count, self.sum, self.valued);
+    }
 }
