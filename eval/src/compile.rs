@@ -106,6 +106,8 @@ pub(crate) enum Outcome {
 pub(crate) enum Cond {
     Attr {
         name: Box<str>,
+        /// [`crate::evaluate::key_hash`] of `name`, for the prepared context's index.
+        hash: u64,
         test: Test,
     },
     /// A segment, inlined: all of its conditions.
@@ -371,6 +373,7 @@ fn compile_condition(
     };
     Ok(Cond::Attr {
         name: attribute.into(),
+        hash: crate::evaluate::key_hash(attribute),
         test,
     })
 }

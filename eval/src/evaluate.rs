@@ -75,27 +75,92 @@ pub fn targeting_key(ctx: &Context) -> Result<Option<&str>, EvalError> {
     }
 }
 
-/// A context checked once, with its targeting key looked up, for evaluating many flags.
+/// Contexts with at most this many attributes get a hashed index.
+const INDEXED: usize = 16;
+static NULL: Value = Value::Null;
+
+/// A context checked once, with its targeting key looked up and (up to 16 attributes) an index
+/// of its attributes by a cheap hash, so each condition finds its attribute with one string
+/// comparison instead of a tree search. Prepare once, evaluate many flags.
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<'a> {
     attributes: &'a Context,
     targeting_key: Option<&'a str>,
+    /// `None` for a single evaluation or a context too large to index.
+    index: Option<Index<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Index<'a> {
+    entries: [(u64, &'a str, &'a Value); INDEXED],
+    len: usize,
 }
 
 impl<'a> Prepared<'a> {
-    /// Checks `ctx` (a non-string `targetingKey` is an error) and looks up its key.
+    /// Checks `ctx` (a non-string `targetingKey` is an error), looks up its key and indexes
+    /// its attributes: the way to evaluate many flags for one context.
     pub fn new(ctx: &'a Context) -> Result<Self, EvalError> {
+        let index = (ctx.len() <= INDEXED).then(|| {
+            let mut entries = [(0u64, "", &NULL); INDEXED];
+            for (slot, (key, value)) in entries.iter_mut().zip(ctx.iter()) {
+                *slot = (key_hash(key), key.as_str(), value);
+            }
+            Index {
+                entries,
+                len: ctx.len(),
+            }
+        });
         Ok(Prepared {
             attributes: ctx,
             targeting_key: targeting_key(ctx)?,
+            index,
         })
     }
+
+    /// Checks `ctx` without building the index: cheaper when only one flag is evaluated.
+    pub fn single(ctx: &'a Context) -> Result<Self, EvalError> {
+        Ok(Prepared {
+            attributes: ctx,
+            targeting_key: targeting_key(ctx)?,
+            index: None,
+        })
+    }
+
+    fn get(&self, name: &str, hash: u64) -> Option<&'a Value> {
+        match &self.index {
+            Some(index) => index.entries[..index.len]
+                .iter()
+                .find(|(h, k, _)| *h == hash && *k == name)
+                .map(|(_, _, v)| *v),
+            None => self.attributes.get(name),
+        }
+    }
+}
+
+/// A cheap 64-bit hash of an attribute name (FxHash-style), used only inside one process to
+/// pre-filter comparisons; never persisted, never part of bucketing.
+pub(crate) fn key_hash(s: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = s.len() as u64;
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    h
 }
 
 impl CompiledFlag {
     /// Evaluates the flag for `ctx`.
     pub fn evaluate(&self, ctx: &Context) -> Result<Evaluation<'_>, EvalError> {
-        self.evaluate_prepared(&Prepared::new(ctx)?)
+        self.evaluate_prepared(&Prepared::single(ctx)?)
     }
 
     /// Evaluates the flag for a context prepared once (for evaluating many flags).
@@ -104,7 +169,7 @@ impl CompiledFlag {
             return Ok(self.served(self.off, Reason::Disabled));
         }
         for rule in &self.rules {
-            if rule.conditions.iter().all(|c| holds(c, ctx.attributes)) {
+            if rule.conditions.iter().all(|c| holds(c, ctx)) {
                 return match rule.outcome {
                     Outcome::Variant(i) => Ok(self.served(i, Reason::TargetingMatch)),
                     Outcome::Rollout(p) => self.split(p, ctx.targeting_key, Reason::TargetingMatch),
@@ -151,11 +216,11 @@ impl CompiledFlag {
     }
 }
 
-fn holds(cond: &Cond, ctx: &Context) -> bool {
+fn holds(cond: &Cond, ctx: &Prepared<'_>) -> bool {
     match cond {
         Cond::Never => false,
         Cond::All(inner) => inner.iter().all(|c| holds(c, ctx)),
-        Cond::Attr { name, test } => match ctx.get(&**name) {
+        Cond::Attr { name, hash, test } => match ctx.get(name, *hash) {
             None => false,
             Some(value) => test_value(test, value),
         },

@@ -174,7 +174,7 @@ pub async fn evaluate_one(
             format!("flag {key:?} not found"),
         );
     };
-    match Prepared::new(&context).and_then(|c| evaluate(flag, &c)) {
+    match Prepared::single(&context).and_then(|c| evaluate(flag, &c)) {
         Ok(e) => HttpResponse::Ok().json(success(flag.def.key.as_str(), &e)),
         Err(err) => {
             let code = eval_error_code(err);
