@@ -67,7 +67,7 @@ pub struct Evaluation<'a> {
 
 /// The `targetingKey` of a context: `None` when absent, null or empty.
 pub fn targeting_key(ctx: &Context) -> Result<Option<&str>, EvalError> {
-    match ctx.get(TARGETING_KEY) {
+    match lookup(ctx, TARGETING_KEY) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -132,8 +132,22 @@ impl<'a> Prepared<'a> {
                 .iter()
                 .find(|(h, k, _)| *h == hash && *k == name)
                 .map(|(_, _, v)| *v),
-            None => self.attributes.get(name),
+            // Small contexts: a scan that compares lengths first beats a tree search, whose
+            // every step is a full string comparison.
+            None => lookup(self.attributes, name),
         }
+    }
+}
+
+/// `ctx[name]`. Small contexts: a scan that compares lengths first beats a tree search, whose
+/// every step is a full string comparison.
+fn lookup<'a>(ctx: &'a Context, name: &str) -> Option<&'a Value> {
+    if ctx.len() <= INDEXED {
+        ctx.iter()
+            .find(|(k, _)| k.len() == name.len() && k.as_str() == name)
+            .map(|(_, v)| v)
+    } else {
+        ctx.get(name)
     }
 }
 
