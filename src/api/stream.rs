@@ -22,8 +22,8 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Query of the stream endpoint.
+/// Unknown parameters are ignored: providers append their own (e.g. cache busters).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
 pub struct StreamParams {
     /// `rollgate` (default) or `ofrep`.
     format: Option<String>,

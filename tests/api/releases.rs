@@ -360,3 +360,19 @@ async fn a_stage_waits_for_its_minimum_exposures() {
         .await;
     assert_eq!(next["modules"][0]["percentage"], 100.0);
 }
+
+#[tokio::test]
+async fn a_flag_in_a_live_release_cannot_be_deleted() {
+    let app = spawn_app().await;
+    two_flags(&app).await;
+    app.create_release(fast_plan("keep")).await;
+
+    let r = app
+        .admin(reqwest::Method::DELETE, "/api/v1/flags/points")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(r.status(), 409);
+    assert_eq!(app.rollout_of("points").await, 0.0, "still there");
+}

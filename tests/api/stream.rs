@@ -185,3 +185,18 @@ async fn ofrep_bulk_advertises_a_stream_that_pushes_refetch_evaluation() {
     assert_eq!(msg["type"], "refetchEvaluation");
     assert!(msg["etag"].is_string() && msg["lastModified"].is_u64());
 }
+
+#[tokio::test]
+async fn unknown_stream_parameters_from_providers_are_ignored() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/stream?format=ofrep&token={token}&flagConfigEtag=x&flagConfigLastModified=1&_=123")))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(r.status(), 200);
+}
