@@ -5,6 +5,7 @@
 //! and builds regular expressions. Every problem is reported with the path of the offending
 //! field (`rules[1].when[0].values`), so the API can name it.
 
+use crate::bucket::SaltPrefix;
 use crate::model::{ConditionDef, FlagDef, Op, RuleDef, SegmentDef};
 use crate::semver::Version;
 use crate::{valid_flag_key, FlagType, Percentage};
@@ -61,6 +62,8 @@ pub struct CompiledFlag {
     pub(crate) rollout: Percentage,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) salt: Box<str>,
+    /// `salt:` as bytes, the start of every bucketing input.
+    pub(crate) salt_prefix: SaltPrefix,
 }
 
 impl CompiledFlag {
@@ -110,9 +113,8 @@ pub(crate) enum Cond {
         hash: u64,
         test: Test,
     },
-    /// A segment, inlined: all of its conditions.
-    All(Vec<Cond>),
-    /// A segment that no longer exists: never matches.
+    /// A segment that no longer exists: never matches. (A segment that exists is spliced
+    /// into its rule's conditions at compile time.)
     Never,
 }
 
@@ -250,6 +252,7 @@ fn compile(
         rollout: def.rollout,
         rules,
         salt: salt.into(),
+        salt_prefix: SaltPrefix::new(salt),
     })
 }
 
@@ -295,11 +298,11 @@ fn compile_conditions(
     segments: Option<&dyn SegmentLookup>,
     missing: Missing,
 ) -> Result<Vec<Cond>, CompileError> {
-    conditions
-        .iter()
-        .enumerate()
-        .map(|(i, c)| compile_condition(&format!("{path}[{i}]"), c, segments, missing))
-        .collect()
+    let mut out = Vec::with_capacity(conditions.len());
+    for (i, c) in conditions.iter().enumerate() {
+        compile_condition(&format!("{path}[{i}]"), c, segments, missing, &mut out)?;
+    }
+    Ok(out)
 }
 
 fn compile_condition(
@@ -307,7 +310,8 @@ fn compile_condition(
     c: &ConditionDef,
     segments: Option<&dyn SegmentLookup>,
     missing: Missing,
-) -> Result<Cond, CompileError> {
+    out: &mut Vec<Cond>,
+) -> Result<(), CompileError> {
     if let Some(key) = &c.segment {
         if c.attribute.is_some() || c.op.is_some() || c.values.is_some() {
             return Err(CompileError::new(
@@ -321,22 +325,24 @@ fn compile_condition(
                 "segments cannot reference segments",
             ));
         };
-        return match lookup.segment(key) {
-            Some(seg) => {
-                let inner = compile_conditions(
-                    &format!("{path}.segment({key})"),
-                    &seg.when,
-                    None,
-                    missing,
-                )?;
-                Ok(Cond::All(inner))
+        // A rule's conditions are a conjunction and so is a segment: its conditions are
+        // spliced into the rule's list, so evaluation never recurses.
+        match lookup.segment(key) {
+            Some(seg) => out.extend(compile_conditions(
+                &format!("{path}.segment({key})"),
+                &seg.when,
+                None,
+                missing,
+            )?),
+            None if missing == Missing::NeverMatch => out.push(Cond::Never),
+            None => {
+                return Err(CompileError::new(
+                    format!("{path}.segment"),
+                    format!("unknown segment {key:?}"),
+                ))
             }
-            None if missing == Missing::NeverMatch => Ok(Cond::Never),
-            None => Err(CompileError::new(
-                format!("{path}.segment"),
-                format!("unknown segment {key:?}"),
-            )),
-        };
+        }
+        return Ok(());
     }
     let attribute = c
         .attribute
@@ -371,11 +377,12 @@ fn compile_condition(
         Op::Contains => Test::Contains(strings(&field, values)?),
         Op::Matches => Test::Matches(regexes(&field, values)?),
     };
-    Ok(Cond::Attr {
+    out.push(Cond::Attr {
         name: attribute.into(),
         hash: crate::evaluate::key_hash(attribute),
         test,
-    })
+    });
+    Ok(())
 }
 
 fn scalars(field: &str, values: &[Value]) -> Result<Scalars, CompileError> {

@@ -6,7 +6,6 @@
 //! flag has no rules and a 0 % / 100 % rollout; `DEFAULT` when rules exist, none matched and
 //! the rollout is 0 % / 100 %.
 
-use crate::bucket::in_rollout;
 use crate::compile::{Cmp, CompiledFlag, Cond, Outcome, Scalars, Test};
 use crate::semver::Version;
 use crate::{Context, Percentage, TARGETING_KEY};
@@ -130,7 +129,7 @@ impl<'a> Prepared<'a> {
         match &self.index {
             Some(index) => index.entries[..index.len]
                 .iter()
-                .find(|(h, k, _)| *h == hash && *k == name)
+                .find(|(h, k, _)| *h == hash && same_bytes(k.as_bytes(), name.as_bytes()))
                 .map(|(_, _, v)| *v),
             // Small contexts: a scan that compares lengths first beats a tree search, whose
             // every step is a full string comparison.
@@ -144,10 +143,32 @@ impl<'a> Prepared<'a> {
 fn lookup<'a>(ctx: &'a Context, name: &str) -> Option<&'a Value> {
     if ctx.len() <= INDEXED {
         ctx.iter()
-            .find(|(k, _)| k.len() == name.len() && k.as_str() == name)
+            .find(|(k, _)| same_bytes(k.as_bytes(), name.as_bytes()))
             .map(|(_, v)| v)
     } else {
         ctx.get(name)
+    }
+}
+
+/// `a == b`, inline for the short strings that attribute names are: two overlapping word
+/// loads instead of a call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+        let mut w = [0u8; N];
+        w.copy_from_slice(&s[at..at + N]);
+        w
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -211,7 +232,7 @@ impl CompiledFlag {
             return Ok(self.served(self.on, fixed));
         }
         let key = key.ok_or(EvalError::TargetingKeyMissing)?;
-        let index = if in_rollout(&self.salt, key, p) {
+        let index = if self.salt_prefix.bucket(key) < p.millis() {
             self.on
         } else {
             self.off
@@ -230,10 +251,10 @@ impl CompiledFlag {
     }
 }
 
+#[inline]
 fn holds(cond: &Cond, ctx: &Prepared<'_>) -> bool {
     match cond {
         Cond::Never => false,
-        Cond::All(inner) => inner.iter().all(|c| holds(c, ctx)),
         Cond::Attr { name, hash, test } => match ctx.get(name, *hash) {
             None => false,
             Some(value) => test_value(test, value),
@@ -270,7 +291,10 @@ fn test_value(test: &Test, value: &Value) -> bool {
 /// Equality is by JSON type, except that numbers compare numerically (`1` = `1.0`).
 fn contains_scalar(set: &Scalars, value: &Value) -> bool {
     match value {
-        Value::String(s) => set.strings.iter().any(|x| **x == **s),
+        Value::String(s) => set
+            .strings
+            .iter()
+            .any(|x| same_bytes(x.as_bytes(), s.as_bytes())),
         Value::Number(n) => n.as_f64().is_some_and(|n| set.numbers.contains(&n)),
         Value::Bool(b) => set.bools.contains(b),
         Value::Null => set.null,
@@ -294,5 +318,27 @@ fn compare(ord: Option<Ordering>, cmp: Cmp) -> bool {
         (Some(o), Cmp::Lte) => o != Ordering::Greater,
         (Some(o), Cmp::Gt) => o == Ordering::Greater,
         (Some(o), Cmp::Gte) => o != Ordering::Less,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_is_equality_at_every_length() {
+        let base: Vec<u8> = (b'a'..=b'z').collect();
+        for n in 0..=base.len() {
+            let a = &base[..n];
+            assert!(same_bytes(a, a), "equal at {n}");
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(a, &b), "differ at {at} of {n}");
+            }
+            if n > 0 {
+                assert!(!same_bytes(a, &base[..n - 1]), "shorter than {n}");
+            }
+        }
     }
 }

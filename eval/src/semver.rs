@@ -16,28 +16,42 @@ pub(crate) struct Version<'a> {
 impl<'a> Version<'a> {
     /// Parses `v?MAJOR[.MINOR[.PATCH]][-PRE][+BUILD]`; `None` when it is not a version.
     ///
-    /// One pass over the bytes: this runs on every evaluation of a `semver_*` condition.
+    /// One pass over the bytes, and no trimming unless the ends need it: this runs on every
+    /// evaluation of a `semver_*` condition.
+    #[inline]
     pub(crate) fn parse(input: &'a str) -> Option<Self> {
-        let s = input.trim();
-        let s = s.strip_prefix(['v', 'V']).unwrap_or(s);
+        let clean_ends = |s: &str| {
+            let b = s.as_bytes();
+            b.first().is_some_and(u8::is_ascii_alphanumeric)
+                && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        };
+        let s = if clean_ends(input) {
+            input
+        } else {
+            input.trim()
+        };
+        let s = match s.as_bytes().first() {
+            Some(b'v' | b'V') => &s[1..],
+            _ => s,
+        };
         let bytes = s.as_bytes();
-        let head_len = bytes.iter().position(|&b| b == b'+').unwrap_or(bytes.len());
-        let head = &bytes[..head_len];
-        let mut core = [0u64; 3];
-        let (mut part, mut digits, mut i) = (0, 0, 0);
-        while i < head.len() {
-            match head[i] {
+        // The parts live in registers, not in an indexed array: a per-digit store and reload
+        // of `core[part]` doubled the cost of this loop.
+        let (mut done, mut current, mut digits, mut i) = ([0u64; 2], 0u64, 0, 0);
+        let mut part = 0;
+        while i < bytes.len() {
+            match bytes[i] {
                 b @ b'0'..=b'9' => {
-                    core[part] = core[part]
-                        .checked_mul(10)?
-                        .checked_add(u64::from(b - b'0'))?;
+                    current = current.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
                     digits += 1;
                 }
                 b'.' if digits > 0 && part < 2 => {
+                    done[part] = current;
                     part += 1;
+                    current = 0;
                     digits = 0;
                 }
-                b'-' => break,
+                b'-' | b'+' => break,
                 _ => return None,
             }
             i += 1;
@@ -45,11 +59,19 @@ impl<'a> Version<'a> {
         if digits == 0 {
             return None;
         }
-        if i == head.len() {
+        let core = match part {
+            0 => [current, 0, 0],
+            1 => [done[0], current, 0],
+            _ => [done[0], done[1], current],
+        };
+        if i == bytes.len() || bytes[i] == b'+' {
+            // Build metadata (after `+`) is ignored.
             return Some(Version { core, pre: "" });
         }
-        // head[i] is the '-' that starts the pre-release: dot-separated, non-empty identifiers.
-        let pre = &s[i + 1..head_len];
+        // bytes[i] is the '-' that starts the pre-release: dot-separated, non-empty
+        // identifiers, up to a `+`.
+        let rest = &s[i + 1..];
+        let pre = rest.split_once('+').map_or(rest, |(pre, _build)| pre);
         let mut identifier = 0;
         for &b in pre.as_bytes() {
             match b {
@@ -162,6 +184,8 @@ mod tests {
         assert_eq!(v("2.1").cmp(&v("2.1.0")), Ordering::Equal);
         assert_eq!(v("v3").cmp(&v("3.0.0")), Ordering::Equal);
         assert_eq!(v("1.0.0+abc").cmp(&v("1.0.0")), Ordering::Equal);
+        assert_eq!(v(" 2.0.1\u{a0}").cmp(&v("2.0.1")), Ordering::Equal);
+        assert_eq!(v("1.0.0-rc.1+b.7").pre(), "rc.1");
     }
 
     #[test]
@@ -175,6 +199,9 @@ mod tests {
             "1.x",
             "-1.0.0",
             "1.0.0-a..b",
+            "v",
+            " ",
+            "1.2.3-+b",
         ] {
             assert!(Version::parse(bad).is_none(), "{bad:?} should not parse");
         }
