@@ -27,5 +27,5 @@ pub mod webhooks;
 
 /// A strong ETag for `bytes`: a quoted hex XXH64 of the content.
 pub fn etag(bytes: &[u8]) -> String {
-    format!("\"{:016x}\"", xxhash_rust::xxh64::xxh64(bytes, 0))
+    format!("\"{:016x}\"", twox_hash::XxHash64::oneshot(0, bytes))
 }

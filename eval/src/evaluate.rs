@@ -140,6 +140,7 @@ impl<'a> Prepared<'a> {
 
 /// `ctx[name]`. Small contexts: a scan that compares lengths first beats a tree search, whose
 /// every step is a full string comparison.
+#[inline]
 fn lookup<'a>(ctx: &'a Context, name: &str) -> Option<&'a Value> {
     if ctx.len() <= INDEXED {
         ctx.iter()
@@ -282,10 +283,14 @@ fn test_value(test: &Test, value: &Value) -> bool {
         Test::Contains(list) => value
             .as_str()
             .is_some_and(|s| list.iter().any(|p| s.contains(&**p))),
-        Test::Matches(list) => value
-            .as_str()
-            .is_some_and(|s| list.iter().any(|r| r.is_match(s))),
+        Test::Matches(list) => value.as_str().is_some_and(|s| any_match(list, s)),
     }
+}
+
+/// Kept out of line: the regex search state would otherwise bloat every condition's frame.
+#[inline(never)]
+fn any_match(list: &[regex::Regex], s: &str) -> bool {
+    list.iter().any(|r| r.is_match(s))
 }
 
 /// Equality is by JSON type, except that numbers compare numerically (`1` = `1.0`).
@@ -306,9 +311,15 @@ fn contains_scalar(set: &Scalars, value: &Value) -> bool {
 fn as_number(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+        Value::String(s) => parse_number(s),
         _ => None,
     }
+}
+
+/// Kept out of line, like [`any_match`]: the float parser is large and rarely needed.
+#[inline(never)]
+fn parse_number(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 fn compare(ord: Option<Ordering>, cmp: Cmp) -> bool {
