@@ -5,15 +5,17 @@
 #   BENCH_SECONDS=3 bench/http.sh # shorter
 #
 # 1. builds `rollgate` and `rollgate-ceiling` in release; installs `oha` if missing;
-# 2. starts rollgate on 127.0.0.1 (temp data dir, admin token from this script), seeds 50
-#    varied flags, drives OFREP single (`flag-7`) and bulk with `oha -c 64 -z ${BENCH_SECONDS}s`
-#    and records req/s, p50, p99 and the server's peak RSS (VmHWM);
-# 3. runs the same single request against bench/ceiling (bare actix-web, constant answer) and
-#    reports rollgate's req/s as a percentage of that ceiling;
+# 2. runs the single request against bench/ceiling (bare actix-web, constant answer) at full
+#    speed, then at a fixed rate (half its peak) for the latency at a steady load;
+# 3. starts rollgate on 127.0.0.1 (temp data dir, admin token from this script), seeds 50
+#    varied flags, drives OFREP single (`flag-7`) at full speed and at the same fixed rate, and
+#    bulk, with `oha -c 64 -z ${BENCH_SECONDS}s`; records req/s, p50, p99, the server's peak
+#    RSS (VmHWM) and rollgate's req/s as a percentage of the ceiling's;
 # 4. starts a fresh server, writes 10,000 flags over the API, restarts it on the same data dir
 #    (startup time), and records RSS after the load and after a short bulk run.
 # Every load run is bounded by -z; every wait has a timeout; a trap stops what it started.
-# Knobs: BENCH_SECONDS (10), BENCH_CONCURRENCY (64), BENCH_BIG_FLAGS (10000).
+# Knobs: BENCH_SECONDS (10), BENCH_CONCURRENCY (64), BENCH_BIG_FLAGS (10000; 0 skips step 4),
+# BENCH_RATE (the fixed-rate runs' req/s; default half the ceiling's peak).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -113,10 +115,12 @@ with urllib.request.urlopen(req, timeout=30) as resp:
 PY
 }
 
-# load NAME URL CONCURRENCY SECONDS TOKEN: one oha run; prints "rps p50_ms p99_ms".
+# load NAME URL CONCURRENCY SECONDS TOKEN [OHA_ARGS...]: one oha run; prints
+# "rps p50_ms p99_ms".
 load() {
     local name="$1" url="$2" conc="$3" secs="$4" token="$5"
-    oha --no-tui --output-format json -c "$conc" -z "${secs}s" -m POST \
+    shift 5
+    oha --no-tui --output-format json -c "$conc" -z "${secs}s" -m POST "$@" \
         -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$BODY" \
         "$url" >"$WORK/$name.json"
     python3 - "$WORK/$name.json" "$name" <<'PY'
@@ -135,7 +139,26 @@ print(f'{r["summary"]["requestsPerSec"]:.0f} {p["p50"] * 1000:.3f} {p["p99"] * 1
 PY
 }
 
-# --- 1. rollgate with 50 flags ------------------------------------------------------------
+# --- 1. ceiling ---------------------------------------------------------------------------
+log "ceiling: the single request, -c $CONCURRENCY -z ${DURATION}s"
+start ceiling "$WORK/ceiling.log" "$CEILING" --bind 127.0.0.1:0
+CEILING_PID="$LAST_PID"
+CEILING_URL="$LAST_URL/ofrep/v1/evaluate/flags/flag-7"
+CEIL_RESULT="$(load ceiling "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token")"
+read -r CEIL_RPS CEIL_P50 CEIL_P99 <<<"$CEIL_RESULT"
+# Latency at a fixed offered load: half the ceiling's peak unless BENCH_RATE says otherwise.
+# At full saturation every request queues behind the other 63 and behind the load generator
+# on the same 2 cores, so p99 there measures the machine; at a fixed rate it measures the
+# server. --latency-correction counts from each request's scheduled send time (no
+# coordinated omission).
+RATE="${BENCH_RATE:-$(awk -v r="$CEIL_RPS" 'BEGIN { printf "%d", int(r / 2000) * 1000 }')}"
+[[ "$RATE" =~ ^[0-9]+$ && "$RATE" -ge 1000 ]] || die "fixed rate $RATE is not a whole number >= 1000 (BENCH_RATE)"
+log "ceiling: the single request at a fixed $RATE req/s"
+CEIL_FIXED="$(load ceiling-fixed "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token" -q "$RATE" --latency-correction)"
+read -r CEILF_RPS CEILF_P50 CEILF_P99 <<<"$CEIL_FIXED"
+stop "$CEILING_PID"
+
+# --- 2. rollgate with 50 flags ------------------------------------------------------------
 log "rollgate: 50 flags"
 start_rollgate "$WORK/data-50"
 SERVER_PID="$LAST_PID"
@@ -147,50 +170,47 @@ CLIENT_TOKEN="$(api POST /api/v1/tokens '{"name":"bench-client","role":"client"}
 log "OFREP single: POST /ofrep/v1/evaluate/flags/flag-7, -c $CONCURRENCY -z ${DURATION}s"
 SINGLE_RESULT="$(load single "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
 read -r SINGLE_RPS SINGLE_P50 SINGLE_P99 <<<"$SINGLE_RESULT"
+log "OFREP single at a fixed $RATE req/s"
+SINGLE_FIXED="$(load single-fixed "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN" -q "$RATE" --latency-correction)"
+read -r SINGLEF_RPS SINGLEF_P50 SINGLEF_P99 <<<"$SINGLE_FIXED"
 log "OFREP bulk: POST /ofrep/v1/evaluate/flags, -c $CONCURRENCY -z ${DURATION}s"
 BULK_RESULT="$(load bulk "$BASE/ofrep/v1/evaluate/flags" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
 read -r BULK_RPS BULK_P50 BULK_P99 <<<"$BULK_RESULT"
 PEAK_50="$(kib "$SERVER_PID" VmHWM)"
 stop "$SERVER_PID"
-
-# --- 2. ceiling ---------------------------------------------------------------------------
-log "ceiling: same single request"
-start ceiling "$WORK/ceiling.log" "$CEILING" --bind 127.0.0.1:0
-CEILING_PID="$LAST_PID"
-CEIL_RESULT="$(load ceiling "$LAST_URL/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$DURATION" "any-token")"
-read -r CEIL_RPS CEIL_P50 CEIL_P99 <<<"$CEIL_RESULT"
-stop "$CEILING_PID"
 OF_CEILING="$(awk -v a="$SINGLE_RPS" -v b="$CEIL_RPS" 'BEGIN { printf "%.1f", 100 * a / b }')"
 
 # --- 3. rollgate with many flags ----------------------------------------------------------
-log "rollgate: $BIG_FLAGS flags"
-start_rollgate "$WORK/data-big"
-BASE="$LAST_URL"
-SEED_LINE="$(python3 "$ROOT/bench/seed_flags.py" "$BASE" "$ADMIN_TOKEN" "$BIG_FLAGS" 8)"
-log "$SEED_LINE"
-RSS_SEEDED="$(kib "$LAST_PID" VmRSS)"
-stop "$LAST_PID"
+if [[ "$BIG_FLAGS" -gt 0 ]]; then
+    log "rollgate: $BIG_FLAGS flags"
+    start_rollgate "$WORK/data-big"
+    BASE="$LAST_URL"
+    SEED_LINE="$(python3 "$ROOT/bench/seed_flags.py" "$BASE" "$ADMIN_TOKEN" "$BIG_FLAGS" 8)"
+    log "$SEED_LINE"
+    RSS_SEEDED="$(kib "$LAST_PID" VmRSS)"
+    stop "$LAST_PID"
 
-log "restarting on the same data dir"
-T0="$(date +%s.%N)"
-start_rollgate "$WORK/data-big"
-STARTUP_S="$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
-BIG_PID="$LAST_PID"
-BASE="$LAST_URL"
-RSS_LOADED="$(kib "$BIG_PID" VmRSS)"
-# The client token lived in the other data dir: make one here.
-CLIENT_TOKEN="$(api POST /api/v1/tokens '{"name":"bench-client","role":"client"}' \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
-# A bulk answer carries every flag (~1 MB here): fewer connections, shorter run.
-log "OFREP bulk with $BIG_FLAGS flags: -c 8 -z ${BIG_DURATION}s"
-BIG_RESULT="$(load bulk-big "$BASE/ofrep/v1/evaluate/flags" 8 "$BIG_DURATION" "$CLIENT_TOKEN")"
-read -r BIG_RPS BIG_P50 BIG_P99 <<<"$BIG_RESULT"
-log "OFREP single with $BIG_FLAGS flags: -c $CONCURRENCY -z ${BIG_DURATION}s"
-BIGS_RESULT="$(load single-big "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$BIG_DURATION" "$CLIENT_TOKEN")"
-read -r BIGS_RPS BIGS_P50 BIGS_P99 <<<"$BIGS_RESULT"
-RSS_AFTER_BULK="$(kib "$BIG_PID" VmRSS)"
-PEAK_BIG="$(kib "$BIG_PID" VmHWM)"
-stop "$BIG_PID"
+    log "restarting on the same data dir"
+    T0="$(date +%s.%N)"
+    start_rollgate "$WORK/data-big"
+    STARTUP_S="$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
+    BIG_PID="$LAST_PID"
+    BASE="$LAST_URL"
+    RSS_LOADED="$(kib "$BIG_PID" VmRSS)"
+    # The client token lived in the other data dir: make one here.
+    CLIENT_TOKEN="$(api POST /api/v1/tokens '{"name":"bench-client","role":"client"}' \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+    # A bulk answer carries every flag (~1 MB here): fewer connections, shorter run.
+    log "OFREP bulk with $BIG_FLAGS flags: -c 8 -z ${BIG_DURATION}s"
+    BIG_RESULT="$(load bulk-big "$BASE/ofrep/v1/evaluate/flags" 8 "$BIG_DURATION" "$CLIENT_TOKEN")"
+    read -r BIG_RPS BIG_P50 BIG_P99 <<<"$BIG_RESULT"
+    log "OFREP single with $BIG_FLAGS flags: -c $CONCURRENCY -z ${BIG_DURATION}s"
+    BIGS_RESULT="$(load single-big "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$BIG_DURATION" "$CLIENT_TOKEN")"
+    read -r BIGS_RPS BIGS_P50 BIGS_P99 <<<"$BIGS_RESULT"
+    RSS_AFTER_BULK="$(kib "$BIG_PID" VmRSS)"
+    PEAK_BIG="$(kib "$BIG_PID" VmHWM)"
+    stop "$BIG_PID"
+fi
 
 # --- summary ------------------------------------------------------------------------------
 echo
@@ -199,11 +219,16 @@ printf '%-44s %12s %10s %10s\n' "scenario" "req/s" "p50 ms" "p99 ms"
 printf '%-44s %12s %10s %10s\n' "OFREP single, 50 flags" "$SINGLE_RPS" "$SINGLE_P50" "$SINGLE_P99"
 printf '%-44s %12s %10s %10s\n' "OFREP bulk, 50 flags" "$BULK_RPS" "$BULK_P50" "$BULK_P99"
 printf '%-44s %12s %10s %10s\n' "ceiling (bare actix-web, same request)" "$CEIL_RPS" "$CEIL_P50" "$CEIL_P99"
-printf '%-44s %12s %10s %10s\n' "OFREP single, $BIG_FLAGS flags" "$BIGS_RPS" "$BIGS_P50" "$BIGS_P99"
-printf '%-44s %12s %10s %10s\n' "OFREP bulk, $BIG_FLAGS flags (-c 8, ${BIG_DURATION}s)" "$BIG_RPS" "$BIG_P50" "$BIG_P99"
+printf '%-44s %12s %10s %10s\n' "OFREP single, fixed $RATE req/s" "$SINGLEF_RPS" "$SINGLEF_P50" "$SINGLEF_P99"
+printf '%-44s %12s %10s %10s\n' "ceiling, fixed $RATE req/s" "$CEILF_RPS" "$CEILF_P50" "$CEILF_P99"
+if [[ "$BIG_FLAGS" -gt 0 ]]; then
+    printf '%-44s %12s %10s %10s\n' "OFREP single, $BIG_FLAGS flags" "$BIGS_RPS" "$BIGS_P50" "$BIGS_P99"
+    printf '%-44s %12s %10s %10s\n' "OFREP bulk, $BIG_FLAGS flags (-c 8, ${BIG_DURATION}s)" "$BIG_RPS" "$BIG_P50" "$BIG_P99"
+fi
 echo
 printf '%-44s %s %%\n' "single req/s as a share of the ceiling" "$OF_CEILING"
-printf '%-44s %s MiB\n' "peak RSS, 50 flags, after both runs" "$(mib "$PEAK_50")"
+printf '%-44s %s MiB\n' "peak RSS, 50 flags, after all runs" "$(mib "$PEAK_50")"
+[[ "$BIG_FLAGS" -gt 0 ]] || exit 0
 printf '%-44s %s\n' "writing $BIG_FLAGS flags over the API" "${SEED_LINE#seeded }"
 printf '%-44s %s MiB\n' "RSS after writing $BIG_FLAGS flags" "$(mib "$RSS_SEEDED")"
 printf '%-44s %s s\n' "restart with $BIG_FLAGS flags until listening" "$STARTUP_S"
