@@ -5,16 +5,17 @@
 #   BENCH_SECONDS=3 bench/http.sh # shorter
 #
 # 1. builds `rollgate` and `rollgate-ceiling` in release; installs `oha` if missing;
-# 2. runs the single request against bench/ceiling (bare actix-web, constant answer) at full
-#    speed, then at a fixed rate (half its peak) for the latency at a steady load;
-# 3. starts rollgate on 127.0.0.1 (temp data dir, admin token from this script), seeds 50
-#    varied flags, drives OFREP single (`flag-7`) at full speed and at the same fixed rate, and
-#    bulk, with `oha -c 64 -z ${BENCH_SECONDS}s`; records req/s, p50, p99, the server's peak
-#    RSS (VmHWM) and rollgate's req/s as a percentage of the ceiling's;
+# 2. starts bench/ceiling (bare actix-web, constant answer) and rollgate on 127.0.0.1 (temp
+#    data dir, admin token from this script, 50 varied flags); drives the same OFREP single
+#    request (`flag-7`) at both with `oha -c 64 -z ${BENCH_SECONDS}s`, in BENCH_ROUNDS
+#    alternating rounds (median reported, and rollgate's req/s as a share of the ceiling's);
+# 3. runs both at a fixed rate (half the ceiling's peak) for the latency at a steady load,
+#    then rollgate's bulk endpoint; records req/s, p50, p99 and the server's peak RSS (VmHWM);
 # 4. starts a fresh server, writes 10,000 flags over the API, restarts it on the same data dir
 #    (startup time), and records RSS after the load and after a short bulk run.
 # Every load run is bounded by -z; every wait has a timeout; a trap stops what it started.
-# Knobs: BENCH_SECONDS (10), BENCH_CONCURRENCY (64), BENCH_BIG_FLAGS (10000; 0 skips step 4),
+# Knobs: BENCH_SECONDS (10), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3),
+# BENCH_BIG_FLAGS (10000; 0 skips step 4),
 # BENCH_RATE (the fixed-rate runs' req/s; default half the ceiling's peak).
 set -euo pipefail
 
@@ -22,6 +23,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${BENCH_SECONDS:-10}"
 CONCURRENCY="${BENCH_CONCURRENCY:-64}"
 BIG_FLAGS="${BENCH_BIG_FLAGS:-10000}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || { echo "BENCH_ROUNDS must be a whole number >= 1" >&2; exit 2; }
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "BENCH_SECONDS must be a whole number >= 1" >&2; exit 2; }
 BIG_DURATION=$(( DURATION < 5 ? DURATION : 5 ))
 ADMIN_TOKEN="bench-admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
@@ -139,46 +142,59 @@ print(f'{r["summary"]["requestsPerSec"]:.0f} {p["p50"] * 1000:.3f} {p["p99"] * 1
 PY
 }
 
-# --- 1. ceiling ---------------------------------------------------------------------------
-log "ceiling: the single request, -c $CONCURRENCY -z ${DURATION}s"
+# --- 1. both servers up --------------------------------------------------------------------
+log "ceiling (bare actix-web)"
 start ceiling "$WORK/ceiling.log" "$CEILING" --bind 127.0.0.1:0
 CEILING_PID="$LAST_PID"
 CEILING_URL="$LAST_URL/ofrep/v1/evaluate/flags/flag-7"
-CEIL_RESULT="$(load ceiling "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token")"
-read -r CEIL_RPS CEIL_P50 CEIL_P99 <<<"$CEIL_RESULT"
-# Latency at a fixed offered load: half the ceiling's peak unless BENCH_RATE says otherwise.
-# At full saturation every request queues behind the other 63 and behind the load generator
-# on the same 2 cores, so p99 there measures the machine; at a fixed rate it measures the
-# server. --latency-correction counts from each request's scheduled send time (no
-# coordinated omission).
-RATE="${BENCH_RATE:-$(awk -v r="$CEIL_RPS" 'BEGIN { printf "%d", int(r / 2000) * 1000 }')}"
-[[ "$RATE" =~ ^[0-9]+$ && "$RATE" -ge 1000 ]] || die "fixed rate $RATE is not a whole number >= 1000 (BENCH_RATE)"
-log "ceiling: the single request at a fixed $RATE req/s"
-CEIL_FIXED="$(load ceiling-fixed "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token" -q "$RATE" --latency-correction)"
-read -r CEILF_RPS CEILF_P50 CEILF_P99 <<<"$CEIL_FIXED"
-stop "$CEILING_PID"
-
-# --- 2. rollgate with 50 flags ------------------------------------------------------------
 log "rollgate: 50 flags"
 start_rollgate "$WORK/data-50"
 SERVER_PID="$LAST_PID"
 BASE="$LAST_URL"
+SINGLE_URL="$BASE/ofrep/v1/evaluate/flags/flag-7"
 python3 "$ROOT/bench/seed_flags.py" "$BASE" "$ADMIN_TOKEN" 50 4 >&2
 CLIENT_TOKEN="$(api POST /api/v1/tokens '{"name":"bench-client","role":"client"}' \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
 
-log "OFREP single: POST /ofrep/v1/evaluate/flags/flag-7, -c $CONCURRENCY -z ${DURATION}s"
-SINGLE_RESULT="$(load single "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
-read -r SINGLE_RPS SINGLE_P50 SINGLE_P99 <<<"$SINGLE_RESULT"
-log "OFREP single at a fixed $RATE req/s"
-SINGLE_FIXED="$(load single-fixed "$BASE/ofrep/v1/evaluate/flags/flag-7" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN" -q "$RATE" --latency-correction)"
-read -r SINGLEF_RPS SINGLEF_P50 SINGLEF_P99 <<<"$SINGLE_FIXED"
+# --- 2. single: ceiling and rollgate in alternating rounds ----------------------------------
+# The machine is shared: its speed drifts by tens of percent over a minute. Alternating the
+# two servers round by round and taking the median of each keeps a slow phase from landing
+# on one side only. The idle server uses no CPU while the other is measured.
+CEIL_RUNS=()
+SINGLE_RUNS=()
+for ((round = 1; round <= ROUNDS; round++)); do
+    log "round $round/$ROUNDS: ceiling, then OFREP single (flag-7), -c $CONCURRENCY -z ${DURATION}s each"
+    CEIL_RUNS+=("$(load "ceiling-$round" "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token")")
+    SINGLE_RUNS+=("$(load "single-$round" "$SINGLE_URL" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")")
+done
+# median_run RUN...: the run ("rps p50 p99") with the median req/s.
+median_run() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ runs[NR] = $0 } END { print runs[int((NR + 1) / 2)] }'; }
+read -r CEIL_RPS CEIL_P50 CEIL_P99 <<<"$(median_run "${CEIL_RUNS[@]}")"
+read -r SINGLE_RPS SINGLE_P50 SINGLE_P99 <<<"$(median_run "${SINGLE_RUNS[@]}")"
+ROUND_RATIOS="$(for ((i = 0; i < ROUNDS; i++)); do
+    read -r c _ _ <<<"${CEIL_RUNS[$i]}"
+    read -r r _ _ <<<"${SINGLE_RUNS[$i]}"
+    awk -v a="$r" -v b="$c" 'BEGIN { printf "%.1f ", 100 * a / b }'
+done)"
+OF_CEILING="$(awk -v a="$SINGLE_RPS" -v b="$CEIL_RPS" 'BEGIN { printf "%.1f", 100 * a / b }')"
+
+# Latency at a fixed offered load: half the ceiling's peak unless BENCH_RATE says otherwise.
+# At full saturation every request queues behind the other 63 and behind the load generator
+# on the same 2 cores, so p99 there measures the machine as much as the server; at a fixed
+# rate it shows the server's own stalls. --latency-correction counts from each request's
+# scheduled send time (no coordinated omission).
+RATE="${BENCH_RATE:-$(awk -v r="$CEIL_RPS" 'BEGIN { printf "%d", int(r / 2000) * 1000 }')}"
+[[ "$RATE" =~ ^[0-9]+$ && "$RATE" -ge 1000 ]] || die "fixed rate $RATE is not a whole number >= 1000 (BENCH_RATE)"
+log "ceiling, then OFREP single, at a fixed $RATE req/s"
+read -r CEILF_RPS CEILF_P50 CEILF_P99 <<<"$(load ceiling-fixed "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token" -q "$RATE" --latency-correction)"
+read -r SINGLEF_RPS SINGLEF_P50 SINGLEF_P99 <<<"$(load single-fixed "$SINGLE_URL" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN" -q "$RATE" --latency-correction)"
+stop "$CEILING_PID"
+
 log "OFREP bulk: POST /ofrep/v1/evaluate/flags, -c $CONCURRENCY -z ${DURATION}s"
 BULK_RESULT="$(load bulk "$BASE/ofrep/v1/evaluate/flags" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
 read -r BULK_RPS BULK_P50 BULK_P99 <<<"$BULK_RESULT"
 PEAK_50="$(kib "$SERVER_PID" VmHWM)"
 stop "$SERVER_PID"
-OF_CEILING="$(awk -v a="$SINGLE_RPS" -v b="$CEIL_RPS" 'BEGIN { printf "%.1f", 100 * a / b }')"
 
 # --- 3. rollgate with many flags ----------------------------------------------------------
 if [[ "$BIG_FLAGS" -gt 0 ]]; then
@@ -214,7 +230,7 @@ fi
 
 # --- summary ------------------------------------------------------------------------------
 echo
-echo "rollgate HTTP benchmark: $(nproc) cores, oha -c $CONCURRENCY, ${DURATION}s per run ($(oha --version 2>/dev/null | head -n1))"
+echo "rollgate HTTP benchmark: $(nproc) cores, oha -c $CONCURRENCY, ${DURATION}s per run, single = median of $ROUNDS alternating rounds ($(oha --version 2>/dev/null | head -n1))"
 printf '%-44s %12s %10s %10s\n' "scenario" "req/s" "p50 ms" "p99 ms"
 printf '%-44s %12s %10s %10s\n' "OFREP single, 50 flags" "$SINGLE_RPS" "$SINGLE_P50" "$SINGLE_P99"
 printf '%-44s %12s %10s %10s\n' "OFREP bulk, 50 flags" "$BULK_RPS" "$BULK_P50" "$BULK_P99"
@@ -226,7 +242,7 @@ if [[ "$BIG_FLAGS" -gt 0 ]]; then
     printf '%-44s %12s %10s %10s\n' "OFREP bulk, $BIG_FLAGS flags (-c 8, ${BIG_DURATION}s)" "$BIG_RPS" "$BIG_P50" "$BIG_P99"
 fi
 echo
-printf '%-44s %s %%\n' "single req/s as a share of the ceiling" "$OF_CEILING"
+printf '%-44s %s %% (per round: %s%%)\n' "single req/s as a share of the ceiling" "$OF_CEILING" "$ROUND_RATIOS"
 printf '%-44s %s MiB\n' "peak RSS, 50 flags, after all runs" "$(mib "$PEAK_50")"
 [[ "$BIG_FLAGS" -gt 0 ]] || exit 0
 printf '%-44s %s\n' "writing $BIG_FLAGS flags over the API" "${SEED_LINE#seeded }"
