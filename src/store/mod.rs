@@ -89,12 +89,18 @@ pub enum Change<'a> {
     PutRelease(&'a Release),
 }
 
+/// sled's page cache. Its default (1 GiB) lets a long-running server keep every page it has
+/// written (the audit log grows forever) in memory. Evaluation never reads sled (it reads the
+/// in-memory snapshot), so the cache only serves the control path and 16 MiB is plenty.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the database in `dir` and checks the schema version.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
