@@ -1,16 +1,20 @@
-//! Prometheus metrics. HTTP request counts and latencies use `prometheus-client` families;
-//! evaluation counts are read straight from the live snapshot's per-variant atomics at scrape
-//! time, so counting an evaluation is one relaxed atomic add and never allocates.
+//! Prometheus metrics. HTTP request counts and latencies use `prometheus-client` families
+//! (the latency histogram is our own, lock-free: `prometheus-client`'s takes a write lock per
+//! observation, which every worker contended for on every request); evaluation counts are read
+//! straight from the live snapshot's per-variant atomics at scrape time, so counting an
+//! evaluation is one relaxed atomic add and never allocates.
 
 use crate::live::Live;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family as LabelFamily;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Labels of HTTP metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,10 +34,71 @@ pub struct ErrorLabels {
     pub code: &'static str,
 }
 
-type LatencyFamily = LabelFamily<RouteLabels, Histogram, fn() -> Histogram>;
+type LatencyFamily = LabelFamily<RouteLabels, LatencyHistogram>;
+
+/// Upper bounds of the latency buckets: 50 µs · 2^i for i in 0..16 (50 µs … 1.64 s), then +Inf.
+const LATENCY_BOUNDS_NANOS: [u64; 16] = {
+    let mut bounds = [0u64; 16];
+    let mut i = 0;
+    while i < bounds.len() {
+        bounds[i] = 50_000 << i;
+        i += 1;
+    }
+    bounds
+};
+
+/// A latency histogram updated with two relaxed atomic adds and no lock. The count is the
+/// sum of the buckets (so the `+Inf` bucket always equals `_count`, even in a scrape that races
+/// with requests); the sum is kept in whole nanoseconds (exact; 584 years before it wraps).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Per-bucket counts (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; LATENCY_BOUNDS_NANOS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one request that took `elapsed`.
+    pub fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_NANOS
+            .iter()
+            .position(|&bound| nanos <= bound)
+            .unwrap_or(LATENCY_BOUNDS_NANOS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let bound = LATENCY_BOUNDS_NANOS
+                    .get(i)
+                    .map_or(f64::MAX, |&n| n as f64 / 1e9);
+                (bound, b.load(Ordering::Relaxed))
+            })
+            .collect();
+        let count: u64 = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// All metric handles.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     /// Requests by route and status.
     pub requests: LabelFamily<RouteLabels, Counter>,
@@ -41,20 +106,6 @@ pub struct Metrics {
     pub latency: LatencyFamily,
     /// Evaluations that ended in an OFREP error, by code.
     pub eval_errors: LabelFamily<ErrorLabels, Counter>,
-}
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            requests: LabelFamily::default(),
-            latency: LabelFamily::new_with_constructor(latency_histogram),
-            eval_errors: LabelFamily::default(),
-        }
-    }
 }
 
 impl Metrics {
@@ -210,5 +261,63 @@ impl Collector for Families {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_histogram_buckets_and_renders_consistently() {
+        let metrics = Metrics::default();
+        let labels = RouteLabels {
+            method: "POST".into(),
+            route: "/ofrep/v1/evaluate/flags/{key}".into(),
+            status: 200,
+        };
+        let h = metrics.latency.get_or_create(&labels);
+        h.observe(Duration::from_micros(50)); // on the first bound: first bucket
+        h.observe(Duration::from_micros(51)); // second bucket (100 µs)
+        h.observe(Duration::from_secs(5)); // beyond 1.64 s: +Inf only
+        drop(h);
+        let mut registry = Registry::default();
+        registry.register("lat", "latency", metrics.latency.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("no line {needle:?} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(line("lat_count"), "3");
+        assert_eq!(line("lat_sum"), "5.000101");
+        assert!(
+            text.contains(r#"le="5e-5""#) || text.contains(r#"le="0.00005""#),
+            "{text}"
+        );
+        let first = text
+            .lines()
+            .find(|l| l.starts_with("lat_bucket"))
+            .expect("a bucket");
+        assert!(
+            first.ends_with(" 1"),
+            "first bucket holds the 50 µs request: {first}"
+        );
+        let inf = text
+            .lines()
+            .find(|l| l.contains(r#"le="+Inf""#))
+            .expect("+Inf bucket");
+        assert!(inf.ends_with(" 3"), "{inf}");
+        let second = text
+            .lines()
+            .filter(|l| l.starts_with("lat_bucket"))
+            .nth(1)
+            .expect("2nd");
+        assert!(second.ends_with(" 2"), "cumulative: {second}");
     }
 }

@@ -208,7 +208,7 @@ fn record_request(state: &AppState, response: &actix_web::dev::ServiceResponse, 
         .metrics
         .latency
         .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+        .observe(started.elapsed());
     state.metrics.requests.get_or_create(&labels).inc();
 }
 
