@@ -1,9 +1,10 @@
 //! The spread of the single-flag cost across many short batches, to tell the code's cost from
 //! the machine's noise.
 //!
-//! Criterion reports a mean; on a shared VM the same loop runs in two speed modes (another
-//! tenant on the sibling hyper-thread, frequency changes), so the mean moves by up to 1.7×
-//! between runs. This prints the fastest batch (the cost on an uncontended core) and the
+//! Criterion reports a mean; on this shared VM the same loop runs in two speed modes, so the
+//! mean moves by up to 1.7× between runs. The clock is not the cause (the reference loop below
+//! stays flat); most likely another tenant on the sibling hyper-thread competes for the caches
+//! and branch predictors that the evaluation's data-dependent branches rely on. This prints the fastest batch (the cost on an uncontended core) and the
 //! percentiles over 400 batches of 20,000 evaluations each, and the same figures for a
 //! reference loop timed right after each batch.
 //!
