@@ -29,18 +29,25 @@ pub async fn run_controller(state: web::Data<AppState>, mut shutdown: watch::Rec
     tracing::debug!("controller stopped");
 }
 
-/// Persists signal aggregates every `aggregate_flush` and once more at shutdown.
+/// Persists signal aggregates every `aggregate_flush` when they changed, and once more at
+/// shutdown.
 pub async fn run_aggregate_flusher(
     state: web::Data<AppState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every = state.timing.aggregate_flush.max(Duration::from_millis(50));
+    let mut persisted = None;
     loop {
         let stop = tokio::select! {
             _ = tokio::time::sleep(every) => false,
             _ = shutdown.changed() => true,
         };
-        if let Err(e) = state.store.put_aggregates(&state.signals.save()).await {
+        let saved = state.signals.save();
+        if let Err(e) = state
+            .store
+            .put_aggregates_if_changed(&saved, &mut persisted)
+            .await
+        {
             tracing::error!(error = %e, "persisting signal aggregates failed");
         }
         if stop || *shutdown.borrow() {

@@ -233,10 +233,22 @@ impl Store {
         load_all(&self.releases, "releases")
     }
 
-    /// Persists signal aggregates (not part of the audited control path).
-    pub async fn put_aggregates<T: serde::Serialize>(&self, value: &T) -> Result<(), StoreError> {
-        self.meta.insert("aggregates", codec::encode(value))?;
-        self.flush().await
+    /// Persists the signal aggregates (and flushes) when their encoding differs from `last`,
+    /// the bytes this caller persisted before; updates `last`. Returns whether it wrote. An
+    /// idle server then does no periodic disk write at all.
+    pub async fn put_aggregates_if_changed<T: serde::Serialize>(
+        &self,
+        value: &T,
+        last: &mut Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let encoded = codec::encode(value);
+        if last.as_deref() == Some(encoded.as_slice()) {
+            return Ok(false);
+        }
+        self.meta.insert("aggregates", encoded.as_slice())?;
+        self.flush().await?;
+        *last = Some(encoded);
+        Ok(true)
     }
 
     /// The last persisted signal aggregates.
@@ -291,5 +303,33 @@ fn corrupt(tree: &'static str, key: &[u8], message: String) -> StoreError {
         tree,
         key: String::from_utf8_lossy(key).into_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn aggregates_are_written_only_when_they_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let mut last = None;
+        assert!(store
+            .put_aggregates_if_changed(&[1u64, 2], &mut last)
+            .await
+            .expect("put"));
+        assert!(!store
+            .put_aggregates_if_changed(&[1u64, 2], &mut last)
+            .await
+            .expect("put"));
+        assert!(store
+            .put_aggregates_if_changed(&[1u64, 3], &mut last)
+            .await
+            .expect("put"));
+        assert_eq!(
+            store.aggregates::<Vec<u64>>().expect("reads"),
+            Some(vec![1, 3])
+        );
     }
 }
