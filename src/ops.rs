@@ -259,7 +259,7 @@ impl AppState {
         &self,
         actor: &Actor,
         path_key: &str,
-        def: FlagDef,
+        mut def: FlagDef,
     ) -> Result<bool, OpsError> {
         if def.key != path_key {
             return Err(invalid(
@@ -275,6 +275,11 @@ impl AppState {
         let mut w = self.writer.lock().await;
         let live = self.live.load();
         let before = live.get(&def.key).map(|f| f.def.clone());
+        // The salt decides who is in the cohort: a replacement that does not mention it keeps
+        // the one in force (e.g. a shared release cohort's) instead of reshuffling the users.
+        if def.salt.is_none() {
+            def.salt = before.as_ref().and_then(|b| b.salt.clone());
+        }
         let mut entry = w.audit(
             actor,
             if before.is_some() {

@@ -342,3 +342,30 @@ async fn unknown_paths_and_methods_get_json_errors() {
         (405, Some("method_not_allowed"))
     );
 }
+
+#[tokio::test]
+async fn a_replacement_without_salt_keeps_the_salt_in_force() {
+    let app = spawn_app().await;
+    let put = |body: Value| {
+        let request = app
+            .admin(Method::PUT, "/api/v1/flags/qr-ordering")
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let mut salted = bool_flag("qr-ordering", 25.0);
+    salted["salt"] = json!("cohort-2026");
+    assert_eq!(put(salted).await["salt"], "cohort-2026");
+
+    // A rule edit that does not mention the salt keeps it.
+    let mut edited = bool_flag("qr-ordering", 25.0);
+    edited["rules"] =
+        json!([{"when": [{"attribute": "tier", "op": "eq", "values": ["gold"]}], "variant": "on"}]);
+    let saved = put(edited).await;
+    assert_eq!(saved["salt"], "cohort-2026");
+    assert_eq!(saved["rules"].as_array().map(Vec::len), Some(1));
+
+    // Naming the key as the salt returns to the default bucketing.
+    let mut reset = bool_flag("qr-ordering", 25.0);
+    reset["salt"] = json!("qr-ordering");
+    assert_eq!(put(reset).await["salt"], "qr-ordering");
+}

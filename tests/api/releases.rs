@@ -1,6 +1,7 @@
 //! Releases walked by the controller: stages, sequencing, operator commands, manual holds.
 
 use crate::helpers::{bool_flag, spawn_app, TestApp};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 fn module_states(status: &Value) -> Vec<String> {
@@ -134,6 +135,28 @@ async fn a_shared_cohort_buckets_every_module_alike() {
             "user-{i} is in both cohorts or in neither"
         );
     }
+
+    // An operator replaces one module's flag mid-release without mentioning the salt: the
+    // shared cohort must not be reshuffled.
+    let replaced: Value = app
+        .admin(Method::PUT, "/api/v1/flags/qr-ordering")
+        .json(&bool_flag("qr-ordering", 25.0))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replaced["salt"], "release:shared");
+    let mut on = 0;
+    for i in 0..100 {
+        let ctx = json!({"targetingKey": format!("user-{i}")});
+        let a = app.evaluate(&token, "qr-ordering", ctx.clone()).await.1;
+        let b = app.evaluate(&token, "points", ctx).await.1;
+        assert_eq!(a["value"], b["value"], "user-{i} after the edit");
+        on += usize::from(a["value"] == true);
+    }
+    assert!((10..=40).contains(&on), "25 % cohort, got {on} of 100");
 }
 
 #[tokio::test]
