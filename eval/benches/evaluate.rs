@@ -5,65 +5,13 @@
 //!
 //! Run: `cargo bench -p rollgate-eval -- --warm-up-time 1 --measurement-time 3`
 
+mod common;
+
+use common::{context, flag, segments, three_rules_and_a_rollout};
 use criterion::{criterion_group, criterion_main, Criterion};
-use rollgate_eval::{compile_flag, Context, FlagDef, Prepared, SegmentDef, Snapshot};
+use rollgate_eval::{compile_flag, FlagDef, Prepared, Snapshot};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::hint::black_box;
-
-fn segments() -> BTreeMap<String, SegmentDef> {
-    [
-        json!({"key": "seniors", "when": [{"attribute": "age", "op": "gte", "values": [60]}]}),
-        json!({"key": "innovation", "when": [{"attribute": "tier", "op": "in", "values": ["innovation"]}]}),
-        json!({"key": "nl-modern-app", "when": [
-            {"attribute": "country", "op": "eq", "values": ["NL"]},
-            {"attribute": "app_version", "op": "semver_gte", "values": ["3.0.0"]},
-        ]}),
-    ]
-    .into_iter()
-    .map(|s| {
-        let s: SegmentDef = serde_json::from_value(s).expect("valid segment");
-        (s.key.clone(), s)
-    })
-    .collect()
-}
-
-fn flag(key: &str, rollout: f64, rules: Value) -> FlagDef {
-    serde_json::from_value(json!({
-        "key": key, "type": "boolean", "variants": {"off": false, "on": true},
-        "off_variant": "off", "on_variant": "on", "rollout": rollout, "rules": rules,
-    }))
-    .expect("valid flag JSON")
-}
-
-/// A typical OFREP context that matches none of the rules below.
-fn context() -> Context {
-    let ctx = json!({
-        "targetingKey": "8f14e45f-ceea-467f-a0e6-4e5b2c6a1b7d",
-        "tier": "standard",
-        "app_version": "3.0.2",
-        "age": 42,
-        "country": "DE",
-        "email": "someone@example.org",
-        "platform": "android",
-    });
-    match ctx {
-        Value::Object(map) => map,
-        _ => unreachable!("built as an object"),
-    }
-}
-
-fn three_rules_and_a_rollout() -> FlagDef {
-    flag(
-        "qr-ordering",
-        25.0,
-        json!([
-            {"when": [{"attribute": "tier", "op": "in", "values": ["innovation", "beta-testers"]}], "variant": "on"},
-            {"when": [{"attribute": "app_version", "op": "semver_gte", "values": ["3.1.0"]}], "variant": "on"},
-            {"when": [{"segment": "seniors"}], "variant": "off"},
-        ]),
-    )
-}
 
 /// Fifty flags shaped like a real release train: static flags, plain ramps, and ramps behind
 /// list, version, segment, string, regex and numeric rules, some with their own rollout.

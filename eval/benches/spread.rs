@@ -4,15 +4,17 @@
 //! Criterion reports a mean; on this shared VM the same loop runs in two speed modes, so the
 //! mean moves by up to 1.7× between runs. The clock is not the cause (the reference loop below
 //! stays flat); most likely another tenant on the sibling hyper-thread competes for the caches
-//! and branch predictors that the evaluation's data-dependent branches rely on. This prints the fastest batch (the cost on an uncontended core) and the
-//! percentiles over 400 batches of 20,000 evaluations each, and the same figures for a
-//! reference loop timed right after each batch.
+//! and branch predictors that the evaluation's data-dependent branches rely on. This prints
+//! the fastest batch (the cost on an uncontended core) and the percentiles over 400 batches of
+//! 20,000 evaluations each, and the same figures for a reference loop timed right after each
+//! batch.
 //!
 //! Run: `cargo bench -p rollgate-eval --bench spread`
 
-use rollgate_eval::{compile_flag, Context, FlagDef, SegmentDef};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
+mod common;
+
+use common::{context, segments, three_rules_and_a_rollout};
+use rollgate_eval::compile_flag;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -21,34 +23,9 @@ const PER_BATCH: u32 = 20_000;
 const REFERENCE_STEPS: u32 = 400_000;
 
 fn main() {
-    let segments: BTreeMap<String, SegmentDef> = [(
-        "seniors".to_string(),
-        serde_json::from_value(
-            json!({"key": "seniors", "when": [{"attribute": "age", "op": "gte", "values": [60]}]}),
-        )
-        .expect("valid segment"),
-    )]
-    .into_iter()
-    .collect();
     // The same flag and context as `benches/evaluate.rs`.
-    let def: FlagDef = serde_json::from_value(json!({
-        "key": "qr-ordering", "type": "boolean", "variants": {"off": false, "on": true},
-        "off_variant": "off", "on_variant": "on", "rollout": 25.0, "rules": [
-            {"when": [{"attribute": "tier", "op": "in", "values": ["innovation", "beta-testers"]}], "variant": "on"},
-            {"when": [{"attribute": "app_version", "op": "semver_gte", "values": ["3.1.0"]}], "variant": "on"},
-            {"when": [{"segment": "seniors"}], "variant": "off"},
-        ]
-    }))
-    .expect("valid flag JSON");
-    let flag = compile_flag(&def, &segments).expect("flag compiles");
-    let ctx: Context = match json!({
-        "targetingKey": "8f14e45f-ceea-467f-a0e6-4e5b2c6a1b7d",
-        "tier": "standard", "app_version": "3.0.2", "age": 42, "country": "DE",
-        "email": "someone@example.org", "platform": "android",
-    }) {
-        Value::Object(map) => map,
-        _ => unreachable!("built as an object"),
-    };
+    let flag = compile_flag(&three_rules_and_a_rollout(), &segments()).expect("flag compiles");
+    let ctx = context();
     // After each batch, a reference batch: a dependent multiply-rotate chain, which only the
     // core's clock can slow down. If it stays flat while the evaluation moves, the variation
     // is contention for state the evaluation needs (caches, branch predictors), not frequency.
