@@ -1,18 +1,35 @@
 //! rollgate — a feature-flag server that releases service changes module by module to
 //! percentage cohorts and rolls them back automatically.
 //!
-//! Layout: `api` (HTTP), `ops` (the control path), `live` (the lock-free evaluation snapshot),
-//! `store` (sled, durable), `policies`, `config`, `startup` (wiring). Evaluation itself is the
-//! pure `rollgate-eval` crate.
+//! Rooms, from the top (a room only imports from rooms below it; `docs/architecture.md` draws
+//! them and the two main flows):
+//! - [`startup`] wires everything once (`Application::build`); [`config`] and [`telemetry`]
+//!   feed it; [`cli`] and [`health_check`] are the binary's other commands.
+//! - [`api`]: HTTP handlers, one `configure_*` per area, the one error mapping.
+//! - [`ops`]: the operators' write paths, one resource per file.
+//! - [`controller`]: the release controller (pure machine, the step, turns, commands, alerts,
+//!   hand guards, the watched set, status, metrics, the loop).
+//! - [`state`]: the shared `AppState` holding the parts below.
+//! - [`writer`]: the single writer and the one commit (store, then live snapshot, then change
+//!   hub, then webhooks) — the seam for durable writes and the change feed.
+//! - [`analysis`] (pure statistics: guards → `Verdict`), [`release`] (release model and plan
+//!   validation), [`policies`], [`signals`] (ingestion and aggregates).
+//! - [`live`] (the lock-free evaluation snapshot), [`hub`] (change events for streams),
+//!   [`store`] (sled, durable), [`webhooks`], [`auth`] (tokens, stream tokens, HMAC,
+//!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`].
+//!
+//! Evaluation itself is the pure `rollgate-eval` crate.
 
 pub mod analysis;
 pub mod api;
+pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod controller;
-pub mod domain;
 pub mod health_check;
 pub mod hub;
+pub mod lease;
 pub mod live;
 pub mod metrics;
 pub mod ops;
@@ -24,6 +41,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;
+pub mod writer;
 
 /// A strong ETag for `bytes`: a quoted hex XXH64 of the content.
 pub fn etag(bytes: &[u8]) -> String {

@@ -100,6 +100,20 @@ pub enum ModuleState {
     RolledBack,
 }
 
+impl ModuleState {
+    /// The contract's name of the state (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleState::Pending => "pending",
+            ModuleState::Ramping => "ramping",
+            ModuleState::Paused => "paused",
+            ModuleState::Held => "held",
+            ModuleState::Completed => "completed",
+            ModuleState::RolledBack => "rolled_back",
+        }
+    }
+}
+
 /// Who paused a module, which decides how it may resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "by")]
@@ -170,6 +184,29 @@ pub struct Module {
     /// Per guard metric: log evidence accumulated over completed stages (see `docs/guards.md`).
     #[serde(default)]
     pub evidence: BTreeMap<String, f64>,
+}
+
+impl Module {
+    /// A module of `flag` that has not started: no stage, no baselines, no evidence.
+    pub fn pending(flag: String, stages: Stages) -> Module {
+        Module {
+            flag,
+            stages,
+            state: ModuleState::Pending,
+            stage: None,
+            stage_started_ms: None,
+            exposures_at_stage_start: 0,
+            started_ms: None,
+            reason: None,
+            paused: None,
+            paused_ms: None,
+            in_band_since_ms: None,
+            decision: None,
+            stage_baseline: Counts::new(),
+            module_baseline: Counts::new(),
+            evidence: BTreeMap::new(),
+        }
+    }
 }
 
 /// Signal counts: variant → metric → cumulative count.
@@ -260,6 +297,16 @@ impl Release {
             }
             ModuleState::Completed | ModuleState::RolledBack => false,
         }
+    }
+
+    /// Whether module `i`'s turn has come: the release runs and, unless its modules overlap,
+    /// every earlier module has completed.
+    pub fn module_may_start(&self, i: usize) -> bool {
+        self.started
+            && (self.overlap
+                || self.modules[..i]
+                    .iter()
+                    .all(|m| m.state == ModuleState::Completed))
     }
 
     /// True while the release holds its flags (a flag belongs to at most one live release).
@@ -390,23 +437,7 @@ pub fn build_release(
             ));
         }
         let stages = resolve_stages(&at, m.stages.as_ref(), plan.stages.as_ref(), policy)?;
-        modules.push(Module {
-            flag: m.flag.clone(),
-            stages,
-            state: ModuleState::Pending,
-            stage: None,
-            stage_started_ms: None,
-            exposures_at_stage_start: 0,
-            started_ms: None,
-            reason: None,
-            paused: None,
-            paused_ms: None,
-            in_band_since_ms: None,
-            decision: None,
-            stage_baseline: Counts::new(),
-            module_baseline: Counts::new(),
-            evidence: BTreeMap::new(),
-        });
+        modules.push(Module::pending(m.flag.clone(), stages));
     }
     Ok(Release {
         id,
@@ -424,32 +455,41 @@ pub fn build_release(
 /// The synthetic `held` module that arms a policy's guards on a flag ramped by hand: one stage
 /// at the flag's current rollout, baselines taken now, so only signals from now on count.
 pub fn hand_module(def: &rollgate_eval::FlagDef, counts: Counts, now_ms: u64) -> Module {
+    let stages = Stages {
+        percentages: vec![def.rollout],
+        min_duration_ms: 0,
+        min_exposures: 0,
+    };
     Module {
-        flag: def.key.clone(),
-        stages: Stages {
-            percentages: vec![def.rollout],
-            min_duration_ms: 0,
-            min_exposures: 0,
-        },
         state: ModuleState::Held,
         stage: Some(0),
         stage_started_ms: Some(now_ms),
         exposures_at_stage_start: count_of(&counts, &def.on_variant, "exposure"),
         started_ms: Some(now_ms),
         reason: Some("ramped by hand; guards armed by the flag's policy".into()),
-        paused: None,
-        paused_ms: None,
-        in_band_since_ms: None,
-        decision: None,
         stage_baseline: counts.clone(),
         module_baseline: counts,
-        evidence: BTreeMap::new(),
+        ..Module::pending(def.key.clone(), stages)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_state_names_are_the_serialized_ones() {
+        for state in [
+            ModuleState::Pending,
+            ModuleState::Ramping,
+            ModuleState::Paused,
+            ModuleState::Held,
+            ModuleState::Completed,
+            ModuleState::RolledBack,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
 
     fn over(
         percentages: Option<Vec<f64>>,

@@ -3,11 +3,10 @@
 //! use it (tests bind port 0 with a throwaway data dir).
 
 use crate::api;
+use crate::auth::{Actor, Role};
 use crate::config::Config;
 use crate::controller::runner;
-use crate::domain::Role;
 use crate::live::Live;
-use crate::ops::Actor;
 use crate::policies::{self, Policy};
 use crate::state::AppState;
 use crate::store::Store;
@@ -72,8 +71,7 @@ impl Application {
         {
             // Guards must act on the first signal batch after a restart, not the first commit.
             let mut writer = state.writer.lock().await;
-            state.refresh_watched(&writer);
-            state.arm_hand_guards(&mut writer);
+            crate::controller::watch::refresh(&state, &mut writer);
         }
 
         let listener =
@@ -84,6 +82,7 @@ impl Application {
             let metrics_state = server_state.clone();
             App::new()
                 .app_data(server_state.clone())
+                .app_data(web::Data::from(server_state.tokens.clone()))
                 .wrap_fn(move |req, srv| {
                     let started = Instant::now();
                     let metrics = metrics_state.clone();
@@ -94,7 +93,7 @@ impl Application {
                         Ok(response)
                     }
                 })
-                .configure(|cfg| api::configure(cfg, &server_state))
+                .configure(|cfg| api::configure(cfg, &server_state.limits))
                 // Clients that join URLs naively send `//ofrep/...`.
                 .wrap(actix_web::middleware::NormalizePath::new(
                     actix_web::middleware::TrailingSlash::MergeOnly,
@@ -229,20 +228,18 @@ async fn bootstrap_admin(
             .authenticate(secret)
             .is_some_and(|p| p.role == Role::Admin);
         if !known {
-            state
-                .store_token(&actor, "admin", Role::Admin, secret, true)
+            crate::ops::tokens::store(state, &actor, "admin", Role::Admin, secret, true)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .context("storing the admin token from ROLLGATE_ADMIN_TOKEN")?;
         }
         return Ok(None);
     }
     if state.store.has_admin_token()? {
         return Ok(None);
     }
-    let secret = crate::domain::new_token_secret();
-    state
-        .store_token(&actor, "admin", Role::Admin, &secret, true)
+    let secret = crate::auth::new_token_secret();
+    crate::ops::tokens::store(state, &actor, "admin", Role::Admin, &secret, true)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("storing the generated admin token")?;
     Ok(Some(secret))
 }

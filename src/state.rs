@@ -1,66 +1,21 @@
-//! The one shared application state handed to every handler (`web::Data<AppState>`).
+//! The one shared application state handed to every handler (`web::Data<AppState>`): the parts
+//! of the server, wired once. Behaviour lives in the rooms that own it (`ops`, `controller`,
+//! `writer`, `signals`, `auth`); this file only holds and builds the parts.
 
-use crate::domain::{token_digest, Role};
+use crate::auth::TokenBook;
 use crate::hub::ChangeHub;
+use crate::lease::{Lease, SingleNode};
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::ops::Writer;
 use crate::policies::PolicySet;
 use crate::signals::Aggregates;
 use crate::store::{Store, StoreError};
 use crate::webhooks::Webhooks;
+use crate::writer::{Batch, OpsError, Sinks, Writer};
 use arc_swap::ArcSwap;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
-
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// Token name (recorded as the actor in the audit log).
-    pub name: Arc<str>,
-    /// Token role.
-    pub role: Role,
-}
-
-/// Token hashes → principals, swapped atomically when tokens change.
-#[derive(Debug, Default)]
-pub struct TokenIndex {
-    by_digest: HashMap<[u8; 32], Principal>,
-    /// Stream-only tokens (`st_…`) derived from each token, for URLs such as OFREP's
-    /// `eventStreams`, where a browser cannot send headers.
-    by_stream_token: HashMap<[u8; 32], Principal>,
-}
-
-impl TokenIndex {
-    /// The principal owning `secret`, if any.
-    ///
-    /// The secret is hashed first and the map is keyed by the digest, so lookup timing reveals
-    /// nothing an attacker can steer; the final comparison is constant-time anyway.
-    pub fn authenticate(&self, secret: &str) -> Option<&Principal> {
-        let digest = token_digest(secret);
-        let (stored, principal) = self.by_digest.get_key_value(&digest)?;
-        bool::from(stored.ct_eq(&digest)).then_some(principal)
-    }
-
-    /// The principal owning a stream-only token.
-    pub fn authenticate_stream(&self, secret: &str) -> Option<&Principal> {
-        let digest = token_digest(secret);
-        let (stored, principal) = self.by_stream_token.get_key_value(&digest)?;
-        bool::from(stored.ct_eq(&digest)).then_some(principal)
-    }
-}
-
-/// The stream-only token of a token: `st_` + hex HMAC-SHA256(server key, token digest).
-pub fn stream_token(server_key: &[u8; 32], token_sha256_hex: &str) -> String {
-    let mut message = b"rollgate-stream:".to_vec();
-    message.extend_from_slice(token_sha256_hex.as_bytes());
-    format!(
-        "st_{}",
-        hex::encode(crate::webhooks::hmac_sha256(server_key, &message))
-    )
-}
 
 /// Request-size limits.
 #[derive(Debug, Clone, Copy)]
@@ -110,8 +65,8 @@ pub struct AppState {
     pub store: Store,
     /// The flag set evaluation reads.
     pub live: ArcSwap<Live>,
-    /// Valid tokens.
-    pub tokens: ArcSwap<TokenIndex>,
+    /// Valid tokens (also registered on its own for the auth extractors).
+    pub tokens: Arc<TokenBook>,
     /// Loaded policies.
     pub policies: ArcSwap<PolicySet>,
     /// Prometheus metrics.
@@ -128,14 +83,15 @@ pub struct AppState {
     pub webhooks: Webhooks,
     /// Signal aggregates.
     pub signals: Aggregates,
-    /// Flags watched by a live release (read by ingestion without taking the writer lock).
+    /// Flags watched by a live release or a hand guard (owned by the controller; read by the
+    /// signals handler without taking the writer lock).
     pub watched: ArcSwap<HashSet<String>>,
     /// Wakes the controller early (signals arrived, a command was given).
     pub wakeup: tokio::sync::Notify,
-    /// Key for derived stream tokens.
-    pub server_key: [u8; 32],
     /// Per-token signal rate limits.
     pub rate_limiter: crate::signals::RateLimiter,
+    /// Whether this node may act as the controller.
+    pub lease: Box<dyn Lease>,
 }
 
 impl AppState {
@@ -147,61 +103,40 @@ impl AppState {
             Some(saved) => Aggregates::restore(saved),
             None => Aggregates::default(),
         };
-        let epoch = crate::ops::now_ms();
-        let state = AppState {
+        let tokens = TokenBook::new(&parts.store.tokens()?, server_key);
+        Ok(AppState {
             store: parts.store,
             live: ArcSwap::from_pointee(parts.live),
-            tokens: ArcSwap::from_pointee(TokenIndex::default()),
+            tokens: Arc::new(tokens),
             policies: ArcSwap::from_pointee(parts.policies),
             metrics: Metrics::default(),
             writer: tokio::sync::Mutex::new(Writer::new(releases)),
             limits: parts.limits,
             timing: parts.timing,
-            hub: Arc::new(ChangeHub::new(epoch, 1024)),
+            hub: Arc::new(ChangeHub::new(crate::clock::now_ms(), 1024)),
             webhooks: parts.webhooks,
             signals,
             watched: ArcSwap::from_pointee(HashSet::new()),
             wakeup: tokio::sync::Notify::new(),
-            server_key,
             rate_limiter: crate::signals::RateLimiter::default(),
-        };
-        state.reload_tokens()?;
-        Ok(state)
+            lease: Box::new(SingleNode),
+        })
     }
 
-    /// Rebuilds the token index from the store.
-    pub(crate) fn reload_tokens(&self) -> Result<(), StoreError> {
-        let mut by_digest = HashMap::new();
-        let mut by_stream_token = HashMap::new();
-        for t in self.store.tokens()? {
-            let Ok(raw) = hex::decode(&t.sha256) else {
-                continue;
-            };
-            let Ok(digest) = <[u8; 32]>::try_from(raw.as_slice()) else {
-                continue;
-            };
-            let principal = Principal {
-                name: Arc::from(t.name.as_str()),
-                role: t.role,
-            };
-            by_stream_token.insert(
-                token_digest(&stream_token(&self.server_key, &t.sha256)),
-                principal.clone(),
-            );
-            by_digest.insert(digest, principal);
+    /// Where commits go.
+    pub fn sinks(&self) -> Sinks<'_> {
+        Sinks {
+            store: &self.store,
+            live: &self.live,
+            tokens: &self.tokens,
+            policies: &self.policies,
+            hub: &self.hub,
+            webhooks: &self.webhooks,
         }
-        self.tokens.store(Arc::new(TokenIndex {
-            by_digest,
-            by_stream_token,
-        }));
-        Ok(())
     }
 
-    /// The stream-only token of the caller's token.
-    pub fn stream_token_for(&self, presented_secret: &str) -> String {
-        stream_token(
-            &self.server_key,
-            &hex::encode(token_digest(presented_secret)),
-        )
+    /// Commits `batch` durably, then publishes it (see [`Sinks::commit`]).
+    pub async fn commit(&self, w: &mut Writer, batch: Batch) -> Result<(), OpsError> {
+        self.sinks().commit(w, batch).await
     }
 }

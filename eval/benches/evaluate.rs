@@ -4,6 +4,7 @@
 //! then the hash) ≤ 100 ns; all 50 flags of a mixed snapshot for one context ≤ 5 µs.
 //!
 //! Run: `cargo bench -p rollgate-eval -- --warm-up-time 1 --measurement-time 3`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and bench code may panic on a broken fixture
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Where the single-flag time goes: each piece of the 3-rules-and-a-rollout flag on its own.
 //!
 //! Run: `cargo bench -p rollgate-eval --bench parts -- --warm-up-time 1 --measurement-time 3`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and bench code may panic on a broken fixture
 
 mod common;
 

@@ -10,6 +10,7 @@
 //! batch.
 //!
 //! Run: `cargo bench -p rollgate-eval --bench spread`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and bench code may panic on a broken fixture
 
 mod common;
 

@@ -109,7 +109,7 @@ pub(crate) enum Outcome {
 pub(crate) enum Cond {
     Attr {
         name: Box<str>,
-        /// [`crate::evaluate::key_hash`] of `name`, for the prepared context's index.
+        /// [`crate::key_hash::key_hash`] of `name`, for the prepared context's index.
         hash: u64,
         test: Test,
     },
@@ -379,7 +379,7 @@ fn compile_condition(
     };
     out.push(Cond::Attr {
         name: attribute.into(),
-        hash: crate::evaluate::key_hash(attribute),
+        hash: crate::key_hash::key_hash(attribute),
         test,
     });
     Ok(())

@@ -102,7 +102,7 @@ impl<'a> Prepared<'a> {
         let index = (ctx.len() <= INDEXED).then(|| {
             let mut entries = [(0u64, "", &NULL); INDEXED];
             for (slot, (key, value)) in entries.iter_mut().zip(ctx.iter()) {
-                *slot = (key_hash(key), key.as_str(), value);
+                *slot = (crate::key_hash::key_hash(key), key.as_str(), value);
             }
             Index {
                 entries,
@@ -171,26 +171,6 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
         _ => a == b,
     }
-}
-
-/// A cheap 64-bit hash of an attribute name (FxHash-style), used only inside one process to
-/// pre-filter comparisons; never persisted, never part of bucketing.
-pub(crate) fn key_hash(s: &str) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = s.len() as u64;
-    let mut chunks = s.as_bytes().chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-    }
-    h
 }
 
 impl CompiledFlag {

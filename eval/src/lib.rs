@@ -16,6 +16,7 @@
 mod bucket;
 mod compile;
 mod evaluate;
+mod key_hash;
 mod model;
 mod percentage;
 mod semver;

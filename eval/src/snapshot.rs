@@ -1,5 +1,8 @@
-//! A compiled, immutable set of flags: what the server swaps atomically and what a
-//! local-evaluating client holds.
+//! A compiled, immutable set of flags: what a local-evaluating client holds and swaps when its
+//! config changes. (The server publishes its own richer set, `rollgate::live::Live`, which keeps
+//! each flag's definition and evaluation counters beside its compiled form and rebuilds only
+//! the changed flag on a write; it compiles strictly, since a stored flag was validated when
+//! written, while a client compiles leniently so one flag it cannot read never hides the rest.)
 
 use crate::compile::{compile_flag_lenient, CompileError, CompiledFlag, SegmentLookup};
 use crate::FlagDef;

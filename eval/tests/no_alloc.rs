@@ -4,6 +4,7 @@
 //!
 //! A counting global allocator counts the allocations of each thread separately, so the test
 //! harness's threads and the other test cannot disturb a count.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and bench code may panic on a broken fixture
 
 use rollgate_eval::{compile_flag, CompiledFlag, Context, FlagDef, Reason, SegmentDef};
 use serde_json::json;

@@ -4,6 +4,7 @@
 //! The population tests are deterministic (fixed keys, seeded generator), so their bounds are
 //! checked once and never flake; the bounds are still the statistical ones a fair hash must meet
 //! (for 100,000 users at 50 % the standard deviation is 158 users, so ±500 is about 3σ).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and bench code may panic on a broken fixture
 
 use proptest::prelude::*;
 use proptest::sample::select;

@@ -10,13 +10,12 @@
 
 pub mod stats;
 
-use crate::controller::machine::Verdict;
 use crate::policies::{parse_duration, Guard, GuardClass, Policy};
 use crate::release::{count_of, Counts, Module, ModuleState};
 use crate::signals::Aggregates;
 use rollgate_eval::FlagDef;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Default `detect`: a stage must have been able to see a +50 % harm.
 pub const DEFAULT_DETECT: f64 = 0.5;
@@ -25,6 +24,26 @@ pub const DEFAULT_DETECT: f64 = 0.5;
 pub const SRM_SETTLE_MS: u64 = 1000;
 /// Default telemetry silence that pauses a ramping module.
 pub const DEFAULT_SILENCE_MS: u64 = 10 * 60 * 1000;
+
+/// What the guards say about a module right now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// In band, and the data could have shown the harm the policy cares about.
+    Healthy,
+    /// In band so far, but too little data to tell: the stage is extended.
+    CannotTell { reason: String, numbers: Value },
+    /// A basic guard is out of its band: pause, roll back after `grace_ms`.
+    Pause {
+        metric: String,
+        reason: String,
+        grace_ms: u64,
+        numbers: Value,
+    },
+    /// Telemetry is broken or silent: pause until it is sound again.
+    DataQuality { reason: String, numbers: Value },
+    /// A core guard breached: roll back at once.
+    Rollback { reason: String, numbers: Value },
+}
 
 /// One guard's live reading.
 #[derive(Debug, Clone, Serialize, PartialEq)]

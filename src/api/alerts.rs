@@ -1,16 +1,27 @@
 //! `POST /api/v1/alerts/alertmanager`: the Prometheus Alertmanager webhook (payload version 4).
 //!
-//! A firing alert whose labels name a flag (`rollgate_flag`) or a release (`rollgate_release`)
-//! rolls it back when `severity = critical`, and pauses it otherwise. Resolved alerts are
-//! recorded in the audit log. Alerts that name nothing of ours are recorded and ignored.
+//! This file parses and checks the payload; what each alert does is the controller's
+//! (`controller::alerts`): a firing alert whose labels name a flag (`rollgate_flag`) or a
+//! release (`rollgate_release`) rolls it back when `severity = critical`, and pauses it
+//! otherwise. Every alert is applied on its own and reported with its outcome, so one unknown
+//! flag never drops the rest of a notification; the answer is 200 once the payload is valid,
+//! so Alertmanager does not retry what was applied.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Admin, Body};
+use super::extract::{parse_json, Body};
+use super::resource;
+use crate::auth::Admin;
+use crate::controller::alerts::{apply_all, AlertInput};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+
+/// Registers the Alertmanager webhook route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/alerts/alertmanager").route(web::post().to(alertmanager)));
+}
 
 /// The Alertmanager webhook body (only the fields rollgate uses are required).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -46,61 +57,70 @@ pub struct Alert {
 
 /// `POST /api/v1/alerts/alertmanager`
 #[utoipa::path(post, path = "/api/v1/alerts/alertmanager", tag = "alerts", request_body = AlertmanagerPayload,
-    responses((status = 200, description = "{\"actions\": [...]}"), (status = 400, description = "Malformed payload")), security(("bearer" = [])))]
+    responses((status = 200, description = "{\"actions\": [{\"alert\", \"fingerprint\", \"status\", \"critical\", \"result\", \"outcome\"}]}"), (status = 400, description = "Malformed payload")), security(("bearer" = [])))]
+#[tracing::instrument(name = "alerts.alertmanager", skip_all)]
 pub async fn alertmanager(
     state: web::Data<AppState>,
     body: Body,
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
     let payload: AlertmanagerPayload = parse_json(&body.0)?;
-    if payload.version != "4" {
-        return Err(ApiError::bad_field(
-            "version",
-            format!(
-                "unsupported Alertmanager payload version {:?} (expected \"4\")",
-                payload.version
-            ),
-        ));
-    }
-    for (i, alert) in payload.alerts.iter().enumerate() {
-        if !matches!(alert.status.as_str(), "firing" | "resolved") {
+    let alerts = payload.into_inputs()?;
+    let outcomes = apply_all(&state, &actor, alerts).await?;
+    Ok(HttpResponse::Ok().json(json!({ "actions": outcomes })))
+}
+
+impl AlertmanagerPayload {
+    /// Checks the version and statuses; each alert as the controller takes it.
+    fn into_inputs(self) -> Result<Vec<AlertInput>, ApiError> {
+        if self.version != "4" {
             return Err(ApiError::bad_field(
-                format!("alerts[{i}].status"),
-                "must be firing or resolved",
+                "version",
+                format!(
+                    "unsupported Alertmanager payload version {:?} (expected \"4\")",
+                    self.version
+                ),
             ));
         }
+        tracing::info!(receiver = ?self.receiver, group = ?self.group_key, status = %self.status, alerts = self.alerts.len(), "alertmanager notification");
+        self.alerts
+            .into_iter()
+            .enumerate()
+            .map(|(i, alert)| alert.into_input(i))
+            .collect()
     }
-    tracing::info!(receiver = ?payload.receiver, group = ?payload.group_key, status = %payload.status, alerts = payload.alerts.len(), "alertmanager notification");
-    let mut actions = Vec::new();
-    for alert in &payload.alerts {
-        let name = alert
-            .labels
-            .get("alertname")
-            .cloned()
-            .unwrap_or_else(|| "unnamed".into());
-        let summary = alert
+}
+
+impl Alert {
+    fn into_input(mut self, i: usize) -> Result<AlertInput, ApiError> {
+        let firing = match self.status.as_str() {
+            "firing" => true,
+            "resolved" => false,
+            _ => {
+                return Err(ApiError::bad_field(
+                    format!("alerts[{i}].status"),
+                    "must be firing or resolved",
+                ))
+            }
+        };
+        let summary = self
             .annotations
-            .get("summary")
-            .or_else(|| alert.annotations.get("description"));
-        let reason = format!(
-            "alert {name}{}",
-            summary.map(|s| format!(": {s}")).unwrap_or_default()
-        );
-        let critical = alert
-            .labels
-            .get("severity")
-            .is_some_and(|s| s.eq_ignore_ascii_case("critical"));
-        let outcome = state
-            .alert(
-                &actor,
-                alert.status == "firing",
-                critical,
-                alert.labels.get("rollgate_flag"),
-                alert.labels.get("rollgate_release"),
-                &reason,
-            )
-            .await?;
-        actions.push(json!({"alert": name, "fingerprint": alert.fingerprint, "status": alert.status, "critical": critical, "outcome": outcome}));
+            .remove("summary")
+            .or_else(|| self.annotations.remove("description"));
+        Ok(AlertInput {
+            name: self
+                .labels
+                .remove("alertname")
+                .unwrap_or_else(|| "unnamed".into()),
+            firing,
+            critical: self
+                .labels
+                .get("severity")
+                .is_some_and(|s| s.eq_ignore_ascii_case("critical")),
+            flag: self.labels.remove("rollgate_flag"),
+            release: self.labels.remove("rollgate_release"),
+            summary,
+            fingerprint: self.fingerprint,
+        })
     }
-    Ok(HttpResponse::Ok().json(json!({ "actions": actions })))
 }

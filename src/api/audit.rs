@@ -1,12 +1,19 @@
 //! Ops API for the audit log.
 
 use super::error::ApiError;
-use super::extract::Admin;
+use super::resource;
+use crate::auth::Admin;
+use crate::controller::status;
 use crate::state::AppState;
 use crate::store::AuditQuery;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use std::time::{Duration, UNIX_EPOCH};
+
+/// Registers the audit route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/audit").route(web::get().to(list)));
+}
 
 /// Query of `GET /api/v1/audit`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -43,6 +50,7 @@ fn since_bound(text: &str) -> Result<uuid::Uuid, ApiError> {
 /// `GET /api/v1/audit?flag=&release=&since=&limit=` — newest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
     responses((status = 200, description = "{\"entries\": [AuditEntry]}, newest first")), security(("bearer" = [])))]
+#[tracing::instrument(name = "audit.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     params: web::Query<AuditParams>,
@@ -55,22 +63,8 @@ pub async fn list(
     }
     let since = params.since.as_deref().map(since_bound).transpose()?;
     // A release may be named by id or by name (every release of that name).
-    let releases = match params.release {
-        None => Vec::new(),
-        Some(r) if uuid::Uuid::parse_str(&r).is_ok() => vec![r],
-        Some(name) => {
-            let ids: Vec<String> = state
-                .releases()
-                .await
-                .iter()
-                .filter(|x| x.name == name)
-                .map(|x| x.id.to_string())
-                .collect();
-            if ids.is_empty() {
-                return Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": [] })));
-            }
-            ids
-        }
+    let Some(releases) = release_ids(&state, params.release).await else {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": [] })));
     };
     let query = AuditQuery {
         flag: params.flag,
@@ -80,4 +74,22 @@ pub async fn list(
     };
     let entries = state.store.audit(&query)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": entries })))
+}
+
+/// The release ids a `release` filter names: an id as is, a name as every release of that
+/// name; `None` when a name matches no release (so nothing can match).
+async fn release_ids(state: &AppState, release: Option<String>) -> Option<Vec<String>> {
+    match release {
+        None => Some(Vec::new()),
+        Some(r) if uuid::Uuid::parse_str(&r).is_ok() => Some(vec![r]),
+        Some(name) => {
+            let ids: Vec<String> = status::releases(state)
+                .await
+                .iter()
+                .filter(|x| x.name == name)
+                .map(|x| x.id.to_string())
+                .collect();
+            (!ids.is_empty()).then_some(ids)
+        }
+    }
 }

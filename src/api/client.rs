@@ -1,15 +1,23 @@
 //! `GET /api/v1/client/config`: everything a local-evaluating SDK needs, with an ETag.
 
-use super::extract::{etag_matches, Caller};
+use super::extract::etag_matches;
+use super::resource;
+use crate::auth::Caller;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Registers the client config route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/client/config").route(web::get().to(config)));
+}
 
 /// `GET /api/v1/client/config` — flags, segments and the bucketing rule; 304 on a matching
 /// `If-None-Match`.
 #[utoipa::path(get, path = "/api/v1/client/config", tag = "client",
     responses((status = 200, description = "{\"flags\": [...], \"segments\": [...], \"bucketing\": \"...\"}"), (status = 304, description = "Not modified")),
     security(("bearer" = [])))]
+#[tracing::instrument(name = "client.config", level = "debug", skip_all)]
 pub async fn config(req: HttpRequest, state: web::Data<AppState>, _caller: Caller) -> HttpResponse {
     let live = state.live.load_full();
     let (body, etag) = live.client_config();

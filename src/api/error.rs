@@ -4,8 +4,9 @@
 //! Body: `{"error": {"code": "...", "message": "...", "field": "..."}}`. 5xx bodies never carry
 //! internal details; those go to the log.
 
-use crate::ops::OpsError;
+use crate::auth::AuthError;
 use crate::store::StoreError;
+use crate::writer::OpsError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -43,6 +44,9 @@ pub enum ApiError {
     /// Method not allowed on this path.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Too many requests; retry after this many seconds.
+    #[error("signal rate limit exceeded; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     /// Something failed on our side; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -88,6 +92,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -113,6 +118,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,8 +135,14 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::RateLimited { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
         }
         response.json(body)
     }
@@ -145,7 +157,7 @@ impl From<OpsError> for ApiError {
                 message,
             },
             OpsError::Conflict(m) => ApiError::Conflict(m),
-            OpsError::Store(s) => ApiError::Internal(s.to_string()),
+            OpsError::Encode { .. } | OpsError::Store(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -153,5 +165,25 @@ impl From<OpsError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized => ApiError::Unauthorized,
+            AuthError::Forbidden => ApiError::Forbidden,
+        }
+    }
+}
+
+/// The auth extractors' refusals go through this same mapping.
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        ApiError::from(*self).status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        ApiError::from(*self).error_response()
     }
 }

@@ -1,23 +1,29 @@
-//! Request extraction shared by handlers: the bounded body, JSON parsing that names the
-//! failing field, and the bearer-token principals.
+//! Request extraction shared by handlers: the bounded body (its limit declared with the route,
+//! [`limited`]), JSON parsing that names the failing field, and `If-None-Match`. The token
+//! extractors are `crate::auth`'s.
 //!
 //! Handlers take the body *before* the principal, so a request is always read in full
 //! before a 401/403 is sent (clients reuse keep-alive connections).
 
 use super::error::ApiError;
-use crate::domain::Role;
-use crate::ops::Actor;
-use crate::state::{AppState, Principal};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
-/// Header carrying a free-text reason recorded in the audit log.
-pub const REASON_HEADER: &str = "x-rollgate-reason";
+/// The body limit of a route, declared where the route is (see [`limited`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
-/// The raw request body, at most `Limits::max_body` bytes.
+/// `resource` with a body limit: actix's payload limit and the one [`Body`] reports on 413.
+pub fn limited(resource: actix_web::Resource, limit: usize) -> actix_web::Resource {
+    resource
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(BodyLimit(limit))
+}
+
+/// The raw request body, at most the route's [`BodyLimit`].
 pub struct Body(pub web::Bytes);
 
 impl FromRequest for Body {
@@ -25,15 +31,7 @@ impl FromRequest for Body {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = state(req)
-            .map(|s| {
-                if req.match_pattern().as_deref() == Some("/api/v1/signals") {
-                    s.limits.max_signals_body
-                } else {
-                    s.limits.max_body
-                }
-            })
-            .unwrap_or(1 << 20);
+        let limit = req.app_data::<BodyLimit>().map_or(1 << 20, |l| l.0);
         let fut = web::Bytes::from_request(req, payload);
         Box::pin(async move { fut.await.map(Body).map_err(|e| payload_error(&e, limit)) })
     }
@@ -92,81 +90,6 @@ fn is_shape_error(message: &str) -> bool {
     ]
     .iter()
     .any(|p| message.starts_with(p))
-}
-
-/// The shared state of a request.
-pub fn state(req: &HttpRequest) -> Option<&web::Data<AppState>> {
-    req.app_data::<web::Data<AppState>>()
-}
-
-/// The secret a request presents: `Authorization: Bearer …` or `X-API-Key`.
-pub fn presented_token(req: &HttpRequest) -> Option<&str> {
-    if let Some(value) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then_some(token.trim())
-            .filter(|t| !t.is_empty());
-    }
-    req.headers()
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
-/// Authenticates a request with any valid token.
-pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let state = state(req).ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-    let secret = presented_token(req).ok_or(ApiError::Unauthorized)?;
-    state
-        .tokens
-        .load()
-        .authenticate(secret)
-        .cloned()
-        .ok_or(ApiError::Unauthorized)
-}
-
-/// Any valid token (client or admin).
-pub struct Caller(pub Principal);
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req).map(Caller))
-    }
-}
-
-/// An admin token; carries the audit actor (token name + `X-Rollgate-Reason`).
-pub struct Admin(pub Actor);
-
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = authenticate(req).and_then(|p| {
-            if p.role != Role::Admin {
-                return Err(ApiError::Forbidden);
-            }
-            let reason = req
-                .headers()
-                .get(REASON_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(|r| r.chars().take(1000).collect());
-            Ok(Admin(Actor {
-                name: p.name.to_string(),
-                reason,
-            }))
-        });
-        std::future::ready(result)
-    }
 }
 
 /// `If-None-Match` matches `etag` (handles lists, `W/` and `*`).

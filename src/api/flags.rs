@@ -1,11 +1,28 @@
 //! Ops API for flags: CRUD, manual rollout, kill switch.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Admin, Body};
+use super::extract::{parse_json, Body};
+use super::resource;
+use crate::auth::Admin;
+use crate::ops;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use rollgate_eval::{FlagDef, Percentage};
 use serde::{Deserialize, Serialize};
+
+/// Registers the flag routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/flags").route(web::get().to(list)))
+        .service(
+            resource("/api/v1/flags/{key}")
+                .route(web::get().to(get))
+                .route(web::put().to(put))
+                .route(web::delete().to(delete)),
+        )
+        .service(resource("/api/v1/flags/{key}/rollout").route(web::put().to(rollout)))
+        .service(resource("/api/v1/flags/{key}/kill").route(web::post().to(kill)))
+        .service(resource("/api/v1/flags/{key}/unkill").route(web::post().to(unkill)));
+}
 
 /// Body of `PUT /api/v1/flags/{key}/rollout`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -35,6 +52,7 @@ struct FlagList<'a> {
 
 /// `GET /api/v1/flags`
 #[utoipa::path(get, path = "/api/v1/flags", tag = "flags", responses((status = 200, description = "{\"flags\": [Flag]}")), security(("bearer" = [])))]
+#[tracing::instrument(name = "flags.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let live = state.live.load();
     HttpResponse::Ok().json(FlagList {
@@ -45,6 +63,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 /// `GET /api/v1/flags/{key}`
 #[utoipa::path(get, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
     responses((status = 200, description = "The flag"), (status = 404, description = "Unknown flag")), security(("bearer" = [])))]
+#[tracing::instrument(name = "flags.get", skip_all, fields(flag = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
     key: web::Path<String>,
@@ -62,6 +81,7 @@ pub async fn get(
     request_body(content = Object, description = "Flag JSON per the contract"),
     responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "Malformed"),
         (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+#[tracing::instrument(name = "flags.put", skip_all, fields(flag = %key.as_str()))]
 pub async fn put(
     state: web::Data<AppState>,
     key: web::Path<String>,
@@ -69,7 +89,7 @@ pub async fn put(
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
     let def: FlagDef = parse_json(&body.0)?;
-    let created = state.put_flag(&actor, &key, def).await?;
+    let created = ops::flags::put(&state, &actor, &key, def).await?;
     let live = state.live.load();
     let saved = live.get(&key).map(|f| &f.def);
     Ok(if created {
@@ -82,13 +102,14 @@ pub async fn put(
 /// `DELETE /api/v1/flags/{key}`
 #[utoipa::path(delete, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown flag")), security(("bearer" = [])))]
+#[tracing::instrument(name = "flags.delete", skip_all, fields(flag = %key.as_str()))]
 pub async fn delete(
     state: web::Data<AppState>,
     key: web::Path<String>,
     _body: Body,
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
-    state.delete_flag(&actor, &key).await?;
+    ops::flags::delete(&state, &actor, &key).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -96,6 +117,7 @@ pub async fn delete(
 #[utoipa::path(put, path = "/api/v1/flags/{key}/rollout", tag = "flags", params(("key" = String, Path)),
     request_body = RolloutRequest, responses((status = 200, description = "The updated flag"), (status = 404, description = "Unknown flag"),
         (status = 422, description = "Percentage out of range")), security(("bearer" = [])))]
+#[tracing::instrument(name = "flags.rollout", skip_all, fields(flag = %key.as_str()))]
 pub async fn rollout(
     state: web::Data<AppState>,
     key: web::Path<String>,
@@ -104,13 +126,14 @@ pub async fn rollout(
 ) -> Result<HttpResponse, ApiError> {
     let request: RolloutRequest = parse_json(&body.0)?;
     actor.reason = request.reason.or(actor.reason);
-    let def = state.set_rollout(&actor, &key, request.percentage).await?;
+    let def = ops::flags::set_rollout(&state, &actor, &key, request.percentage).await?;
     Ok(HttpResponse::Ok().json(def))
 }
 
 /// `POST /api/v1/flags/{key}/kill`
 #[utoipa::path(post, path = "/api/v1/flags/{key}/kill", tag = "flags", params(("key" = String, Path)),
     request_body(content = Option<ReasonRequest>), responses((status = 200, description = "The killed flag")), security(("bearer" = [])))]
+#[tracing::instrument(name = "flags.kill", skip_all, fields(flag = %key.as_str()))]
 pub async fn kill(
     state: web::Data<AppState>,
     key: web::Path<String>,
@@ -123,6 +146,7 @@ pub async fn kill(
 /// `POST /api/v1/flags/{key}/unkill`
 #[utoipa::path(post, path = "/api/v1/flags/{key}/unkill", tag = "flags", params(("key" = String, Path)),
     request_body(content = Option<ReasonRequest>), responses((status = 200, description = "The revived flag")), security(("bearer" = [])))]
+#[tracing::instrument(name = "flags.unkill", skip_all, fields(flag = %key.as_str()))]
 pub async fn unkill(
     state: web::Data<AppState>,
     key: web::Path<String>,
@@ -145,6 +169,6 @@ async fn switch(
         parse_json(&body.0)?
     };
     actor.reason = request.reason.or(actor.reason);
-    let def = state.set_enabled(&actor, &key, enabled).await?;
+    let def = ops::flags::set_enabled(&state, &actor, &key, enabled).await?;
     Ok(HttpResponse::Ok().json(def))
 }

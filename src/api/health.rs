@@ -1,9 +1,18 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
 use super::error::ApiError;
-use super::extract::Caller;
+use super::resource;
+use crate::auth::Caller;
+use crate::controller::{metrics as control_metrics, status};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
+
+/// Registers the operations routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(readyz)))
+        .service(resource("/metrics").route(web::get().to(metrics)));
+}
 
 /// `GET /healthz` — the process is up (no token).
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "{\"status\": \"ok\"}")))]
@@ -28,15 +37,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics` — Prometheus text format (any valid token: it names flags).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format"),
     (status = 401, description = "No or bad token")), security(("bearer" = [])))]
+#[tracing::instrument(name = "metrics", level = "debug", skip_all)]
 pub async fn metrics(
     state: web::Data<AppState>,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
     tracing::debug!(caller = %caller.name, "metrics scraped");
-    let releases = state.releases().await;
-    let text = state
-        .metrics
-        .render(state.live.load_full(), state.control_metrics(&releases));
+    let releases = status::releases(&state).await;
+    let families = control_metrics::families(&state, &releases);
+    let text = state.metrics.render(state.live.load_full(), families);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

@@ -5,7 +5,8 @@
 //! `errorCode` and `errorDetails`. The body is read in full before authentication so keep-alive
 //! connections stay usable after a 401. Evaluation reads the live snapshot lock-free.
 
-use super::extract::{authenticate, etag_matches, presented_token};
+use super::extract::etag_matches;
+use crate::auth::extract::{authenticate, presented_token};
 use crate::live::ServedFlag;
 use crate::metrics::ErrorLabels;
 use crate::state::AppState;
@@ -15,7 +16,7 @@ use rollgate_eval::{targeting_key, Context, EvalError, Evaluation, Prepared};
 use serde::Serialize;
 use serde_json::Value;
 
-/// Registers the OFREP routes.
+/// Registers the OFREP routes (the bodies have their own, smaller limit).
 pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     cfg.service(
         web::scope("/ofrep/v1/evaluate")
@@ -179,6 +180,7 @@ fn prepare(
     responses((status = 200, description = "Evaluation success"), (status = 400, description = "PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT"),
         (status = 401, description = "No or bad token"), (status = 404, description = "FLAG_NOT_FOUND")),
     security(("bearer" = [])))]
+#[tracing::instrument(name = "ofrep.evaluate", level = "debug", skip_all)]
 pub async fn evaluate_one(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -192,13 +194,7 @@ pub async fn evaluate_one(
     };
     let live = state.live.load();
     let Some(flag) = live.get(&key) else {
-        count_error(&state, "FLAG_NOT_FOUND");
-        return failure(
-            StatusCode::NOT_FOUND,
-            Some(&key),
-            "FLAG_NOT_FOUND",
-            format!("flag {key:?} not found"),
-        );
+        return flag_not_found(&state, &key);
     };
     match Prepared::single(&context).and_then(|c| evaluate(flag, &c)) {
         Ok(e) => HttpResponse::Ok().json(success(flag.def.key.as_str(), &e)),
@@ -216,6 +212,54 @@ fn evaluate<'a>(flag: &'a ServedFlag, context: &Prepared<'_>) -> Result<Evaluati
     Ok(e)
 }
 
+/// `{"flags":[…]` for every flag, evaluated while serialized straight into the response
+/// buffer (no list of results and no second copy of the JSON: with 10,000 flags, each of those
+/// was a megabyte per request), and the ETag of the flags array.
+fn evaluate_into_buffer(live: &crate::live::Live, context: &Prepared<'_>) -> (Vec<u8>, String) {
+    let mut out = Vec::with_capacity(live.flags().len() * BYTES_PER_RESULT + 512);
+    out.extend_from_slice(b"{\"flags\":");
+    let start = out.len();
+    let evaluated = Evaluated {
+        flags: live.flags(),
+        context,
+    };
+    if serde_json::to_writer(&mut out, &evaluated).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"[]");
+    }
+    // The ETag is derived from this context's evaluated result, so a changed attribute that
+    // changes nothing keeps it, and any change of a served value changes it.
+    let etag = crate::etag(&out[start..]);
+    (out, etag)
+}
+
+/// ADR-0008: advertise the change stream so the web provider is pushed, not polling.
+fn append_event_streams(req: &HttpRequest, state: &AppState, out: &mut Vec<u8>) {
+    let Some(secret) = presented_token(req.headers()) else {
+        return;
+    };
+    let info = req.connection_info();
+    let url = format!(
+        "{}://{}/api/v1/stream?format=ofrep&token={}",
+        info.scheme(),
+        info.host(),
+        state.tokens.stream_token_for(secret)
+    );
+    let streams = serde_json::json!([{"type": "sse", "url": url, "inactivityDelaySec": 120}]);
+    out.extend_from_slice(b",\"eventStreams\":");
+    out.extend_from_slice(streams.to_string().as_bytes());
+}
+
+fn flag_not_found(state: &AppState, key: &str) -> HttpResponse {
+    count_error(state, "FLAG_NOT_FOUND");
+    failure(
+        StatusCode::NOT_FOUND,
+        Some(key),
+        "FLAG_NOT_FOUND",
+        format!("flag {key:?} not found"),
+    )
+}
+
 fn count_error(state: &AppState, code: &'static str) {
     state
         .metrics
@@ -230,6 +274,7 @@ fn count_error(state: &AppState, code: &'static str) {
     responses((status = 200, description = "All flags evaluated; ETag header"), (status = 304, description = "If-None-Match matched"),
         (status = 400, description = "PARSE_ERROR, INVALID_CONTEXT"), (status = 401, description = "No or bad token")),
     security(("bearer" = [])))]
+#[tracing::instrument(name = "ofrep.evaluate_all", level = "debug", skip_all)]
 pub async fn evaluate_all(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -248,42 +293,14 @@ pub async fn evaluate_all(
             "targetingKey must be a string".into(),
         );
     };
-    let live = state.live.load();
-    // Evaluated while serialized, straight into the response buffer: no list of results and
-    // no second copy of the JSON (with 10,000 flags, each of those was a megabyte per request).
-    let mut out = Vec::with_capacity(live.flags().len() * BYTES_PER_RESULT + 512);
-    out.extend_from_slice(b"{\"flags\":");
-    let start = out.len();
-    let evaluated = Evaluated {
-        flags: live.flags(),
-        context: &context,
-    };
-    if serde_json::to_writer(&mut out, &evaluated).is_err() {
-        out.truncate(start);
-        out.extend_from_slice(b"[]");
-    }
-    // The ETag is derived from this context's evaluated result, so a changed attribute that
-    // changes nothing keeps it, and any change of a served value changes it.
-    let etag = crate::etag(&out[start..]);
+    let (mut out, etag) = evaluate_into_buffer(&state.live.load(), &context);
     if etag_matches(&req, &etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish();
     }
     out.extend_from_slice(b",\"metadata\":{}");
-    // ADR-0008: advertise the change stream so the web provider is pushed, not polling.
-    if let Some(secret) = presented_token(&req) {
-        let info = req.connection_info();
-        let url = format!(
-            "{}://{}/api/v1/stream?format=ofrep&token={}",
-            info.scheme(),
-            info.host(),
-            state.stream_token_for(secret)
-        );
-        let streams = serde_json::json!([{"type": "sse", "url": url, "inactivityDelaySec": 120}]);
-        out.extend_from_slice(b",\"eventStreams\":");
-        out.extend_from_slice(streams.to_string().as_bytes());
-    }
+    append_event_streams(&req, &state, &mut out);
     out.push(b'}');
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag))

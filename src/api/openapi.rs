@@ -1,8 +1,14 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations so it cannot drift.
 
-use actix_web::HttpResponse;
+use super::resource;
+use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+/// Registers the document's route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/openapi.json").route(web::get().to(document)));
+}
 
 /// Every endpoint of the server.
 #[derive(OpenApi)]
@@ -26,7 +32,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         super::flags::RolloutRequest, super::flags::ReasonRequest,
         super::tokens::CreateToken, super::tokens::CreatedToken,
-        crate::store::AuditEntry, crate::domain::Role,
+        crate::store::AuditEntry, crate::auth::Role,
         crate::policies::Policy, crate::policies::Guard, crate::policies::StagePlan,
         crate::policies::Scope, crate::policies::GuardClass,
         crate::release::ReleasePlan, crate::release::ModulePlan, crate::release::StagesOverride, crate::release::Cohort,

@@ -2,14 +2,28 @@
 //! `Content-Type` says so (`application/toml`), exactly like the files in `policies/`.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Admin, Body};
+use super::extract::{parse_json, Body};
+use super::resource;
+use crate::auth::Admin;
+use crate::ops;
 use crate::policies::Policy;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+/// Registers the policy routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/policies").route(web::get().to(list)))
+        .service(
+            resource("/api/v1/policies/{name}")
+                .route(web::get().to(get))
+                .route(web::put().to(put)),
+        );
+}
+
 /// `GET /api/v1/policies`
 #[utoipa::path(get, path = "/api/v1/policies", tag = "policies", responses((status = 200, description = "{\"policies\": [Policy]}")), security(("bearer" = [])))]
+#[tracing::instrument(name = "policies.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let set = state.policies.load();
     HttpResponse::Ok().json(serde_json::json!({ "policies": set.iter().collect::<Vec<_>>() }))
@@ -18,6 +32,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 /// `GET /api/v1/policies/{name}`
 #[utoipa::path(get, path = "/api/v1/policies/{name}", tag = "policies", params(("name" = String, Path)),
     responses((status = 200, body = Policy), (status = 404, description = "Unknown policy")), security(("bearer" = [])))]
+#[tracing::instrument(name = "policies.get", skip_all, fields(policy = %name.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -33,6 +48,7 @@ pub async fn get(
 /// `PUT /api/v1/policies/{name}` — create (201) or replace (200).
 #[utoipa::path(put, path = "/api/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), request_body = Policy,
     responses((status = 200, body = Policy), (status = 201, body = Policy), (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+#[tracing::instrument(name = "policies.put", skip_all, fields(policy = %name.as_str()))]
 pub async fn put(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -40,29 +56,7 @@ pub async fn put(
     body: Body,
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
-    let is_toml = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("toml"));
-    let policy = if is_toml {
-        let text = std::str::from_utf8(&body.0).map_err(|_| ApiError::BadRequest {
-            field: None,
-            message: "body is not UTF-8".into(),
-        })?;
-        let policy =
-            Policy::parse_toml(text).map_err(|e| ApiError::bad_field(e.field, e.message))?;
-        policy
-            .validate()
-            .map_err(|e| ApiError::invalid(e.field, e.message))?;
-        policy
-    } else {
-        let policy: Policy = parse_json(&body.0)?;
-        policy
-            .validate()
-            .map_err(|e| ApiError::invalid(e.field, e.message))?;
-        policy
-    };
+    let policy = parse_policy(&req, &body.0)?;
     if policy.name != *name {
         return Err(ApiError::invalid(
             "name",
@@ -73,10 +67,32 @@ pub async fn put(
             ),
         ));
     }
-    let created = state.put_policy(&actor, policy.clone()).await?;
+    let created = ops::policies::put(&state, &actor, policy.clone()).await?;
     Ok(if created {
         HttpResponse::Created().json(policy)
     } else {
         HttpResponse::Ok().json(policy)
     })
+}
+
+/// The body as a validated policy: TOML when the `Content-Type` says so, JSON otherwise.
+fn parse_policy(req: &HttpRequest, body: &[u8]) -> Result<Policy, ApiError> {
+    let is_toml = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("toml"));
+    let policy = if is_toml {
+        let text = std::str::from_utf8(body).map_err(|_| ApiError::BadRequest {
+            field: None,
+            message: "body is not UTF-8".into(),
+        })?;
+        Policy::parse_toml(text).map_err(|e| ApiError::bad_field(e.field, e.message))?
+    } else {
+        parse_json(body)?
+    };
+    policy
+        .validate()
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    Ok(policy)
 }

@@ -1,52 +1,75 @@
 //! Ops API for releases: create, list, status, and the operator commands.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Admin, Body};
-use crate::controller::ReleaseCommand;
+use super::extract::{parse_json, Body};
+use super::resource;
+use crate::auth::{Actor, Admin};
+use crate::controller::{commands, status, ReleaseCommand};
 use crate::release::ReleasePlan;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+
+/// Registers the release routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api/v1/releases")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(resource("/api/v1/releases/{id}").route(web::get().to(get)))
+    .service(resource("/api/v1/releases/{id}/start").route(web::post().to(start)))
+    .service(resource("/api/v1/releases/{id}/pause").route(web::post().to(pause)))
+    .service(resource("/api/v1/releases/{id}/resume").route(web::post().to(resume)))
+    .service(resource("/api/v1/releases/{id}/rollback").route(web::post().to(rollback)));
+}
 
 /// `POST /api/v1/releases` — creates a release in state `pending`.
 #[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = ReleasePlan,
     responses((status = 201, description = "{\"id\", \"name\", \"state\": \"pending\", ...}"), (status = 400, description = "Malformed"),
         (status = 409, description = "A flag already belongs to a live release"), (status = 422, description = "Unknown flag or policy, bad stages")),
     security(("bearer" = [])))]
+#[tracing::instrument(name = "releases.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
     body: Body,
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
     let plan: ReleasePlan = parse_json(&body.0)?;
-    let release = state.create_release(&actor, plan).await?;
-    Ok(HttpResponse::Created().json(state.status_json(&release)))
+    let release = commands::create_release(&state, &actor, plan).await?;
+    Ok(HttpResponse::Created().json(status::status_json(&state, &release)))
 }
 
 /// `GET /api/v1/releases`
 #[utoipa::path(get, path = "/api/v1/releases", tag = "releases", responses((status = 200, description = "{\"releases\": [status]}")), security(("bearer" = [])))]
+#[tracing::instrument(name = "releases.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
-    let releases = state.releases().await;
-    let list: Vec<_> = releases.iter().map(|r| state.status_json(r)).collect();
+    let releases = status::releases(&state).await;
+    let list: Vec<_> = releases
+        .iter()
+        .map(|r| status::status_json(&state, r))
+        .collect();
     HttpResponse::Ok().json(json!({ "releases": list }))
 }
 
 /// `GET /api/v1/releases/{id}` — every module's state, percentage, stage and guard readings.
 #[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = String, Path, description = "Release id (or name)")),
     responses((status = 200, description = "Release status"), (status = 404, description = "Unknown release")), security(("bearer" = [])))]
+#[tracing::instrument(name = "releases.get", skip_all, fields(release = %id.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
     _admin: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.release_status(&id).await?))
+    Ok(HttpResponse::Ok().json(status::release_status(&state, &id).await?))
 }
 
+#[tracing::instrument(name = "releases.command", skip(state, body, actor))]
 async fn command(
     state: web::Data<AppState>,
     id: &str,
     body: &[u8],
-    actor: crate::ops::Actor,
+    actor: Actor,
     cmd: ReleaseCommand,
 ) -> Result<HttpResponse, ApiError> {
     let mut actor = actor;
@@ -54,8 +77,8 @@ async fn command(
         let request: super::flags::ReasonRequest = parse_json(body)?;
         actor.reason = request.reason.or(actor.reason);
     }
-    let release = state.release_command(&actor, id, cmd).await?;
-    Ok(HttpResponse::Ok().json(state.status_json(&release)))
+    let release = commands::release_command(&state, &actor, id, cmd).await?;
+    Ok(HttpResponse::Ok().json(status::status_json(&state, &release)))
 }
 
 /// `POST /api/v1/releases/{id}/start`

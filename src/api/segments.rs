@@ -1,13 +1,27 @@
 //! Ops API for segments.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Admin, Body};
+use super::extract::{parse_json, Body};
+use super::resource;
+use crate::auth::Admin;
+use crate::ops;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use rollgate_eval::SegmentDef;
 
+/// Registers the segment routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/segments").route(web::get().to(list)))
+        .service(
+            resource("/api/v1/segments/{key}")
+                .route(web::get().to(get))
+                .route(web::put().to(put)),
+        );
+}
+
 /// `GET /api/v1/segments`
 #[utoipa::path(get, path = "/api/v1/segments", tag = "segments", responses((status = 200, description = "{\"segments\": [Segment]}")), security(("bearer" = [])))]
+#[tracing::instrument(name = "segments.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let live = state.live.load();
     HttpResponse::Ok()
@@ -17,6 +31,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 /// `GET /api/v1/segments/{key}`
 #[utoipa::path(get, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
     responses((status = 200, description = "The segment"), (status = 404, description = "Unknown segment")), security(("bearer" = [])))]
+#[tracing::instrument(name = "segments.get", skip_all, fields(segment = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
     key: web::Path<String>,
@@ -34,6 +49,7 @@ pub async fn get(
 #[utoipa::path(put, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
     request_body(content = Object, description = "{\"key\", \"when\": [conditions]}"),
     responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+#[tracing::instrument(name = "segments.put", skip_all, fields(segment = %key.as_str()))]
 pub async fn put(
     state: web::Data<AppState>,
     key: web::Path<String>,
@@ -41,7 +57,7 @@ pub async fn put(
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
     let def: SegmentDef = parse_json(&body.0)?;
-    let created = state.put_segment(&actor, &key, def.clone()).await?;
+    let created = ops::segments::put(&state, &actor, &key, def.clone()).await?;
     Ok(if created {
         HttpResponse::Created().json(def)
     } else {

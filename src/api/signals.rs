@@ -1,13 +1,22 @@
 //! `POST /api/v1/signals`: batches of client signals. Guards are evaluated as each batch
-//! arrives: when a batch touches a flag that a running release watches, the controller runs
-//! before the answer is sent, so a zero-tolerance breach is rolled back within the request.
+//! arrives: when a batch touches a flag the controller watches, the controller steps those
+//! flags' modules before the answer is sent, so a zero-tolerance breach is rolled back within
+//! the request. The path reads top-down: parse → rate limit → ingest (signals) → controller
+//! pass (one verdict per module, one commit) → answer.
 
 use super::error::ApiError;
-use super::extract::{Body, Caller};
+use super::extract::{limited, Body};
+use super::resource;
+use crate::auth::Caller;
+use crate::controller::pass;
 use crate::signals::{ingest, SignalBatch};
 use crate::state::AppState;
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+
+/// Registers the signals route, with its own body limit.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.service(limited(resource("/api/v1/signals"), max_body).route(web::post().to(ingest_batch)));
+}
 
 /// `POST /api/v1/signals`
 #[utoipa::path(post, path = "/api/v1/signals", tag = "client",
@@ -15,58 +24,47 @@ use actix_web::{web, HttpResponse};
     responses((status = 200, description = "{\"accepted\", \"rejected\", \"errors\": [{\"index\", \"error\"}]}"), (status = 400, description = "Malformed batch"),
         (status = 401, description = "No or bad token"), (status = 413, description = "Too large"), (status = 429, description = "Rate limited; Retry-After")),
     security(("bearer" = [])))]
+#[tracing::instrument(name = "signals.ingest", skip_all, fields(caller = %caller.name))]
 pub async fn ingest_batch(
     state: web::Data<AppState>,
     body: Body,
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    // Fast path: plain serde_json; only a failing body is parsed again to name the field.
-    let batch: SignalBatch<'_> = match serde_json::from_slice(&body.0) {
-        Ok(batch) => batch,
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(&body.0);
-            let error = match serde_path_to_error::deserialize::<_, SignalBatch<'_>>(&mut de) {
-                Err(e) => ApiError::BadRequest {
-                    field: Some(e.path().to_string()),
-                    message: e.into_inner().to_string(),
-                },
-                Ok(_) => ApiError::BadRequest {
-                    field: None,
-                    message: "malformed JSON".into(),
-                },
-            };
-            return Err(error);
-        }
-    };
-    crate::signals::check(&batch, state.limits.max_signals).map_err(|m| ApiError::BadRequest {
-        field: Some(m.field),
-        message: m.message,
-    })?;
+    let batch = parse_batch(&body.0)?;
+    crate::signals::check(&batch, state.limits.max_signals)
+        .map_err(|m| ApiError::bad_field(m.field, m.message))?;
     let weight = batch.signals.len() as u64;
-    if let Err(wait) =
-        state
-            .rate_limiter
-            .take(&caller.name, weight, state.timing.signals_per_second)
-    {
-        return Ok(HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, wait.to_string()))
-            .json(serde_json::json!({"error": {"code": "rate_limited", "message": format!("signal rate limit exceeded; retry in {wait} s")}})));
-    }
-    let live = state.live.load();
-    let report = ingest(&state.signals, &live, &batch, crate::ops::now_ms());
-    drop(live);
-    let watched = state.watched.load();
-    let touched: Vec<String> = report
-        .touched
-        .iter()
-        .filter(|f| watched.contains(*f))
-        .cloned()
-        .collect();
-    if !touched.is_empty() {
-        if let Err(e) = state.controller_step(Some(&touched)).await {
-            tracing::error!(error = %e, "guard evaluation after a signal batch failed; the controller retries");
-            state.wakeup.notify_one();
-        }
-    }
+    state
+        .rate_limiter
+        .take(&caller.name, weight, state.timing.signals_per_second)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let report = ingest(
+        &state.signals,
+        &state.live.load(),
+        &batch,
+        crate::clock::now_ms(),
+    );
+    pass::after_signals(&state, &report.touched).await;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Parses a batch: plain serde_json first (fast); only a failing body is parsed again to name
+/// the field.
+fn parse_batch(body: &[u8]) -> Result<SignalBatch<'_>, ApiError> {
+    if let Ok(batch) = serde_json::from_slice(body) {
+        return Ok(batch);
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Err(
+        match serde_path_to_error::deserialize::<_, SignalBatch<'_>>(&mut de) {
+            Err(e) => ApiError::BadRequest {
+                field: Some(e.path().to_string()),
+                message: e.into_inner().to_string(),
+            },
+            Ok(_) => ApiError::BadRequest {
+                field: None,
+                message: "malformed JSON".into(),
+            },
+        },
+    )
 }

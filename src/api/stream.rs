@@ -10,7 +10,9 @@
 //! OFREP `eventStreams`, or a regular token) since `EventSource` cannot send headers.
 
 use super::error::ApiError;
-use super::extract::{authenticate, presented_token};
+use super::resource;
+use crate::auth::extract::{authenticate, presented_token};
+use crate::auth::Principal;
 use crate::hub::{ChangeEvent, Resume, SubscriberGuard};
 use crate::state::AppState;
 use actix_web::http::header;
@@ -20,6 +22,11 @@ use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+
+/// Registers the stream route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/stream").route(web::get().to(stream)));
+}
 
 /// Query of the stream endpoint.
 /// Unknown parameters are ignored: providers append their own (e.g. cache busters).
@@ -43,6 +50,35 @@ enum Format {
     Ofrep,
 }
 
+impl Format {
+    fn parse(format: Option<&str>) -> Result<Format, ApiError> {
+        match format {
+            None | Some("rollgate") => Ok(Format::Rollgate),
+            Some("ofrep") => Ok(Format::Ofrep),
+            Some(other) => Err(ApiError::bad_field(
+                "format",
+                format!("unknown format {other:?} (rollgate or ofrep)"),
+            )),
+        }
+    }
+}
+
+/// A header token, or else a `?token=` (stream-only or regular) for clients without headers.
+fn authenticate_stream(
+    req: &HttpRequest,
+    state: &AppState,
+    url_token: Option<&str>,
+) -> Result<Principal, ApiError> {
+    if presented_token(req.headers()).is_some() {
+        return Ok(authenticate(req)?);
+    }
+    let token = url_token.ok_or(ApiError::Unauthorized)?;
+    state
+        .tokens
+        .authenticate_url_token(token)
+        .ok_or(ApiError::Unauthorized)
+}
+
 struct Subscription {
     rx: tokio::sync::broadcast::Receiver<Arc<ChangeEvent>>,
     pending: VecDeque<Bytes>,
@@ -51,6 +87,49 @@ struct Subscription {
     format: Format,
     closing: tokio::sync::watch::Receiver<bool>,
     _guard: SubscriberGuard,
+}
+
+impl Subscription {
+    /// Subscribes to the hub: a fresh `config` (rollgate format) or the replay of what a
+    /// resuming client missed comes first.
+    fn open(state: &AppState, last_event_id: Option<&str>, format: Format) -> Subscription {
+        let hub = state.hub.clone();
+        let (rx, resume) = hub.subscribe(last_event_id);
+        let mut pending = VecDeque::new();
+        pending.push_back(Bytes::from_static(b"retry: 1000\n\n"));
+        let last_sent = match resume {
+            Resume::Fresh { seq } => {
+                if format == Format::Rollgate {
+                    let live = state.live.load_full();
+                    let (body, _) = live.client_config();
+                    let data = std::str::from_utf8(body).unwrap_or("{}");
+                    pending.push_back(Bytes::from(format!(
+                        "id: {}\nevent: config\ndata: {data}\n\n",
+                        hub.event_id(seq)
+                    )));
+                }
+                seq
+            }
+            Resume::Replay { after, events } => {
+                pending.extend(events.iter().map(|e| frame(format, e)));
+                events.last().map_or(after, |e| e.seq)
+            }
+        };
+        let mut heartbeat = tokio::time::interval(state.timing.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.reset();
+        let guard = hub.track();
+        let closing = hub.closing();
+        Subscription {
+            rx,
+            pending,
+            last_sent,
+            heartbeat,
+            format,
+            closing,
+            _guard: guard,
+        }
+    }
 }
 
 fn frame(format: Format, event: &ChangeEvent) -> Bytes {
@@ -64,6 +143,7 @@ fn frame(format: Format, event: &ChangeEvent) -> Bytes {
 #[utoipa::path(get, path = "/api/v1/stream", tag = "client", params(StreamParams),
     responses((status = 200, description = "text/event-stream: config, change, heartbeats"), (status = 401, description = "No or bad token")),
     security(("bearer" = [])))]
+#[tracing::instrument(name = "stream", skip_all)]
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -71,65 +151,13 @@ pub async fn stream(
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let _ = (&params.flag_config_etag, &params.flag_config_last_modified);
-    if presented_token(&req).is_some() {
-        authenticate(&req)?;
-    } else {
-        let token = params.token.as_deref().ok_or(ApiError::Unauthorized)?;
-        let tokens = state.tokens.load();
-        if tokens.authenticate_stream(token).is_none() && tokens.authenticate(token).is_none() {
-            return Err(ApiError::Unauthorized);
-        }
-    }
-    let format = match params.format.as_deref() {
-        None | Some("rollgate") => Format::Rollgate,
-        Some("ofrep") => Format::Ofrep,
-        Some(other) => {
-            return Err(ApiError::bad_field(
-                "format",
-                format!("unknown format {other:?} (rollgate or ofrep)"),
-            ))
-        }
-    };
+    let _principal = authenticate_stream(&req, &state, params.token.as_deref())?;
+    let format = Format::parse(params.format.as_deref())?;
     let last_event_id = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
-    let hub = state.hub.clone();
-    let (rx, resume) = hub.subscribe(last_event_id);
-    let mut pending = VecDeque::new();
-    pending.push_back(Bytes::from_static(b"retry: 1000\n\n"));
-    let last_sent = match resume {
-        Resume::Fresh { seq } => {
-            if format == Format::Rollgate {
-                let live = state.live.load_full();
-                let (body, _) = live.client_config();
-                let data = std::str::from_utf8(body).unwrap_or("{}");
-                pending.push_back(Bytes::from(format!(
-                    "id: {}\nevent: config\ndata: {data}\n\n",
-                    hub.event_id(seq)
-                )));
-            }
-            seq
-        }
-        Resume::Replay { after, events } => {
-            pending.extend(events.iter().map(|e| frame(format, e)));
-            events.last().map_or(after, |e| e.seq)
-        }
-    };
-    let mut heartbeat = tokio::time::interval(state.timing.heartbeat);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.reset();
-    let guard = hub.track();
-    let closing = hub.closing();
-    let subscription = Subscription {
-        rx,
-        pending,
-        last_sent,
-        heartbeat,
-        format,
-        closing,
-        _guard: guard,
-    };
+    let subscription = Subscription::open(&state, last_event_id, format);
     let body = futures_util::stream::unfold(subscription, next_frame);
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

@@ -1,11 +1,23 @@
 //! Ops API for tokens. Secrets are returned once, at creation, and stored only as hashes.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Admin, Body};
-use crate::domain::Role;
+use super::extract::{parse_json, Body};
+use super::resource;
+use crate::auth::{Admin, Role};
+use crate::ops;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+
+/// Registers the token routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api/v1/tokens")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(resource("/api/v1/tokens/{name}").route(web::delete().to(delete)));
+}
 
 /// Body of `POST /api/v1/tokens`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -28,15 +40,14 @@ pub struct CreatedToken {
 /// `POST /api/v1/tokens`
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken,
     responses((status = 201, body = CreatedToken), (status = 409, description = "Name taken")), security(("bearer" = [])))]
+#[tracing::instrument(name = "tokens.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
     body: Body,
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
     let request: CreateToken = parse_json(&body.0)?;
-    let token = state
-        .create_token(&actor, &request.name, request.role)
-        .await?;
+    let token = ops::tokens::create(&state, &actor, &request.name, request.role).await?;
     Ok(HttpResponse::Created().json(CreatedToken {
         name: request.name,
         role: request.role,
@@ -46,6 +57,7 @@ pub async fn create(
 
 /// `GET /api/v1/tokens`
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "{\"tokens\": [{name, role, created}]}")), security(("bearer" = [])))]
+#[tracing::instrument(name = "tokens.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let tokens: Vec<_> = state
         .store
@@ -59,12 +71,13 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRespo
 /// `DELETE /api/v1/tokens/{name}`
 #[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)),
     responses((status = 204, description = "Revoked"), (status = 404, description = "Unknown token"), (status = 409, description = "Last admin token")), security(("bearer" = [])))]
+#[tracing::instrument(name = "tokens.revoke", skip_all, fields(token = %name.as_str()))]
 pub async fn delete(
     state: web::Data<AppState>,
     name: web::Path<String>,
     _body: Body,
     Admin(actor): Admin,
 ) -> Result<HttpResponse, ApiError> {
-    state.delete_token(&actor, &name).await?;
+    ops::tokens::revoke(&state, &actor, &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }

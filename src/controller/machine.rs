@@ -12,30 +12,11 @@
 //! - A guard-paused module resumes after a cooldown back in band; an operator pause waits
 //!   for an operator. `held` is never advanced. `rolled_back` never re-ramps by itself.
 
+use crate::analysis::Verdict;
 use crate::release::{count_of, Counts, DecisionRecord, Module, ModuleState, PauseCause};
 use rollgate_eval::Percentage;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-/// What the guards say about a module right now.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// In band, and the data could have shown the harm the policy cares about.
-    Healthy,
-    /// In band so far, but too little data to tell: the stage is extended.
-    CannotTell { reason: String, numbers: Value },
-    /// A basic guard is out of its band: pause, roll back after `grace_ms`.
-    Pause {
-        metric: String,
-        reason: String,
-        grace_ms: u64,
-        numbers: Value,
-    },
-    /// Telemetry is broken or silent: pause until it is sound again.
-    DataQuality { reason: String, numbers: Value },
-    /// A core guard breached: roll back at once.
-    Rollback { reason: String, numbers: Value },
-}
 
 /// Everything `next` needs besides the module itself.
 #[derive(Debug, Clone)]

@@ -39,23 +39,7 @@ fn plan() -> Stages {
 }
 
 fn pending() -> Module {
-    Module {
-        flag: "qr-ordering".into(),
-        stages: plan(),
-        state: ModuleState::Pending,
-        stage: None,
-        stage_started_ms: None,
-        exposures_at_stage_start: 0,
-        started_ms: None,
-        reason: None,
-        paused: None,
-        paused_ms: None,
-        in_band_since_ms: None,
-        decision: None,
-        stage_baseline: Counts::new(),
-        module_baseline: Counts::new(),
-        evidence: BTreeMap::new(),
-    }
+    Module::pending("qr-ordering".into(), plan())
 }
 
 /// Ramping in `stage`, which began at `T0` with 5,000 exposures already counted.

@@ -22,7 +22,7 @@ pub async fn run_controller(state: web::Data<AppState>, mut shutdown: watch::Rec
         if *shutdown.borrow() {
             break;
         }
-        if let Err(e) = state.controller_step(None).await {
+        if let Err(e) = super::pass::run(&state, None).await {
             tracing::error!(error = %e, "controller step failed; retrying on the next tick");
         }
     }

@@ -14,7 +14,7 @@ mod codec;
 
 pub use audit::{AuditEntry, AuditQuery};
 
-use crate::domain::{Role, StoredToken};
+use crate::auth::{Role, StoredToken};
 use crate::release::Release;
 use rollgate_eval::{FlagDef, SegmentDef};
 use serde::de::DeserializeOwned;

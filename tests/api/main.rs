@@ -1,4 +1,5 @@
 //! Server integration tests: one binary, every test drives a real server over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and bench code may panic on a broken fixture
 
 mod helpers;
 

@@ -1,16 +1,17 @@
 //! The same rollout driven through the server's own code: signals into
-//! `signals::Aggregates`, `analysis::verdict` after every batch, and
-//! `controller::machine::apply` at every stage end (which carries the stage's evidence).
-//! It proves that the fast path of `sim` decides exactly what rollgate decides.
+//! `signals::Aggregates`, the controller's own step (`controller::step::observe` after every
+//! batch, `controller::step::apply` at every stage end, which carries the stage's evidence).
+//! There is no glue of its own to drift: it proves that the fast path of `sim` decides exactly
+//! what rollgate decides.
 
 use crate::sim::Window;
-use rollgate::analysis;
-use rollgate::controller::machine::{self, ApplyCtx, Decision, Verdict};
+use rollgate::analysis::Verdict;
+use rollgate::controller::machine::Decision;
+use rollgate::controller::step::{self, Observation};
 use rollgate::policies::Policy;
-use rollgate::release::{self, Counts, Module, ModuleState, StagesOverride};
+use rollgate::release::{self, Module, StagesOverride};
 use rollgate::signals::Aggregates;
 use rollgate_eval::FlagDef;
-use std::collections::BTreeMap;
 
 const POLICY: &str = r#"
 name = "bench"
@@ -47,23 +48,7 @@ impl Shadow {
         };
         let stages = release::resolve_stages("modules[0]", Some(&plan), None, Some(&policy))
             .expect("the bench stages are valid");
-        let module = Module {
-            flag: FLAG.into(),
-            stages,
-            state: ModuleState::Pending,
-            stage: None,
-            stage_started_ms: None,
-            exposures_at_stage_start: 0,
-            started_ms: None,
-            reason: None,
-            paused: None,
-            paused_ms: None,
-            in_band_since_ms: None,
-            decision: None,
-            stage_baseline: Counts::new(),
-            module_baseline: Counts::new(),
-            evidence: BTreeMap::new(),
-        };
+        let module = Module::pending(FLAG.into(), stages);
         let mut shadow = Shadow {
             signals: Aggregates::default(),
             policy,
@@ -75,8 +60,8 @@ impl Shadow {
         shadow
     }
 
-    fn reading(&self) -> analysis::Reading {
-        analysis::verdict(
+    fn observe(&self) -> Observation {
+        step::observe(
             Some(&self.policy),
             &self.signals,
             &self.module,
@@ -86,17 +71,17 @@ impl Shadow {
     }
 
     fn apply(&mut self, decision: &Decision) {
-        let counts = analysis::snapshot_counts(&self.signals, &self.def, ["error"].into_iter());
-        let evidence = analysis::stage_evidence(&self.reading());
-        let ctx = ApplyCtx {
-            now_ms: self.now_ms,
-            counts: &counts,
-            stage_evidence: &evidence,
-            rollout: self.def.rollout,
-            actor: "bench",
-            on_variant: "on",
-        };
-        if let Some(rollout) = machine::apply(&mut self.module, decision, &ctx) {
+        let counts = step::counts_now(&self.signals, &self.def, Some(&self.policy));
+        let obs = self.observe();
+        if let Some(rollout) = step::apply(
+            &mut self.module,
+            decision,
+            &obs,
+            &counts,
+            self.def.rollout,
+            "bench",
+            "on",
+        ) {
             self.def.rollout = rollout;
         }
     }
@@ -111,7 +96,7 @@ impl Shadow {
             handle.add("error", events, None);
             handle.touch(self.now_ms);
         }
-        let reading = self.reading();
+        let reading = self.observe().reading;
         let rollback = matches!(reading.verdict, Verdict::Rollback { .. });
         (rollback, reading.guards.first().and_then(|g| g.ln_evidence))
     }

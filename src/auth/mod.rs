@@ -1,8 +1,42 @@
-//! Small validated domain types shared by the API, the store and the control path.
+//! Authentication, in one room: token kinds and secrets ([`Role`], [`StoredToken`]), the token
+//! index that maps presented secrets to principals ([`index`]), derived stream-only tokens
+//! ([`index::stream_token`]), HMAC-SHA256 ([`hmac`], also used to sign webhooks) and the actix
+//! extractors that handlers take ([`extract`]).
+//!
+//! Invariants:
+//! - A secret is never stored or logged: only its SHA-256 is kept; lookups hash first and
+//!   compare in constant time.
+//! - The index is swapped atomically when tokens change, so a revocation takes effect for the
+//!   very next request.
+
+pub mod extract;
+pub mod hmac;
+pub mod index;
+
+pub use extract::{presented_token, Admin, AuthError, Caller};
+pub use index::{stream_token, Principal, TokenBook, TokenIndex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::time::SystemTime;
+
+/// Who asked for a change and why: recorded in the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Token name, `controller`, `alertmanager` or `bootstrap`.
+    pub name: String,
+    /// Free-text reason, if given.
+    pub reason: Option<String>,
+}
+
+impl Actor {
+    /// The controller acting on its own.
+    pub fn controller() -> Self {
+        Actor {
+            name: "controller".into(),
+            reason: None,
+        }
+    }
+}
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -61,9 +95,4 @@ pub fn valid_token_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Now as RFC 3339 with milliseconds, UTC.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }

@@ -1,0 +1,108 @@
+//! The controller's Prometheus families: module states and percentages, each guard's
+//! evidence, threshold, breach and rates, signal totals, stream subscribers, webhook outcomes.
+
+use crate::analysis;
+use crate::metrics::Family;
+use crate::release::{Release, ReleaseState};
+use crate::state::AppState;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Control-plane metric families: module states, guard readings, signals, streams, webhooks.
+pub fn families(state: &AppState, releases: &[Release]) -> Vec<Family> {
+    let live = state.live.load();
+    let policies = state.policies.load();
+    let now = crate::clock::now_ms();
+    let mut module_state = Family::gauge(
+        "module_state",
+        "1 for the current state of each release module",
+    );
+    let mut module_pct = Family::gauge(
+        "module_percentage",
+        "Rollout percentage of each release module",
+    );
+    let mut evidence = Family::gauge(
+        "guard_evidence",
+        "Log evidence against the band (fires at guard_threshold)",
+    );
+    let mut threshold = Family::gauge("guard_threshold", "Log evidence threshold ln(1/alpha)");
+    let mut breached = Family::gauge("guard_breached", "1 while the guard is out of band");
+    let mut rate = Family::gauge(
+        "guard_rate",
+        "Per-exposure rate of the guarded metric in the current stage",
+    );
+    let mut signals = Family::counter("signals", "Signals received by flag, variant and metric");
+    for r in releases
+        .iter()
+        .filter(|r| r.is_live() || r.state() == ReleaseState::RolledBack)
+    {
+        let policy = r.policy.as_ref().and_then(|p| policies.get(p));
+        for m in &r.modules {
+            let labels = |extra: Vec<(&'static str, String)>| {
+                let mut l = vec![("release", r.name.clone()), ("flag", m.flag.clone())];
+                l.extend(extra);
+                l
+            };
+            module_state.push(labels(vec![("state", m.state.as_str().to_owned())]), 1.0);
+            let Some(def) = live.get(&m.flag).map(|f| &f.def) else {
+                continue;
+            };
+            module_pct.push(labels(vec![]), def.rollout.as_f64());
+            for g in analysis::verdict(policy, &state.signals, m, def, now).guards {
+                let with_metric = || labels(vec![("metric", g.metric.clone())]);
+                if let Some(e) = g.ln_evidence {
+                    evidence.push(with_metric(), e);
+                }
+                threshold.push(with_metric(), g.ln_threshold);
+                breached.push(with_metric(), f64::from(u8::from(g.state == "breach")));
+                for (variant, r) in [("new", g.new), ("old", g.old)] {
+                    if let Some(x) = r.rate {
+                        rate.push(
+                            labels(vec![
+                                ("metric", g.metric.clone()),
+                                ("variant", variant.into()),
+                            ]),
+                            x,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let saved = state.signals.save();
+    for (flag, variant, metric, totals) in saved.iter() {
+        signals.push(
+            vec![
+                ("flag", flag.to_owned()),
+                ("variant", variant.to_owned()),
+                ("metric", metric.to_owned()),
+            ],
+            totals.count as f64,
+        );
+    }
+    let mut subscribers = Family::gauge("stream_subscribers", "Connected streaming clients");
+    subscribers.push(vec![], state.hub.subscribers() as f64);
+    let stats = state.webhooks.stats();
+    let mut hooks = Family::counter(
+        "webhook_deliveries",
+        "Webhook deliveries by outcome (per event and URL)",
+    );
+    for (outcome, v) in [
+        ("delivered", &stats.delivered),
+        ("failed", &stats.failed),
+        ("retried", &stats.retried),
+        ("dropped", &stats.dropped),
+    ] {
+        hooks.push(vec![("outcome", outcome.into())], v.load(Relaxed) as f64);
+    }
+    vec![
+        module_state,
+        module_pct,
+        evidence,
+        threshold,
+        breached,
+        rate,
+        signals,
+        subscribers,
+        hooks,
+    ]
+}

@@ -1,0 +1,59 @@
+//! The controller's pass: every running release (or only those watching the flags a signal
+//! batch touched) and every hand guard is stepped once, and all resulting transitions are
+//! committed in one batch before they take effect.
+
+use super::hand;
+use super::transition::Turn;
+use super::watch;
+use crate::state::AppState;
+use crate::writer::OpsError;
+use uuid::Uuid;
+
+/// One controller pass over every running release, or only those watching `only` flags.
+/// Does nothing on a node that does not hold the controller lease.
+pub async fn run(state: &AppState, only: Option<&[String]>) -> Result<(), OpsError> {
+    if !state.lease.held() {
+        return Ok(());
+    }
+    let mut w = state.writer.lock().await;
+    let mut turn = Turn::new(state);
+    let ids: Vec<Uuid> = w
+        .releases
+        .values()
+        .filter(|r| r.started && r.is_live())
+        .filter(|r| only.is_none_or(|flags| r.modules.iter().any(|m| flags.contains(&m.flag))))
+        .map(|r| r.id)
+        .collect();
+    for id in ids {
+        let mut release = w.releases[&id].clone();
+        if turn.step_release(&mut w, &mut release) {
+            turn.batch.releases.push(release);
+        }
+    }
+    hand::step(&mut turn, &mut w, only)?;
+    if turn.batch.releases.is_empty() && turn.batch.audit.is_empty() {
+        return Ok(());
+    }
+    turn.commit(&mut w).await?;
+    watch::refresh(state, &mut w);
+    Ok(())
+}
+
+/// After a signal batch: steps the modules of the touched flags that the controller watches,
+/// before the batch is answered (a zero-tolerance breach is rolled back within the request).
+/// A failure is logged and left to the next tick, which the controller is woken for.
+pub async fn after_signals(state: &AppState, touched: &[String]) {
+    let watched = state.watched.load();
+    let flags: Vec<String> = touched
+        .iter()
+        .filter(|f| watched.contains(*f))
+        .cloned()
+        .collect();
+    if flags.is_empty() {
+        return;
+    }
+    if let Err(e) = run(state, Some(&flags)).await {
+        tracing::error!(error = %e, "guard evaluation after a signal batch failed; the controller retries");
+        state.wakeup.notify_one();
+    }
+}

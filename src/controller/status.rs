@@ -1,0 +1,111 @@
+//! What the controller shows: the status document of a release (every module's state,
+//! percentage, stage, what it waits for, and each guard's reading), read through the same
+//! [`step`](super::step) the controller decides with.
+
+use super::machine::Decision;
+use super::step;
+use crate::analysis::GuardReading;
+use crate::live::Live;
+use crate::policies::PolicySet;
+use crate::release::Release;
+use crate::state::AppState;
+use crate::writer::OpsError;
+use rollgate_eval::Percentage;
+use serde_json::{json, Value};
+
+/// Releases in creation order.
+pub async fn releases(state: &AppState) -> Vec<Release> {
+    state
+        .writer
+        .lock()
+        .await
+        .releases
+        .values()
+        .cloned()
+        .collect()
+}
+
+/// One release by id or name (the newest of that name), with live guard readings.
+pub async fn release_status(state: &AppState, id: &str) -> Result<Value, OpsError> {
+    let w = state.writer.lock().await;
+    let id = w.find_release(id)?;
+    Ok(status_json(state, &w.releases[&id]))
+}
+
+/// The status document of a release.
+pub fn status_json(state: &AppState, release: &Release) -> Value {
+    let live = state.live.load();
+    let policies = state.policies.load();
+    let now = crate::clock::now_ms();
+    let modules: Vec<Value> = (0..release.modules.len())
+        .map(|i| module_json(state, &live, &policies, release, i, now))
+        .collect();
+    json!({
+        "id": release.id,
+        "name": release.name,
+        "state": release.state(),
+        "policy": release.policy,
+        "overlap": release.overlap,
+        "cohort": release.cohort,
+        "created": release.created,
+        "modules": modules,
+    })
+}
+
+fn module_json(
+    state: &AppState,
+    live: &Live,
+    policies: &PolicySet,
+    release: &Release,
+    i: usize,
+    now: u64,
+) -> Value {
+    let m = &release.modules[i];
+    let policy = release.policy.as_ref().and_then(|p| policies.get(p));
+    let def = live.get(&m.flag).map(|f| &f.def);
+    let (readings, note) = match def {
+        Some(def) => {
+            let obs = step::observe(policy, &state.signals, m, def, now);
+            let decision = step::decide(
+                m,
+                &obs,
+                release.module_may_start(i),
+                step::cooldown_ms(policy),
+            );
+            let note = match decision {
+                _ if !release.started => Some("release not started".to_owned()),
+                Decision::Wait { note } => note,
+                _ => None,
+            };
+            (obs.reading.guards, note)
+        }
+        None => (
+            Vec::<GuardReading>::new(),
+            Some("flag no longer exists".into()),
+        ),
+    };
+    let exposures_in_stage = def.map(|d| {
+        state
+            .signals
+            .totals(&d.key, &d.on_variant, "exposure")
+            .count
+            .saturating_sub(m.exposures_at_stage_start)
+    });
+    json!({
+        "flag": m.flag,
+        "state": m.state,
+        "percentage": def.map_or(0.0, |d| d.rollout.as_f64()),
+        "stage": m.stage,
+        "stages": m.stages.percentages.iter().map(|p| p.as_f64()).collect::<Vec<_>>(),
+        "stage_percentage": m.stage.and_then(|s| m.stages.percentages.get(s)).map(|p: &Percentage| p.as_f64()),
+        "stage_started_ms": m.stage_started_ms,
+        "min_duration_ms": m.stages.min_duration_ms,
+        "min_exposures": m.stages.min_exposures,
+        "exposures_in_stage": exposures_in_stage,
+        "reason": m.reason,
+        "waiting": note,
+        "paused": m.paused,
+        "decision": m.decision,
+        "guards": readings,
+    })
+}

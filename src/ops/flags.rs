@@ -1,0 +1,135 @@
+//! Flag write paths: create or replace, delete, manual rollout, kill switch. A hand-set
+//! rollout on a flag that a live release ramps holds that module (`controller::commands`).
+
+use super::same_key;
+use crate::auth::Actor;
+use crate::controller::commands::hold_for_manual_rollout;
+use crate::controller::watch;
+use crate::state::AppState;
+use crate::writer::{invalid, to_value, Batch, OpsError};
+use rollgate_eval::{FlagDef, Percentage};
+
+/// Creates or replaces a flag. Returns whether it was created.
+pub async fn put(
+    state: &AppState,
+    actor: &Actor,
+    path_key: &str,
+    mut def: FlagDef,
+) -> Result<bool, OpsError> {
+    same_key(&def.key, path_key)?;
+    if let Some(policy) = &def.policy {
+        if state.policies.load().get(policy).is_none() {
+            return Err(invalid("policy", format!("unknown policy {policy:?}")));
+        }
+    }
+    let mut w = state.writer.lock().await;
+    let live = state.live.load();
+    let before = live.get(&def.key).map(|f| f.def.clone());
+    // The salt decides who is in the cohort: a replacement that does not mention it keeps
+    // the one in force (e.g. a shared release cohort's) instead of reshuffling the users.
+    if def.salt.is_none() {
+        def.salt = before.as_ref().and_then(|b| b.salt.clone());
+    }
+    let action = if before.is_some() {
+        "flag.update"
+    } else {
+        "flag.create"
+    };
+    let mut entry = w.audit(actor, action);
+    entry.flag = Some(def.key.clone());
+    entry.before = before.as_ref().map(|b| to_value("flag", b)).transpose()?;
+    entry.after = Some(to_value("flag", &def)?);
+    let mut batch = Batch::audit_only(entry);
+    if let Some(before) = &before {
+        if before.rollout != def.rollout {
+            hold_for_manual_rollout(&mut w, &mut batch, actor, &def.key, def.rollout);
+        }
+    }
+    batch.flags.push(def);
+    state.commit(&mut w, batch).await?;
+    watch::refresh(state, &mut w);
+    tracing::info!(flag = %path_key, actor = %actor.name, created = before.is_none(), "flag saved");
+    Ok(before.is_none())
+}
+
+/// Deletes a flag (refused while a live release ramps it).
+pub async fn delete(state: &AppState, actor: &Actor, key: &str) -> Result<(), OpsError> {
+    let mut w = state.writer.lock().await;
+    let live = state.live.load();
+    let before = live.get(key).ok_or_else(|| OpsError::NotFound {
+        what: "flag",
+        key: key.to_owned(),
+    })?;
+    if let Some((release, _)) = w.live_release_of(key) {
+        return Err(OpsError::Conflict(format!(
+            "flag {key:?} belongs to live release {:?}",
+            release.name
+        )));
+    }
+    let mut entry = w.audit(actor, "flag.delete");
+    entry.flag = Some(key.to_owned());
+    entry.before = Some(to_value("flag", &before.def)?);
+    let batch = Batch {
+        deleted_flags: vec![key.to_owned()],
+        ..Batch::audit_only(entry)
+    };
+    state.commit(&mut w, batch).await?;
+    watch::refresh(state, &mut w);
+    tracing::info!(flag = %key, actor = %actor.name, "flag deleted");
+    Ok(())
+}
+
+/// Sets a flag's rollout percentage by hand.
+pub async fn set_rollout(
+    state: &AppState,
+    actor: &Actor,
+    key: &str,
+    percentage: Percentage,
+) -> Result<FlagDef, OpsError> {
+    edit(state, actor, key, "flag.rollout", |d| {
+        d.rollout = percentage
+    })
+    .await
+}
+
+/// Flips a flag's kill switch (`enabled = false` kills it).
+pub async fn set_enabled(
+    state: &AppState,
+    actor: &Actor,
+    key: &str,
+    enabled: bool,
+) -> Result<FlagDef, OpsError> {
+    let action = if enabled { "flag.unkill" } else { "flag.kill" };
+    edit(state, actor, key, action, |d| d.enabled = enabled).await
+}
+
+/// Changes one flag with `change`, durably, and returns the new definition.
+async fn edit(
+    state: &AppState,
+    actor: &Actor,
+    key: &str,
+    action: &str,
+    change: impl FnOnce(&mut FlagDef),
+) -> Result<FlagDef, OpsError> {
+    let mut w = state.writer.lock().await;
+    let live = state.live.load_full();
+    let current = live.get(key).ok_or_else(|| OpsError::NotFound {
+        what: "flag",
+        key: key.to_owned(),
+    })?;
+    let mut def = current.def.clone();
+    change(&mut def);
+    let mut entry = w.audit(actor, action);
+    entry.flag = Some(key.to_owned());
+    entry.before = Some(to_value("flag", &current.def)?);
+    entry.after = Some(to_value("flag", &def)?);
+    let mut batch = Batch::audit_only(entry);
+    if def.rollout != current.def.rollout {
+        hold_for_manual_rollout(&mut w, &mut batch, actor, key, def.rollout);
+    }
+    batch.flags.push(def.clone());
+    state.commit(&mut w, batch).await?;
+    watch::refresh(state, &mut w);
+    tracing::info!(flag = %key, actor = %actor.name, action, rollout = def.rollout.as_f64(), enabled = def.enabled, "flag changed");
+    Ok(def)
+}

@@ -1,0 +1,40 @@
+//! Segment write path: create or replace; every flag using the segment is recompiled in the
+//! same commit (a segment that would break a flag is refused).
+
+use super::same_key;
+use crate::auth::Actor;
+use crate::state::AppState;
+use crate::writer::{invalid, to_value, Batch, OpsError};
+use rollgate_eval::{validate_segment, SegmentDef};
+
+/// Creates or replaces a segment. Returns whether it was created.
+pub async fn put(
+    state: &AppState,
+    actor: &Actor,
+    path_key: &str,
+    def: SegmentDef,
+) -> Result<bool, OpsError> {
+    same_key(&def.key, path_key)?;
+    validate_segment(&def).map_err(|e| invalid(e.field, e.message))?;
+    let mut w = state.writer.lock().await;
+    let before = state.live.load().segments.get(&def.key).cloned();
+    let action = if before.is_some() {
+        "segment.update"
+    } else {
+        "segment.create"
+    };
+    let mut entry = w.audit(actor, action);
+    entry.subject = Some(def.key.clone());
+    entry.before = before
+        .as_ref()
+        .map(|b| to_value("segment", b))
+        .transpose()?;
+    entry.after = Some(to_value("segment", &def)?);
+    let batch = Batch {
+        segments: vec![def],
+        ..Batch::audit_only(entry)
+    };
+    state.commit(&mut w, batch).await?;
+    tracing::info!(segment = %path_key, actor = %actor.name, "segment saved");
+    Ok(before.is_none())
+}

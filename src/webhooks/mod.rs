@@ -1,0 +1,256 @@
+//! Outgoing webhooks: every configured URL receives a signed JSON event when a release or one
+//! of its modules is paused, rolled back or completed.
+//!
+//! Invariants:
+//! - [`Webhooks::notify`] never blocks or awaits. It serializes and signs the event once, then
+//!   `try_send`s it to one bounded queue per URL; a full queue drops the event for that URL
+//!   (counted in `dropped`, logged). A receiver can never slow the controller.
+//! - Each URL has its own delivery task, so a slow or dead receiver delays only its own events.
+//!   A URL receives events one at a time, in the order they were notified.
+//! - Every attempt of an event sends the same body bytes and the same `X-Rollgate-Event-Id`
+//!   (receivers dedupe retries on it); `X-Rollgate-Signature` is an HMAC-SHA256 of those bytes.
+//! - Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff and
+//!   jitter (a `Retry-After` in seconds is honoured, capped) until `max_attempts`; any other
+//!   non-2xx answer is final. Redirects are not followed.
+//! - Every outcome is counted in [`WebhookStats`], every failure is logged with the URL stripped
+//!   of credentials and query, the event id, the attempt and the status or error. The secret
+//!   never appears in logs or `Debug` output.
+//! - [`Webhooks::shutdown`] stops accepting, lets the tasks drain their queues for at most the
+//!   grace period, then aborts them. Dropping every handle without it also ends the tasks, once
+//!   their queues are drained.
+//!
+//! Rooms: [`config`] (settings and their validation, URL redaction), [`event`] (what is sent),
+//! `delivery` (one task per URL: attempts, retry policy; what to make of an answer is pure and
+//! unit-tested there), and this file, the dispatcher handle. Signatures come from
+//! [`crate::auth::hmac`].
+
+mod config;
+mod delivery;
+mod event;
+
+/// Signing and checking `X-Rollgate-Signature` (HMAC-SHA256 lives in `auth::hmac`).
+pub use crate::auth::hmac::{sign, verify};
+pub use config::{WebhookConfig, WebhookConfigError};
+pub use event::{WebhookEvent, WebhookKind};
+
+use config::Target;
+use delivery::{error_chain, Job, Worker};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// Header carrying the event kind (`pause`, `rollback`, `completion`).
+pub const EVENT_HEADER: &str = "X-Rollgate-Event";
+/// Header carrying the event id, identical on every attempt.
+pub const EVENT_ID_HEADER: &str = "X-Rollgate-Event-Id";
+/// Header carrying `sha256=<hex HMAC-SHA256 of the body>` when a secret is configured.
+pub const SIGNATURE_HEADER: &str = "X-Rollgate-Signature";
+
+/// Longest wait between two attempts, whatever the backoff or `Retry-After` says.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const USER_AGENT: &str = concat!("rollgate/", env!("CARGO_PKG_VERSION"));
+
+/// Delivery counters, each per event and URL (an event sent to two URLs counts twice).
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    /// Answered 2xx.
+    pub delivered: AtomicU64,
+    /// Given up: a final answer, or `max_attempts` used.
+    pub failed: AtomicU64,
+    /// Attempts that failed and were scheduled again.
+    pub retried: AtomicU64,
+    /// Never queued: the URL's queue was full, or webhooks were shut down.
+    pub dropped: AtomicU64,
+    /// Gauge: queued or being delivered now.
+    pub pending: AtomicU64,
+}
+
+/// Handle to the delivery tasks; cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    stats: Arc<WebhookStats>,
+    secret: Option<String>,
+    targets: usize,
+    /// `None` once shut down.
+    queues: Mutex<Option<Vec<Queue>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Queue {
+    shown: Arc<str>,
+    tx: mpsc::Sender<Arc<Job>>,
+}
+
+impl Webhooks {
+    /// Starts one delivery task per valid URL on the current tokio runtime; invalid URLs are
+    /// logged and skipped. With no URLs, events are discarded cheaply.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, when there is a URL.
+    pub fn start(config: WebhookConfig) -> Webhooks {
+        let stats = Arc::new(WebhookStats::default());
+        let mut targets = Vec::new();
+        for (index, url) in config.urls.iter().enumerate() {
+            match Target::parse(index, url) {
+                Ok(target) => targets.push(target),
+                Err(error) => error!(%error, "webhook URL skipped"),
+            }
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.timeout.max(Duration::from_millis(1)))
+            .timeout(config.timeout.max(Duration::from_millis(1)))
+            .build();
+        let client = match client {
+            Ok(client) => client,
+            Err(error) => {
+                let error = error_chain(&error);
+                error!(%error, "webhook HTTP client unavailable; webhooks off");
+                targets.clear();
+                reqwest::Client::new()
+            }
+        };
+        let (mut queues, mut workers) = (Vec::new(), Vec::new());
+        for target in targets {
+            let (tx, rx) = mpsc::channel(config.queue.max(1));
+            queues.push(Queue {
+                shown: Arc::clone(&target.shown),
+                tx,
+            });
+            let worker = Worker {
+                target,
+                client: client.clone(),
+                max_attempts: config.max_attempts.max(1),
+                initial_backoff: config.initial_backoff,
+                stats: Arc::clone(&stats),
+            };
+            workers.push(tokio::spawn(worker.run(rx)));
+        }
+        if !queues.is_empty() {
+            info!(
+                urls = queues.len(),
+                signed = config.secret.is_some(),
+                "webhooks started"
+            );
+        }
+        Webhooks {
+            inner: Arc::new(Inner {
+                stats,
+                secret: config.secret,
+                targets: queues.len(),
+                queues: Mutex::new(Some(queues)),
+                workers: Mutex::new(workers),
+            }),
+        }
+    }
+
+    /// Queues `event` for every URL without blocking or awaiting. Where a URL's queue is full,
+    /// or after shutdown, the event is dropped for it, counted in `dropped` and logged.
+    pub fn notify(&self, event: WebhookEvent) {
+        let inner = &self.inner;
+        if inner.targets == 0 {
+            return;
+        }
+        let job = match Job::new(&event, inner.secret.as_deref()) {
+            Ok(job) => Arc::new(job),
+            Err(error) => {
+                inner.stats.dropped.fetch_add(inner.targets as u64, Relaxed);
+                error!(event_id = %event.id, %error, "webhook event not serializable; dropped");
+                return;
+            }
+        };
+        let queues = lock(&inner.queues);
+        let Some(queues) = queues.as_ref() else {
+            inner.stats.dropped.fetch_add(inner.targets as u64, Relaxed);
+            let (event_id, kind) = (job.id, job.kind.as_str());
+            warn!(%event_id, kind, "webhooks shut down; event dropped");
+            return;
+        };
+        for queue in queues {
+            // Counted before sending so that the task's decrement can never come first.
+            inner.stats.pending.fetch_add(1, Relaxed);
+            let why = match queue.tx.try_send(Arc::clone(&job)) {
+                Ok(()) => continue,
+                Err(TrySendError::Full(_)) => "webhook queue full; event dropped",
+                Err(TrySendError::Closed(_)) => "webhook delivery task gone; event dropped",
+            };
+            inner.stats.pending.fetch_sub(1, Relaxed);
+            inner.stats.dropped.fetch_add(1, Relaxed);
+            warn!(url = %queue.shown, event_id = %job.id, kind = job.kind.as_str(), "{why}");
+        }
+    }
+
+    /// Delivery counters.
+    pub fn stats(&self) -> &WebhookStats {
+        &self.inner.stats
+    }
+
+    /// Stops accepting events, lets the tasks deliver what is queued for at most `grace`, then
+    /// aborts what is left (logged) and returns. Later calls return at once.
+    pub async fn shutdown(&self, grace: Duration) {
+        // Dropping the senders lets each task end once its queue is empty.
+        drop(lock(&self.inner.queues).take());
+        let workers = std::mem::take(&mut *lock(&self.inner.workers));
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut aborted = false;
+        for mut worker in workers {
+            if tokio::time::timeout_at(deadline, &mut worker)
+                .await
+                .is_err()
+            {
+                worker.abort();
+                // Returns at once; afterwards the task touches no counter.
+                let _ = worker.await;
+                aborted = true;
+            }
+        }
+        let abandoned = if aborted {
+            self.inner.stats.pending.swap(0, Relaxed)
+        } else {
+            0
+        };
+        if abandoned > 0 {
+            warn!(
+                abandoned,
+                ?grace,
+                "webhook shutdown grace elapsed; undelivered events abandoned"
+            );
+        }
+    }
+}
+
+impl fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("urls", &self.inner.targets)
+            .field("stats", &self.inner.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_urls_events_are_discarded() {
+        let webhooks = Webhooks::start(WebhookConfig::new(Vec::new(), None));
+        webhooks.notify(WebhookEvent::new(WebhookKind::Pause, "ops", "manual"));
+        webhooks.shutdown(Duration::ZERO).await;
+        let stats = webhooks.stats();
+        assert_eq!(stats.dropped.load(Relaxed) + stats.pending.load(Relaxed), 0);
+    }
+}

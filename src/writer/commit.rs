@@ -1,0 +1,104 @@
+//! The one commit: store (one transaction, flushed), then the live snapshot, then the change
+//! hub, then the webhooks. Validation problems (a flag that does not compile) are found before
+//! anything is written, so a refused batch leaves everything as it was.
+
+use super::{events, invalid, Batch, OpsError, Writer};
+use crate::auth::TokenBook;
+use crate::hub::ChangeHub;
+use crate::live::Live;
+use crate::policies::PolicySet;
+use crate::store::{Change, Store};
+use crate::webhooks::Webhooks;
+use arc_swap::ArcSwap;
+use rollgate_eval::compile_flag;
+use std::sync::Arc;
+
+/// Where a commit goes: the durable store and everything published from it.
+pub struct Sinks<'a> {
+    /// Durable storage.
+    pub store: &'a Store,
+    /// The snapshot evaluation reads.
+    pub live: &'a ArcSwap<Live>,
+    /// The token index.
+    pub tokens: &'a TokenBook,
+    /// Loaded policies.
+    pub policies: &'a ArcSwap<PolicySet>,
+    /// Change events for streaming clients.
+    pub hub: &'a ChangeHub,
+    /// Outgoing webhooks.
+    pub webhooks: &'a Webhooks,
+}
+
+impl Sinks<'_> {
+    /// Commits `batch` durably, then publishes it. Never calls back into the controller.
+    pub async fn commit(&self, w: &mut Writer, batch: Batch) -> Result<(), OpsError> {
+        let live = self.live.load_full();
+        let next = next_snapshot(&live, &batch)?;
+        let policy_sources = batch
+            .policies
+            .iter()
+            .map(|p| Ok((p.name.clone(), serde_json::to_string(p)?)))
+            .collect::<Result<Vec<(String, String)>, serde_json::Error>>()
+            .map_err(|source| OpsError::Encode {
+                what: "policy",
+                source,
+            })?;
+        let mut changes: Vec<Change<'_>> = Vec::new();
+        changes.extend(batch.flags.iter().map(Change::PutFlag));
+        changes.extend(batch.deleted_flags.iter().map(|k| Change::DeleteFlag(k)));
+        changes.extend(batch.segments.iter().map(Change::PutSegment));
+        changes.extend(batch.releases.iter().map(Change::PutRelease));
+        changes.extend(batch.tokens.iter().map(Change::PutToken));
+        changes.extend(batch.deleted_tokens.iter().map(|n| Change::DeleteToken(n)));
+        changes.extend(
+            policy_sources
+                .iter()
+                .map(|(name, source)| Change::PutPolicy { name, source }),
+        );
+        self.store.commit_all(&changes, &batch.audit).await?;
+
+        // Durable: publish.
+        if let Some(next) = next {
+            self.live.store(Arc::new(next));
+        }
+        if !batch.tokens.is_empty() || !batch.deleted_tokens.is_empty() {
+            self.tokens.rebuild(&self.store.tokens()?);
+        }
+        for policy in batch.policies {
+            let set = self.policies.load();
+            self.policies.store(Arc::new(set.with(policy)));
+        }
+        for release in batch.releases {
+            w.releases.insert(release.id, release);
+        }
+        events::announce(
+            self.hub,
+            &batch.flags,
+            &batch.deleted_flags,
+            &batch.segments,
+            &batch.audit,
+        );
+        for event in batch.webhooks {
+            self.webhooks.notify(event);
+        }
+        Ok(())
+    }
+}
+
+/// The snapshot after `batch`, or `None` when it changes no flag or segment.
+fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, OpsError> {
+    let mut next = None::<Live>;
+    for segment in &batch.segments {
+        next = Some(next.as_ref().unwrap_or(live).with_segment(segment.clone()));
+    }
+    for def in &batch.flags {
+        let base = next.as_ref().unwrap_or(live);
+        let compiled =
+            compile_flag(def, &base.segments).map_err(|e| invalid(e.field, e.message))?;
+        next = Some(base.with_flag(def.clone(), compiled));
+    }
+    for key in &batch.deleted_flags {
+        next = Some(next.as_ref().unwrap_or(live).without_flag(key));
+    }
+    Ok(next)
+}
