@@ -4,7 +4,6 @@
 //! There is no glue of its own to drift: it proves that the fast path of `sim` decides exactly
 //! what rollgate decides.
 
-use crate::sim::Window;
 use rollgate::analysis::Verdict;
 use rollgate::controller::machine::Decision;
 use rollgate::controller::step::{self, Observation};
@@ -86,11 +85,11 @@ impl Shadow {
         }
     }
 
-    /// Records one batch of signals; returns whether the guards say roll back, and the
-    /// guard's total log evidence.
-    pub fn feed(&mut self, b: Window) -> (bool, Option<f64>) {
+    /// Records one batch of signals — `(events, exposures)` of the new and the old variant —;
+    /// returns whether the guards say roll back, and the guard's total log evidence.
+    pub fn feed(&mut self, new: (u64, u64), old: (u64, u64)) -> (bool, Option<f64>) {
         self.now_ms += 1_000;
-        for (variant, events, exposures) in [("on", b.x1, b.n1), ("off", b.x0, b.n0)] {
+        for (variant, (events, exposures)) in [("on", new), ("off", old)] {
             let handle = self.signals.variant(FLAG, variant);
             handle.add("exposure", exposures, None);
             handle.add("error", events, None);

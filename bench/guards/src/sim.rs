@@ -180,7 +180,7 @@ pub fn rollout(run: &Run, rng: &mut impl Rng) -> Outcome {
                 stage_ln = run.evidence.stage_ln_lr(&stage);
                 let fire = carried + stage_ln >= ln_threshold;
                 if let Some(shadow) = shadow.as_mut() {
-                    let (real_fire, real_ln) = shadow.feed(b);
+                    let (real_fire, real_ln) = shadow.feed((b.x1, b.n1), (b.x0, b.n0));
                     out.shadow_checks += 1;
                     let same_ln =
                         real_ln.is_some_and(|ln| (ln - (carried + stage_ln)).abs() < 1e-9);
