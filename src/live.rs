@@ -139,27 +139,41 @@ impl Live {
         self.next(by_key, ordered, self.segments.clone())
     }
 
-    /// A new set with `segment` replaced and every flag recompiled against it.
-    pub fn with_segment(&self, segment: SegmentDef) -> Live {
+    /// A new set with `segment` replaced and every flag that uses it recompiled against it;
+    /// the other flags are shared. A flag that no longer compiles refuses the change (its key
+    /// and the reason).
+    pub fn with_segment(&self, segment: SegmentDef) -> Result<Live, (String, CompileError)> {
+        let key = segment.key.clone();
         let mut segments = self.segments.clone();
         segments.insert(segment.key.clone(), segment);
         let mut ordered = Vec::with_capacity(self.ordered.len());
         for old in &self.ordered {
-            match compile_flag(&old.def, &segments) {
-                Ok(compiled) => ordered.push(Arc::new(ServedFlag::new(
-                    old.def.clone(),
-                    compiled,
-                    Some(old),
-                ))),
-                // Cannot happen: segments are never removed, so references stay valid.
-                Err(_) => ordered.push(old.clone()),
+            if !old.def.uses_segment(&key) {
+                ordered.push(old.clone());
+                continue;
             }
+            let compiled =
+                compile_flag(&old.def, &segments).map_err(|e| (old.def.key.clone(), e))?;
+            ordered.push(Arc::new(ServedFlag::new(
+                old.def.clone(),
+                compiled,
+                Some(old),
+            )));
         }
         let by_key = ordered
             .iter()
             .map(|f| (Arc::from(f.def.key.as_str()), f.clone()))
             .collect();
-        self.next(by_key, ordered, segments)
+        Ok(self.next(by_key, ordered, segments))
+    }
+
+    /// A new set with the same flags and segments (a fresh version).
+    pub fn with_nothing(&self) -> Live {
+        self.next(
+            self.by_key.clone(),
+            self.ordered.clone(),
+            self.segments.clone(),
+        )
     }
 
     fn next(

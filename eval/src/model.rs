@@ -48,6 +48,17 @@ pub struct FlagDef {
     pub policy: Option<String>,
 }
 
+impl FlagDef {
+    /// Whether a rule of this flag tests membership of segment `key` (segments never reference
+    /// other segments, so these are the flags a change of that segment recompiles).
+    pub fn uses_segment(&self, key: &str) -> bool {
+        self.rules
+            .iter()
+            .flat_map(|r| &r.when)
+            .any(|c| c.segment.as_deref() == Some(key))
+    }
+}
+
 fn default_true() -> bool {
     true
 }

@@ -1,7 +1,7 @@
 //! Flag write paths: create or replace, delete, manual rollout, kill switch. A hand-set
 //! rollout on a flag that a live release ramps holds that module (`controller::commands`).
 
-use super::same_key;
+use super::{prepare_ahead, same_key};
 use crate::auth::Actor;
 use crate::controller::commands::hold_for_manual_rollout;
 use crate::controller::watch;
@@ -22,14 +22,14 @@ pub async fn put(
             return Err(invalid("policy", format!("unknown policy {policy:?}")));
         }
     }
+    let salt_given = def.salt.is_some();
+    let in_force = state.live.load_full();
+    keep_salt(&mut def, in_force.get(path_key).map(|f| &f.def), salt_given);
+    let ahead = prepare_ahead(state, vec![def.clone()], Vec::new()).await?;
     let mut w = state.writer.lock().await;
     let live = state.live.load();
     let before = live.get(&def.key).map(|f| f.def.clone());
-    // The salt decides who is in the cohort: a replacement that does not mention it keeps
-    // the one in force (e.g. a shared release cohort's) instead of reshuffling the users.
-    if def.salt.is_none() {
-        def.salt = before.as_ref().and_then(|b| b.salt.clone());
-    }
+    keep_salt(&mut def, before.as_ref(), salt_given);
     let action = if before.is_some() {
         "flag.update"
     } else {
@@ -46,6 +46,7 @@ pub async fn put(
         }
     }
     batch.flags.push(def);
+    batch.ahead = ahead;
     state.commit(&mut w, batch).await?;
     watch::refresh(state, &mut w);
     tracing::info!(flag = %path_key, actor = %actor.name, created = before.is_none(), "flag saved");
@@ -109,8 +110,17 @@ async fn edit(
     actor: &Actor,
     key: &str,
     action: &str,
-    change: impl FnOnce(&mut FlagDef),
+    change: impl Fn(&mut FlagDef),
 ) -> Result<FlagDef, OpsError> {
+    // Compiled ahead from the definition in force now; used if it is still the one in force.
+    let ahead = match state.live.load().get(key) {
+        Some(flag) => {
+            let mut def = flag.def.clone();
+            change(&mut def);
+            prepare_ahead(state, vec![def], Vec::new()).await?
+        }
+        None => None,
+    };
     let mut w = state.writer.lock().await;
     let live = state.live.load_full();
     let current = live.get(key).ok_or_else(|| OpsError::NotFound {
@@ -128,8 +138,17 @@ async fn edit(
         hold_for_manual_rollout(&mut w, &mut batch, actor, key, def.rollout);
     }
     batch.flags.push(def.clone());
+    batch.ahead = ahead;
     state.commit(&mut w, batch).await?;
     watch::refresh(state, &mut w);
     tracing::info!(flag = %key, actor = %actor.name, action, rollout = def.rollout.as_f64(), enabled = def.enabled, "flag changed");
     Ok(def)
+}
+
+/// The salt decides who is in the cohort: a replacement that does not mention it keeps the one
+/// in force (e.g. a shared release cohort's) instead of reshuffling the users.
+fn keep_salt(def: &mut FlagDef, in_force: Option<&FlagDef>, salt_given: bool) {
+    if !salt_given {
+        def.salt = in_force.and_then(|b| b.salt.clone());
+    }
 }

@@ -1,7 +1,7 @@
 //! Segment write path: create or replace; every flag using the segment is recompiled in the
 //! same commit (a segment that would break a flag is refused).
 
-use super::same_key;
+use super::{prepare_ahead, same_key};
 use crate::auth::Actor;
 use crate::state::AppState;
 use crate::writer::{invalid, to_value, Batch, OpsError};
@@ -16,6 +16,7 @@ pub async fn put(
 ) -> Result<bool, OpsError> {
     same_key(&def.key, path_key)?;
     validate_segment(&def).map_err(|e| invalid(e.field, e.message))?;
+    let ahead = prepare_ahead(state, Vec::new(), vec![def.clone()]).await?;
     let mut w = state.writer.lock().await;
     let before = state.live.load().segments.get(&def.key).cloned();
     let action = if before.is_some() {
@@ -32,6 +33,7 @@ pub async fn put(
     entry.after = Some(to_value("segment", &def)?);
     let batch = Batch {
         segments: vec![def],
+        ahead,
         ..Batch::audit_only(entry)
     };
     state.commit(&mut w, batch).await?;

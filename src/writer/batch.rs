@@ -4,6 +4,7 @@ use crate::auth::StoredToken;
 use crate::policies::Policy;
 use crate::release::Release;
 use crate::store::AuditEntry;
+use super::Ahead;
 use crate::webhooks::WebhookEvent;
 use rollgate_eval::{FlagDef, SegmentDef};
 
@@ -28,6 +29,8 @@ pub struct Batch {
     pub audit: Vec<AuditEntry>,
     /// Webhook events to send once committed.
     pub webhooks: Vec<WebhookEvent>,
+    /// The next snapshot, prepared before the writer lock (see [`super::Ahead`]).
+    pub ahead: Option<Ahead>,
 }
 
 impl Batch {

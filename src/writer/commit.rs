@@ -10,7 +10,7 @@ use crate::policies::PolicySet;
 use crate::store::{Change, Store};
 use crate::webhooks::Webhooks;
 use arc_swap::ArcSwap;
-use rollgate_eval::compile_flag;
+use rollgate_eval::{compile_flag, FlagDef, SegmentDef};
 use std::sync::Arc;
 
 /// Where a commit goes: the durable store and everything published from it.
@@ -31,9 +31,13 @@ pub struct Sinks<'a> {
 
 impl Sinks<'_> {
     /// Commits `batch` durably, then publishes it. Never calls back into the controller.
-    pub async fn commit(&self, w: &mut Writer, batch: Batch) -> Result<(), OpsError> {
+    pub async fn commit(&self, w: &mut Writer, mut batch: Batch) -> Result<(), OpsError> {
         let live = self.live.load_full();
-        let next = next_snapshot(&live, &batch)?;
+        let ahead = batch.ahead.take();
+        let next = match ahead.and_then(|a| a.fits(&live, &batch)) {
+            Some(next) => Some(next),
+            None => next_snapshot(&live, &batch)?,
+        };
         let policy_sources = batch
             .policies
             .iter()
@@ -85,11 +89,76 @@ impl Sinks<'_> {
     }
 }
 
+/// The heavy part of a commit — compiling flags, recompiling a segment's flags — done before
+/// the writer lock is taken (on a blocking thread), so that one expensive write never delays
+/// a kill switch or a rollback queued behind it. The commit uses it when it still fits the
+/// snapshot in force; otherwise it compiles under the lock as before.
+pub struct Ahead {
+    base: Arc<Live>,
+    flags: Vec<FlagDef>,
+    segments: Vec<SegmentDef>,
+    next: Live,
+}
+
+impl Ahead {
+    /// The snapshot that `flags` and `segments` make of `base`.
+    pub fn prepare(
+        base: Arc<Live>,
+        flags: Vec<FlagDef>,
+        segments: Vec<SegmentDef>,
+    ) -> Result<Ahead, OpsError> {
+        let batch = Batch {
+            flags: flags.clone(),
+            segments: segments.clone(),
+            ..Batch::default()
+        };
+        let next = next_snapshot(&base, &batch)?.unwrap_or_else(|| base.with_nothing());
+        Ok(Ahead {
+            base,
+            flags,
+            segments,
+            next,
+        })
+    }
+
+    /// The next snapshot for `batch` on `live`, when this preparation still fits: the batch
+    /// changes exactly the prepared flags and segments, and either nothing was committed since
+    /// (`live` is the base) or — for flags only — the segments are unchanged, so the compiled
+    /// forms are reused on the current set.
+    fn fits(self, live: &Arc<Live>, batch: &Batch) -> Option<Live> {
+        let same_changes = batch.flags == self.flags
+            && batch.segments == self.segments
+            && batch.deleted_flags.is_empty();
+        if !same_changes {
+            return None;
+        }
+        if Arc::ptr_eq(&self.base, live) {
+            return Some(self.next);
+        }
+        if !self.segments.is_empty() || self.base.segments != live.segments {
+            return None;
+        }
+        let mut next = None::<Live>;
+        for def in &self.flags {
+            let compiled = self.next.get(&def.key)?.compiled.clone();
+            next = Some(next.as_ref().unwrap_or(live).with_flag(def.clone(), compiled));
+        }
+        next
+    }
+}
+
 /// The snapshot after `batch`, or `None` when it changes no flag or segment.
 fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, OpsError> {
     let mut next = None::<Live>;
     for segment in &batch.segments {
-        next = Some(next.as_ref().unwrap_or(live).with_segment(segment.clone()));
+        let base = next.as_ref().unwrap_or(live);
+        let with = base.with_segment(segment.clone()).map_err(|(flag, e)| {
+            invalid(
+                "when",
+                format!("flag {flag:?} would no longer compile: {}: {}", e.field, e.message),
+            )
+        })?;
+        next = Some(with);
     }
     for def in &batch.flags {
         let base = next.as_ref().unwrap_or(live);

@@ -17,7 +17,7 @@ mod commit;
 mod events;
 
 pub use batch::Batch;
-pub use commit::Sinks;
+pub use commit::{Ahead, Sinks};
 
 use crate::auth::Actor;
 use crate::release::{Module, Release};
