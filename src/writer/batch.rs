@@ -1,10 +1,10 @@
 //! A batch: every change of one control-path action, committed together or not at all.
 
+use super::Ahead;
 use crate::auth::StoredToken;
 use crate::policies::Policy;
 use crate::release::Release;
 use crate::store::AuditEntry;
-use super::Ahead;
 use crate::webhooks::WebhookEvent;
 use rollgate_eval::{FlagDef, SegmentDef};
 

@@ -141,7 +141,11 @@ impl Ahead {
         let mut next = None::<Live>;
         for def in &self.flags {
             let compiled = self.next.get(&def.key)?.compiled.clone();
-            next = Some(next.as_ref().unwrap_or(live).with_flag(def.clone(), compiled));
+            next = Some(
+                next.as_ref()
+                    .unwrap_or(live)
+                    .with_flag(def.clone(), compiled),
+            );
         }
         next
     }
@@ -155,7 +159,10 @@ fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, OpsError> {
         let with = base.with_segment(segment.clone()).map_err(|(flag, e)| {
             invalid(
                 "when",
-                format!("flag {flag:?} would no longer compile: {}: {}", e.field, e.message),
+                format!(
+                    "flag {flag:?} would no longer compile: {}: {}",
+                    e.field, e.message
+                ),
             )
         })?;
         next = Some(with);
