@@ -1103,7 +1103,7 @@ fn no_sequence_re_ramps_a_rolled_back_module_without_an_operator_and_rollouts_st
                     d
                 }
                 3 if matches!(module.state, ModuleState::Ramping | ModuleState::Paused) => {
-                    // A hand-set percentage holds the module (as ops.rs does).
+                    // A hand-set percentage holds the module (as controller::commands::hold_for_manual_rollout does).
                     module.state = ModuleState::Held;
                     module.paused = None;
                     module.paused_ms = None;

@@ -19,7 +19,7 @@
 //!   grace period, then aborts them. Dropping every handle without it also ends the tasks, once
 //!   their queues are drained.
 //!
-//! Rooms: [`config`] (settings and their validation, URL redaction), [`event`] (what is sent),
+//! Rooms: `config` (settings and their validation, URL redaction), `event` (what is sent),
 //! `delivery` (one task per URL: attempts, retry policy; what to make of an answer is pure and
 //! unit-tested there), and this file, the dispatcher handle. Signatures come from
 //! [`crate::auth::hmac`].
