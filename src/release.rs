@@ -101,6 +101,16 @@ pub enum ModuleState {
 }
 
 impl ModuleState {
+    /// Every state, in the contract's order.
+    pub const ALL: [ModuleState; 6] = [
+        ModuleState::Pending,
+        ModuleState::Ramping,
+        ModuleState::Paused,
+        ModuleState::Held,
+        ModuleState::Completed,
+        ModuleState::RolledBack,
+    ];
+
     /// The contract's name of the state (as serialized).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -479,14 +489,7 @@ mod tests {
 
     #[test]
     fn module_state_names_are_the_serialized_ones() {
-        for state in [
-            ModuleState::Pending,
-            ModuleState::Ramping,
-            ModuleState::Paused,
-            ModuleState::Held,
-            ModuleState::Completed,
-            ModuleState::RolledBack,
-        ] {
+        for state in ModuleState::ALL {
             assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }
     }

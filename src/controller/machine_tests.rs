@@ -15,14 +15,7 @@ const BAKE_MS: u64 = 10 * MIN;
 const MIN_EXPOSURES: u64 = 1_000;
 const GRACE_MS: u64 = 30 * MIN;
 const COOLDOWN_MS: u64 = MIN;
-const STATES: [ModuleState; 6] = [
-    ModuleState::Pending,
-    ModuleState::Ramping,
-    ModuleState::Paused,
-    ModuleState::Held,
-    ModuleState::Completed,
-    ModuleState::RolledBack,
-];
+const STATES: [ModuleState; 6] = ModuleState::ALL;
 
 // ---------------------------------------------------------------- fixtures
 

@@ -30,15 +30,8 @@ pub async fn put(
     let live = state.live.load();
     let before = live.get(&def.key).map(|f| f.def.clone());
     keep_salt(&mut def, before.as_ref(), salt_given);
-    let action = if before.is_some() {
-        "flag.update"
-    } else {
-        "flag.create"
-    };
-    let mut entry = w.audit(actor, action);
+    let mut entry = w.audit_upsert(actor, "flag", before.as_ref(), &def)?;
     entry.flag = Some(def.key.clone());
-    entry.before = before.as_ref().map(|b| to_value("flag", b)).transpose()?;
-    entry.after = Some(to_value("flag", &def)?);
     let mut batch = Batch::audit_only(entry);
     if let Some(before) = &before {
         if before.rollout != def.rollout {

@@ -5,21 +5,14 @@ use crate::auth::Actor;
 use crate::controller::watch;
 use crate::policies::Policy;
 use crate::state::AppState;
-use crate::writer::{to_value, Batch, OpsError};
+use crate::writer::{Batch, OpsError};
 
 /// Creates or replaces a policy. Returns whether it was created.
 pub async fn put(state: &AppState, actor: &Actor, policy: Policy) -> Result<bool, OpsError> {
     let mut w = state.writer.lock().await;
     let before = state.policies.load().get(&policy.name).cloned();
-    let action = if before.is_some() {
-        "policy.update"
-    } else {
-        "policy.create"
-    };
-    let mut entry = w.audit(actor, action);
+    let mut entry = w.audit_upsert(actor, "policy", before.as_ref(), &policy)?;
     entry.subject = Some(policy.name.clone());
-    entry.before = before.as_ref().map(|b| to_value("policy", b)).transpose()?;
-    entry.after = Some(to_value("policy", &policy)?);
     let name = policy.name.clone();
     let batch = Batch {
         policies: vec![policy],

@@ -4,7 +4,7 @@
 use super::{prepare_ahead, same_key};
 use crate::auth::Actor;
 use crate::state::AppState;
-use crate::writer::{invalid, to_value, Batch, OpsError};
+use crate::writer::{invalid, Batch, OpsError};
 use rollgate_eval::{validate_segment, SegmentDef};
 
 /// Creates or replaces a segment. Returns whether it was created.
@@ -19,18 +19,8 @@ pub async fn put(
     let ahead = prepare_ahead(state, Vec::new(), vec![def.clone()]).await?;
     let mut w = state.writer.lock().await;
     let before = state.live.load().segments.get(&def.key).cloned();
-    let action = if before.is_some() {
-        "segment.update"
-    } else {
-        "segment.create"
-    };
-    let mut entry = w.audit(actor, action);
+    let mut entry = w.audit_upsert(actor, "segment", before.as_ref(), &def)?;
     entry.subject = Some(def.key.clone());
-    entry.before = before
-        .as_ref()
-        .map(|b| to_value("segment", b))
-        .transpose()?;
-    entry.after = Some(to_value("segment", &def)?);
     let batch = Batch {
         segments: vec![def],
         ahead,

@@ -105,6 +105,22 @@ impl Writer {
         }
     }
 
+    /// The audit entry of creating or replacing a `resource` (`flag`, `segment`, `policy`):
+    /// action `<resource>.create` or `<resource>.update`, with the values before and after.
+    pub fn audit_upsert<T: Serialize>(
+        &mut self,
+        actor: &Actor,
+        resource: &'static str,
+        before: Option<&T>,
+        after: &T,
+    ) -> Result<AuditEntry, OpsError> {
+        let verb = if before.is_some() { "update" } else { "create" };
+        let mut entry = self.audit(actor, &format!("{resource}.{verb}"));
+        entry.before = before.map(|b| to_value(resource, b)).transpose()?;
+        entry.after = Some(to_value(resource, after)?);
+        Ok(entry)
+    }
+
     /// The live release whose modules include `flag`, with the module index.
     pub fn live_release_of(&self, flag: &str) -> Option<(&Release, usize)> {
         self.releases
