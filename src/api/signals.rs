@@ -12,7 +12,7 @@ use actix_web::{web, HttpResponse};
 /// `POST /api/v1/signals`
 #[utoipa::path(post, path = "/api/v1/signals", tag = "client",
     request_body(content = Object, description = "{\"signals\": [{\"flag\", \"variant\", \"metric\", \"count\"?, \"value\"?, \"targetingKey\"?, \"timestamp\"?}]}"),
-    responses((status = 200, description = "{\"accepted\", \"rejected\", \"errors\": [{\"index\", \"error\"}]}"), (status = 400, description = "Malformed batch"),
+    responses((status = 200, description = "{\"accepted\", \"rejected\", \"errors\": [{\"index\", \"error\"}]}"), (status = 400, description = "Malformed batch"), (status = 422, description = "A count or value beyond its bound"),
         (status = 401, description = "No or bad token"), (status = 413, description = "Too large"), (status = 429, description = "Rate limited; Retry-After")),
     security(("bearer" = [])))]
 pub async fn ingest_batch(
@@ -38,9 +38,9 @@ pub async fn ingest_batch(
             return Err(error);
         }
     };
-    crate::signals::check(&batch, state.limits.max_signals).map_err(|m| ApiError::BadRequest {
-        field: Some(m.field),
-        message: m.message,
+    crate::signals::check(&batch, state.limits.max_signals).map_err(|m| match m.out_of_bounds {
+        true => ApiError::invalid(m.field, m.message),
+        false => ApiError::bad_field(m.field, m.message),
     })?;
     let weight = batch.signals.len() as u64;
     if let Err(wait) =
