@@ -62,7 +62,7 @@ pub fn ln_relative_lr(
     old_exposures: u64,
     delta: f64,
 ) -> f64 {
-    if new_exposures == 0 || old_exposures == 0 || new_events + old_events == 0 {
+    if new_exposures == 0 || old_exposures == 0 || (new_events == 0 && old_events == 0) {
         return 0.0;
     }
     let pi0 = null_share(new_exposures, old_exposures, delta).clamp(1e-9, 1.0 - 1e-9);
@@ -117,6 +117,39 @@ pub fn could_detect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Counts from empty to saturated, weighted towards the extremes.
+    fn count() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            1..10_000u64,
+            any::<u64>(),
+            (0..1_000_000u64).prop_map(|d| u64::MAX - d),
+        ]
+    }
+
+    proptest! {
+        /// Any counts a client can accumulate give a finite, storable evidence (no panic on
+        /// overflow, no NaN or infinity that JSON could not persist).
+        #[test]
+        fn evidence_is_finite_for_any_counts(
+            x1 in count(), n1 in count(), x0 in count(), n0 in count(),
+            delta in 0.0..2.0f64, max_rate in 1e-6..1.0f64,
+        ) {
+            let rel = ln_relative_lr(x1, n1, x0, n0, delta);
+            prop_assert!(rel.is_finite(), "{}", rel);
+            let rate = ln_rate_lr(x1, n1, max_rate);
+            prop_assert!(rate.is_finite(), "{}", rate);
+            could_detect(n1, x0, n0, delta, 0.5, (1.0f64 / 0.01).ln());
+        }
+    }
+
+    #[test]
+    fn saturated_event_counts_do_not_overflow() {
+        assert!(ln_relative_lr(u64::MAX, 10, u64::MAX, 10, 0.0).is_finite());
+        assert!(ln_relative_lr(1, 10, u64::MAX, 10, 0.0).is_finite());
+    }
 
     #[test]
     fn equal_rates_give_no_evidence_and_a_tripled_rate_gives_a_lot() {

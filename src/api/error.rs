@@ -187,3 +187,14 @@ impl ResponseError for AuthError {
         ApiError::from(*self).error_response()
     }
 }
+
+/// A refused signal batch: malformed (400) or out of bounds (422), naming the field.
+impl From<crate::signals::Malformed> for ApiError {
+    fn from(m: crate::signals::Malformed) -> Self {
+        if m.out_of_bounds {
+            ApiError::invalid(m.field, m.message)
+        } else {
+            ApiError::bad_field(m.field, m.message)
+        }
+    }
+}

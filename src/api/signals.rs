@@ -21,7 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
 /// `POST /api/v1/signals`
 #[utoipa::path(post, path = "/api/v1/signals", tag = "client",
     request_body(content = Object, description = "{\"signals\": [{\"flag\", \"variant\", \"metric\", \"count\"?, \"value\"?, \"targetingKey\"?, \"timestamp\"?}]}"),
-    responses((status = 200, description = "{\"accepted\", \"rejected\", \"errors\": [{\"index\", \"error\"}]}"), (status = 400, description = "Malformed batch"),
+    responses((status = 200, description = "{\"accepted\", \"rejected\", \"errors\": [{\"index\", \"error\"}]}"), (status = 400, description = "Malformed batch"), (status = 422, description = "A count or value beyond its bound"),
         (status = 401, description = "No or bad token"), (status = 413, description = "Too large"), (status = 429, description = "Rate limited; Retry-After")),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "signals.ingest", skip_all, fields(caller = %caller.name))]
@@ -31,8 +31,7 @@ pub async fn ingest_batch(
     Caller(caller): Caller,
 ) -> Result<HttpResponse, ApiError> {
     let batch = parse_batch(&body.0)?;
-    crate::signals::check(&batch, state.limits.max_signals)
-        .map_err(|m| ApiError::bad_field(m.field, m.message))?;
+    crate::signals::check(&batch, state.limits.max_signals)?;
     let weight = batch.signals.len() as u64;
     state
         .rate_limiter

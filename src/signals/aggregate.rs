@@ -1,4 +1,9 @@
 //! Lock-light cumulative aggregates per (flag, variant, metric).
+//!
+//! Every accumulation saturates: counts stop at `u64::MAX` and sums of values at
+//! `±f64::MAX`, so no input can lower, reset or wrap a series (batches are bounded too, see
+//! `ingest.rs`, so the ceiling is out of reach of real traffic). A series at `u64::MAX` is
+//! frozen; the guards treat it as unreadable (`docs/guards.md`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -17,28 +22,21 @@ pub struct Series {
 
 impl Series {
     fn add_many(&self, count: u64, sum: f64, valued: u64) {
-        self.count.fetch_add(count, Ordering::Relaxed);
+        saturating_add(&self.count, count);
         if valued > 0 {
-            self.valued.fetch_add(valued, Ordering::Relaxed);
+            saturating_add(&self.valued, valued);
             let _ = self
                 .sum_bits
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                    Some((f64::from_bits(bits) + sum).to_bits())
+                    Some(saturating_sum(f64::from_bits(bits), sum).to_bits())
                 });
         }
     }
 
     fn add(&self, count: u64, value: Option<f64>) {
-        self.count.fetch_add(count, Ordering::Relaxed);
-        if let Some(v) = value {
-            self.valued.fetch_add(count, Ordering::Relaxed);
-            let add = v * count as f64;
-            let _ = self
-                .sum_bits
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                    Some((f64::from_bits(bits) + add).to_bits())
-                });
-        }
+        let sum = value.map_or(0.0, |v| v * count as f64);
+        let valued = if value.is_some() { count } else { 0 };
+        self.add_many(count, sum, valued);
     }
 
     fn totals(&self) -> MetricTotals {
@@ -50,15 +48,43 @@ impl Series {
     }
 }
 
+/// Adds `n` to `counter`, stopping at `u64::MAX` instead of wrapping.
+fn saturating_add(counter: &AtomicU64, n: u64) {
+    // The closure always returns `Some`, so the update cannot fail.
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+        Some(c.saturating_add(n))
+    });
+}
+
+/// `a + b` kept finite: an overflow stops at `±f64::MAX`. A non-finite `b` (which bounded
+/// input never produces) counts as `±f64::MAX`, or as 0 if NaN.
+pub(super) fn saturating_sum(a: f64, b: f64) -> f64 {
+    let b = if b.is_nan() {
+        0.0
+    } else {
+        b.clamp(-f64::MAX, f64::MAX)
+    };
+    // Two finite numbers add up to a number or ±infinity, never NaN.
+    (a + b).clamp(-f64::MAX, f64::MAX)
+}
+
 /// A reading of one series.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricTotals {
     /// Events (or exposures).
     pub count: u64,
-    /// Sum of values (latencies).
+    /// Sum of values (latencies). A `null` (an infinite sum written by an older version) reads
+    /// as 0, so such a store still starts.
+    #[serde(deserialize_with = "finite_or_zero")]
     pub sum: f64,
     /// Events that carried a value.
     pub valued: u64,
+}
+
+fn finite_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?
+        .filter(|s| s.is_finite())
+        .unwrap_or(0.0))
 }
 
 type MetricMap = RwLock<HashMap<Box<str>, Arc<Series>>>;
@@ -211,6 +237,73 @@ impl Aggregates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn counts_stop_at_the_ceiling_instead_of_wrapping() {
+        let a = Aggregates::default();
+        let v = a.variant("f", "on");
+        v.add_totals("exposure", 3, 0.0, 0);
+        v.add_totals("exposure", u64::MAX - 2, 0.0, 0);
+        v.add("latency", u64::MAX - 1, Some(f64::MAX));
+        v.add("latency", 5, Some(f64::MAX));
+
+        assert_eq!(a.totals("f", "on", "exposure").count, u64::MAX);
+        let latency = a.totals("f", "on", "latency");
+        assert_eq!((latency.count, latency.valued), (u64::MAX, u64::MAX));
+        assert_eq!(latency.sum, f64::MAX, "the sum stays finite");
+        v.add_totals("latency", 1, f64::NEG_INFINITY, 1);
+        assert_eq!(a.totals("f", "on", "latency").sum, 0.0);
+    }
+
+    #[test]
+    fn an_infinite_sum_saved_by_an_older_version_restores_as_zero() {
+        // serde_json writes an infinite f64 as `null`.
+        let saved: SavedAggregates = serde_json::from_str(
+            r#"{"series": {"f": {"on": {"latency": {"count": 4, "sum": null, "valued": 4}}}}, "last_signal_ms": {"f": 7}}"#,
+        )
+        .unwrap();
+
+        let a = Aggregates::restore(saved);
+
+        assert_eq!(
+            a.totals("f", "on", "latency"),
+            MetricTotals {
+                count: 4,
+                sum: 0.0,
+                valued: 4
+            }
+        );
+    }
+
+    proptest! {
+        /// Whatever is added, a count never decreases, equals the true total up to the
+        /// ceiling, and survives save and restore; sums stay finite.
+        #[test]
+        fn counts_never_decrease_and_sums_stay_finite(
+            adds in prop::collection::vec(
+                (prop_oneof![1..1_000_000u64, Just(u64::MAX / 2), Just(u64::MAX)],
+                 prop_oneof![Just(None), (-1e12..1e12f64).prop_map(Some), Just(Some(f64::MAX)), Just(Some(-f64::MAX))]),
+                1..40,
+            )
+        ) {
+            let a = Aggregates::default();
+            let v = a.variant("f", "on");
+            let (mut truth, mut last) = (0u128, 0u64);
+            for (count, value) in adds {
+                v.add("m", count, value);
+                truth += u128::from(count);
+                let t = a.totals("f", "on", "m");
+                prop_assert!(t.count >= last);
+                prop_assert_eq!(u128::from(t.count), truth.min(u128::from(u64::MAX)));
+                prop_assert!(t.sum.is_finite());
+                prop_assert!(t.valued <= t.count);
+                last = t.count;
+            }
+            let restored = Aggregates::restore(a.save());
+            prop_assert_eq!(restored.totals("f", "on", "m"), a.totals("f", "on", "m"));
+        }
+    }
 
     #[test]
     fn totals_accumulate_and_survive_save_and_restore() {

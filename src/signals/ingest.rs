@@ -1,8 +1,14 @@
 //! Parsing and applying a batch of signals (`POST /api/v1/signals`).
 //!
 //! Malformed input (bad JSON, wrong types, unknown fields, negative or non-finite numbers)
-//! rejects the whole batch with the failing field named; a signal for an unknown flag or
-//! variant is counted and reported, while the rest of the batch is applied.
+//! rejects the whole batch with the failing field named (400); so does a well-formed signal
+//! beyond the bounds below (422, [`Malformed::out_of_bounds`]). A signal for an unknown flag
+//! or variant is counted and reported, while the rest of the batch is applied.
+//!
+//! The bounds keep every total far from the counter ceiling: a batch adds at most
+//! [`MAX_BATCH_COUNT`] events to any series, so a `u64` series would need more than 10^11
+//! such batches to saturate, and sums of values stay finite. The aggregates saturate anyway
+//! (see `aggregate.rs`), so no sequence of batches can lower or reset a count.
 
 use super::aggregate::Aggregates;
 use crate::live::Live;
@@ -68,6 +74,13 @@ pub struct IngestReport {
     pub touched: Vec<String>,
 }
 
+/// Events one signal may carry (`count`).
+pub const MAX_COUNT: u64 = 1_000_000;
+/// Events one batch may carry: the sum of its signals' counts.
+pub const MAX_BATCH_COUNT: u64 = 100_000_000;
+/// Largest magnitude of a signal's `value`.
+pub const MAX_ABS_VALUE: f64 = 1e12;
+
 /// A malformed signal (the batch is refused).
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -76,6 +89,26 @@ pub struct Malformed {
     pub field: String,
     /// What is wrong.
     pub message: String,
+    /// Well-formed but beyond a bound (422) rather than malformed (400).
+    pub out_of_bounds: bool,
+}
+
+impl Malformed {
+    fn shape(field: String, message: impl Into<String>) -> Self {
+        Malformed {
+            field,
+            message: message.into(),
+            out_of_bounds: false,
+        }
+    }
+
+    fn bound(field: String, message: impl Into<String>) -> Self {
+        Malformed {
+            field,
+            message: message.into(),
+            out_of_bounds: true,
+        }
+    }
 }
 
 fn valid_metric(m: &str) -> bool {
@@ -85,33 +118,49 @@ fn valid_metric(m: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
 }
 
-/// Checks every signal's shape; `Err` names the first malformed field.
+/// Checks every signal's shape and bounds; `Err` names the first offending field.
 pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
     if batch.signals.len() > max {
-        return Err(Malformed {
-            field: "signals".into(),
-            message: format!("at most {max} signals per batch"),
-        });
+        return Err(Malformed::shape(
+            "signals".into(),
+            format!("at most {max} signals per batch"),
+        ));
     }
+    let mut batch_count: u64 = 0;
     for (i, s) in batch.signals.iter().enumerate() {
         let at = |f: &str| format!("signals[{i}].{f}");
         if !valid_metric(&s.metric) {
-            return Err(Malformed {
-                field: at("metric"),
-                message: "1 to 64 of [A-Za-z0-9_.:-]".into(),
-            });
+            return Err(Malformed::shape(at("metric"), "1 to 64 of [A-Za-z0-9_.:-]"));
         }
-        if s.value.is_some_and(|v| !v.is_finite()) {
-            return Err(Malformed {
-                field: at("value"),
-                message: "must be a finite number".into(),
-            });
+        match s.value {
+            Some(v) if !v.is_finite() => {
+                return Err(Malformed::shape(at("value"), "must be a finite number"));
+            }
+            Some(v) if v.abs() > MAX_ABS_VALUE => {
+                return Err(Malformed::bound(
+                    at("value"),
+                    format!("must be between -{MAX_ABS_VALUE:e} and {MAX_ABS_VALUE:e}"),
+                ));
+            }
+            _ => {}
         }
-        if s.count == Some(0) {
-            return Err(Malformed {
-                field: at("count"),
-                message: "must be at least 1".into(),
-            });
+        let count = s.count.unwrap_or(1);
+        if count == 0 {
+            return Err(Malformed::shape(at("count"), "must be at least 1"));
+        }
+        if count > MAX_COUNT {
+            return Err(Malformed::bound(
+                at("count"),
+                format!("at most {MAX_COUNT} events per signal"),
+            ));
+        }
+        // Both terms are at most MAX_BATCH_COUNT + MAX_COUNT here: no overflow.
+        batch_count += count;
+        if batch_count > MAX_BATCH_COUNT {
+            return Err(Malformed::bound(
+                at("count"),
+                format!("the counts of one batch add up to at most {MAX_BATCH_COUNT}; this signal exceeds that"),
+            ));
         }
     }
     Ok(())
@@ -195,12 +244,63 @@ impl Run<'_> {
     fn add(&mut self, count: u64, value: Option<f64>) {
         self.count = self.count.saturating_add(count);
         if let Some(v) = value {
-            self.sum += v * count as f64;
+            self.sum = super::aggregate::saturating_sum(self.sum, v * count as f64);
             self.valued = self.valued.saturating_add(count);
         }
     }
 
     fn apply(self, handle: &super::aggregate::VariantHandle) {
         handle.add_totals(self.metric, self.count, self.sum, self.valued);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(body: &str) -> SignalBatch<'_> {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn bounds_are_inclusive_and_beyond_them_is_out_of_bounds_naming_the_field() {
+        let ok = batch(
+            r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m", "count": 1000000, "value": -1e12}]}"#,
+        );
+        assert!(check(&ok, 10).is_ok());
+
+        for (body, field) in [
+            (
+                r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m", "count": 1000001}]}"#,
+                "signals[0].count",
+            ),
+            (
+                r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m"}, {"flag": "f", "variant": "on", "metric": "m", "value": 1.0000001e12}]}"#,
+                "signals[1].value",
+            ),
+        ] {
+            let e = check(&batch(body), 10).unwrap_err();
+            assert_eq!((e.field.as_str(), e.out_of_bounds), (field, true), "{body}");
+        }
+        let zero =
+            batch(r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m", "count": 0}]}"#);
+        assert!(
+            !check(&zero, 10).unwrap_err().out_of_bounds,
+            "0 stays malformed (400)"
+        );
+    }
+
+    #[test]
+    fn a_batch_total_beyond_the_bound_names_the_signal_that_crosses_it() {
+        let one = r#"{"flag": "f", "variant": "on", "metric": "m", "count": 1000000}"#;
+        let at_bound = format!(r#"{{"signals": [{}]}}"#, vec![one; 100].join(","));
+        let over = format!(r#"{{"signals": [{}]}}"#, vec![one; 101].join(","));
+
+        assert!(check(&batch(&at_bound), 1000).is_ok());
+        let e = check(&batch(&over), 1000).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.out_of_bounds),
+            ("signals[100].count", true)
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! core regressions roll back, zero-tolerance events roll back within the request, basic
 //! bands pause and then roll back after their grace.
 
-use crate::helpers::{bool_flag, spawn_app, SseReader, TestApp};
+use crate::helpers::{bool_flag, spawn_app, spawn_app_with_aggregates, SseReader, TestApp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
@@ -654,5 +654,130 @@ async fn with_overlap_one_module_s_rollback_leaves_the_others_ramping_under_guar
             .iter()
             .any(|e| e["action"] == "module.rollback"),
         "audit filters by release name too"
+    );
+}
+
+/// A release of `points` under a policy whose stage at 5 % lasts an hour (so only the
+/// sample-ratio check and the guards can change it), started; returns its id.
+async fn steady_release(app: &TestApp, min_duration: &str) -> String {
+    let policy = json!({"name": "steady", "guard": [{"metric": "complaint", "class": "basic", "max_relative_increase": 0.25}],
+                        "stages": {"percentages": [5, 100], "min_duration": min_duration, "min_exposures": 1000}});
+    let r = app
+        .admin(Method::PUT, "/api/v1/policies/steady")
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    app.put_flag(bool_flag("points", 0.0)).await;
+    let id = app
+        .create_release(
+            json!({"name": "steady", "policy": "steady", "modules": [{"flag": "points"}]}),
+        )
+        .await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+    id
+}
+
+/// Waits until the current stage is older than the sample-ratio check's settling second, after
+/// which the check compares against the served percentage alone.
+async fn past_srm_settling(app: &TestApp, id: &str) {
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    let started = status["modules"][0]["stage_started_ms"].as_u64().unwrap();
+    let settled = started + rollgate::analysis::SRM_SETTLE_MS + 100;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        settled.saturating_sub(now),
+    ))
+    .await;
+}
+
+/// Exposures at a 5 % split: `on` × 1,000,000 on the new variant, 19 × as many on the old.
+fn split_exposures(on: usize) -> Value {
+    let signal = |variant: &str| json!({"flag": "points", "variant": variant, "metric": "exposure", "count": 1_000_000});
+    let mut batch = vec![signal("on"); on];
+    batch.extend(vec![signal("off"); 19 * on]);
+    json!(batch)
+}
+
+#[tokio::test]
+async fn a_count_that_would_wrap_the_exposures_is_refused_and_pauses_nothing() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    let id = steady_release(&app, "1h").await;
+    past_srm_settling(&app, &id).await;
+    assert_eq!(app.signals(&token, split_exposures(1)).await.0, 200);
+
+    // The exposures so far plus this count are 2^64: wrapped, they would read 0.
+    let wrap = json!([{"flag": "points", "variant": "on", "metric": "exposure", "count": u64::MAX - 1_000_000 + 1}]);
+    let (status, error) = app.signals(&token, wrap).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "signals[0].count");
+    assert_eq!(app.signals(&token, split_exposures(1)).await.0, 200);
+
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(status["modules"][0]["state"], "ramping", "{status:#}");
+    assert_eq!(
+        app.signals_total(&token, "points", "on", "exposure").await,
+        Some(2_000_000.0)
+    );
+    let actions = audit_actions(&app.admin_get("/api/v1/audit?limit=1000").await);
+    assert!(!actions.iter().any(|a| a == "module.pause"), "{actions:?}");
+}
+
+#[tokio::test]
+async fn saturated_exposure_counts_raise_no_sample_ratio_mismatch_and_hold_the_stage() {
+    // The new variant's exposures are one batch short of the counter ceiling.
+    let app = spawn_app_with_aggregates(json!({
+        "series": {"points": {
+            "on": {"exposure": {"count": u64::MAX - 1_000_000, "sum": 0.0, "valued": 0}},
+            "off": {"exposure": {"count": 1_000_000_000u64, "sum": 0.0, "valued": 0}}
+        }},
+        "last_signal_ms": {"points": 1}
+    }))
+    .await;
+    let token = app.create_token("app", "client").await;
+    let id = steady_release(&app, "0s").await;
+    past_srm_settling(&app, &id).await;
+
+    // A correct 5 % split: the new variant's count stops at the ceiling after 1,000,000 of
+    // these, the old one's keeps growing, so the stage window reads 0.2 % on the new variant.
+    for _ in 0..3 {
+        let (status, report) = app.signals(&token, split_exposures(5)).await;
+        assert_eq!(status, 200, "{report}");
+    }
+
+    let status = app
+        .wait_release(&id, "the extension note", |s| {
+            s["modules"][0]["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("stage extended"))
+                || s["modules"][0]["state"] != "ramping"
+        })
+        .await;
+    let module = &status["modules"][0];
+    assert_eq!(module["state"], "ramping", "{status:#}");
+    assert_eq!(
+        module["stage"], 0,
+        "saturated counts do not advance the ramp"
+    );
+    assert_eq!(module["guards"][0]["state"], "cannot_tell", "{status:#}");
+    assert!(
+        module["guards"][0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("ceiling"),
+        "{status:#}"
+    );
+    let actions = audit_actions(&app.admin_get("/api/v1/audit?limit=1000").await);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a == "module.pause" || a == "module.rollback"),
+        "{actions:?}"
     );
 }

@@ -318,3 +318,62 @@ impl SseReader {
         }
     }
 }
+
+/// Starts a server whose store already holds `aggregates`, the persisted form of the signal
+/// aggregates (`{"series": {flag: {variant: {metric: {"count", "sum", "valued"}}}},
+/// "last_signal_ms": {flag: ms}}`), as an earlier run would have left them. This is how a
+/// test reaches counts that real traffic would need years to reach.
+pub async fn spawn_app_with_aggregates(aggregates: Value) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let data = data_dir.path().join("data");
+    {
+        let store = rollgate::store::Store::open(&data).expect("open store");
+        store
+            .put_aggregates_if_changed(&aggregates, &mut None)
+            .await
+            .expect("seed aggregates");
+    }
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".into();
+    config.data_dir = data;
+    config.policies_dir = policies_dir();
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.workers = 2;
+    let app = Application::build(config).await.expect("build app");
+    let address = app.url();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        admin_token: ADMIN_TOKEN.into(),
+        client: reqwest::Client::new(),
+        _data_dir: data_dir,
+    }
+}
+
+impl TestApp {
+    /// `rollgate_signals_total{flag, variant, metric}` from `/metrics`, if the series exists.
+    pub async fn signals_total(
+        &self,
+        token: &str,
+        flag: &str,
+        variant: &str,
+        metric: &str,
+    ) -> Option<f64> {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = format!(
+            r#"rollgate_signals_total{{flag="{flag}",variant="{variant}",metric="{metric}"}} "#
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map(|v| v.trim().parse().expect("a number"))
+    }
+}
