@@ -50,8 +50,10 @@ pub async fn put(
             field: None,
             message: "body is not UTF-8".into(),
         })?;
-        let policy =
-            Policy::parse_toml(text).map_err(|e| ApiError::bad_field(e.field, e.message))?;
+        let policy = Policy::parse_toml(text).map_err(|e| ApiError::BadRequest {
+            field: (!e.field.is_empty()).then_some(e.field),
+            message: e.message,
+        })?;
         policy
             .validate()
             .map_err(|e| ApiError::invalid(e.field, e.message))?;
