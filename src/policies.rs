@@ -150,8 +150,15 @@ impl Policy {
     /// Parses TOML source without checking values (shape errors only).
     pub fn parse_toml(source: &str) -> Result<Policy, PolicyError> {
         let de = toml::Deserializer::new(source);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| err(e.path().to_string(), e.inner().message().to_owned()))
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            // An error outside any field (syntax, duplicate key) has the path "." and, for
+            // some syntax errors, an empty `message()`; its `Display` names the line and
+            // column and says what is wrong.
+            match e.path().to_string() {
+                p if p == "." => err("", e.inner().to_string().trim()),
+                p => err(p, e.inner().message()),
+            }
+        })
     }
 
     /// Checks every field; the first problem found is returned.

@@ -57,6 +57,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
+        let path = field_path(path, &message);
         match inner.classify() {
             serde_json::error::Category::Data if !is_shape_error(&message) => ApiError::Invalid {
                 field: Some(path),
@@ -77,6 +78,19 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         message: format!("malformed JSON: {e}"),
     })?;
     Ok(value)
+}
+
+/// The failing field: the path, or at the top level (path `.` or empty) the field an
+/// unknown / missing / duplicate field error names, so no error says `"field": ""`.
+fn field_path(path: String, message: &str) -> String {
+    if !path.is_empty() && path != "." {
+        return path;
+    }
+    ["unknown field `", "missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p)?.split('`').next())
+        .filter(|name| !name.is_empty())
+        .map_or_else(|| ".".to_owned(), str::to_owned)
 }
 
 fn is_shape_error(message: &str) -> bool {

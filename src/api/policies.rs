@@ -87,7 +87,10 @@ fn parse_policy(req: &HttpRequest, body: &[u8]) -> Result<Policy, ApiError> {
             field: None,
             message: "body is not UTF-8".into(),
         })?;
-        Policy::parse_toml(text).map_err(|e| ApiError::bad_field(e.field, e.message))?
+        Policy::parse_toml(text).map_err(|e| ApiError::BadRequest {
+            field: (!e.field.is_empty()).then_some(e.field),
+            message: e.message,
+        })?
     } else {
         parse_json(body)?
     };

@@ -369,3 +369,29 @@ async fn a_replacement_without_salt_keeps_the_salt_in_force() {
     reset["salt"] = json!("qr-ordering");
     assert_eq!(put(reset).await["salt"], "qr-ordering");
 }
+
+#[tokio::test]
+async fn a_top_level_unknown_or_missing_field_is_named_in_the_error() {
+    let app = spawn_app().await;
+
+    let mut unknown = bool_flag("named", 0.0);
+    unknown["bogus"] = json!(1);
+    let mut missing = bool_flag("named", 0.0);
+    missing.as_object_mut().unwrap().remove("variants");
+
+    for (body, field) in [
+        (unknown, "bogus"),
+        (missing, "variants"),
+        (json!({"": null}), "."),
+    ] {
+        let r = app
+            .admin(Method::PUT, "/api/v1/flags/named")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+}

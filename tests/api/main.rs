@@ -10,6 +10,7 @@ mod cli;
 mod conformance;
 mod durability;
 mod flags;
+mod fuzz;
 mod guards;
 mod interop;
 mod ofrep;

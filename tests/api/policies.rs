@@ -131,3 +131,22 @@ async fn the_server_refuses_to_start_on_an_invalid_policy_file_and_says_why() {
     assert!(stderr.contains("broken.toml"), "{stderr}");
     assert!(stderr.contains("guard[0].max_rate"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_toml_syntax_error_answers_400_with_the_line_and_what_was_expected() {
+    let app = spawn_app().await;
+
+    let r = app
+        .admin(Method::PUT, "/api/v1/policies/broken")
+        .header("content-type", "application/toml")
+        .body("name = ")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("line 1"), "{body}");
+    assert!(body["error"].get("field").is_none(), "{body}");
+}

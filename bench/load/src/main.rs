@@ -3,6 +3,7 @@
 //!   rollgate-load fanout --url URL --token ADMIN --server-pid PID --subscribers 1000 --changes 100
 //!   rollgate-load ingest --url URL --token ADMIN --batch 1000 --connections 32 --seconds 10
 //!   rollgate-load detect --url URL --token ADMIN --iterations 100
+//!   rollgate-load soak --url URL --token ADMIN --server-pid PID --seconds 600
 //!
 //! Loopback only. Every wait is bounded. Each scenario creates its own uniquely named flag,
 //! client token (and release), so runs can share a server. `bench/control.sh` starts a server
@@ -12,6 +13,7 @@ mod common;
 mod detect;
 mod fanout;
 mod ingest;
+mod soak;
 mod sse;
 
 use anyhow::Result;
@@ -49,6 +51,8 @@ enum Command {
     Ingest(ingest::Args),
     /// One data_loss signal -> rollback change event on the stream; resume; repeat.
     Detect(detect::Args),
+    /// Minutes of mixed load; RSS and open fds of the server each minute, flat or not.
+    Soak(soak::Args),
 }
 
 fn main() -> Result<()> {
@@ -66,6 +70,7 @@ fn main() -> Result<()> {
             Command::Fanout(a) => fanout::run(server, a).await,
             Command::Ingest(a) => ingest::run(server, a).await,
             Command::Detect(a) => detect::run(server, a).await,
+            Command::Soak(a) => soak::run(server, a).await,
         }
     })
 }
