@@ -164,13 +164,21 @@ impl AppState {
         let live = self.live.load_full();
         let mut next = None::<crate::live::Live>;
         for segment in &batch.segments {
-            next = Some(next.as_ref().unwrap_or(&live).with_segment(segment.clone()));
+            next = Some(
+                next.as_ref()
+                    .unwrap_or(&live)
+                    .with_segment(segment.clone())
+                    .map_err(|e| invalid(e.field, e.message))?,
+            );
         }
         for def in &batch.flags {
             let base = next.as_ref().unwrap_or(&live);
             let compiled =
                 compile_flag(def, &base.segments).map_err(|e| invalid(e.field, e.message))?;
-            next = Some(base.with_flag(def.clone(), compiled));
+            next = Some(
+                base.with_flag(def.clone(), compiled)
+                    .map_err(|e| invalid(e.field, e.message))?,
+            );
         }
         for key in &batch.deleted_flags {
             next = Some(next.as_ref().unwrap_or(&live).without_flag(key));
