@@ -94,7 +94,11 @@ fn real_patterns_compile_together_in_one_flag() {
         flag.regex_bytes(),
         REAL.iter().map(|p| size_of(p)).sum::<usize>()
     );
-    assert!(flag.regex_bytes() <= FLAG_REGEX_BYTES, "{}", flag.regex_bytes());
+    assert!(
+        flag.regex_bytes() <= FLAG_REGEX_BYTES,
+        "{}",
+        flag.regex_bytes()
+    );
 }
 
 #[test]
@@ -103,6 +107,9 @@ fn an_amplifying_pattern_is_refused_on_its_own_naming_it() {
 
     assert_eq!(err.field, "rules[0].when[0].values[1]");
     assert!(err.message.contains("512.0 KiB"), "{}", err.message);
+    // Where the per-pattern limit falls, as documented.
+    refused(compile(&matching("amp", &[r"\w{11}"])));
+    compile(&matching("ok", &[r"\w{10}"])).expect("fits");
     // The same length without Unicode is tiny.
     assert!(size_of(r"(?-u:\w){20}") < 8 << 10);
 }
@@ -142,10 +149,7 @@ fn the_budget_spans_rules_and_conditions() {
     let err = refused(compile(&def));
 
     let first_over = FLAG_REGEX_BYTES / each - per_rule;
-    assert_eq!(
-        err.field,
-        format!("rules[1].when[1].values[{first_over}]")
-    );
+    assert_eq!(err.field, format!("rules[1].when[1].values[{first_over}]"));
 }
 
 #[test]
@@ -155,7 +159,10 @@ fn a_flag_may_use_a_bounded_number_of_patterns() {
 
     let err = refused(compile(&matching("count", &body)));
 
-    assert_eq!(err.field, format!("rules[0].when[0].values[{FLAG_PATTERNS}]"));
+    assert_eq!(
+        err.field,
+        format!("rules[0].when[0].values[{FLAG_PATTERNS}]")
+    );
     assert!(err.message.contains("at most 256"), "{}", err.message);
     compile(&matching("count", &body[..FLAG_PATTERNS])).expect("the limit itself is fine");
 }
@@ -194,7 +201,9 @@ fn segment_patterns_count_towards_the_flag_once_per_use() {
     let restated = err.in_segment("heavy", "twice");
     assert_eq!(restated.field, format!("when[0].values[{first_over}]"));
     assert!(
-        restated.message.starts_with("flag \"twice\" (which uses this segment at rules[1].when[1]): "),
+        restated
+            .message
+            .starts_with("flag \"twice\" (which uses this segment at rules[1].when[1]): "),
         "{}",
         restated.message
     );
@@ -247,7 +256,11 @@ fn the_snapshot_budget_is_checked_against_the_other_flags() {
 
     let (heaviest, _) = flag.heaviest_regex().expect("has patterns");
     assert_eq!(err.field, heaviest);
-    assert!(err.message.contains("64.0 MiB for the server"), "{}", err.message);
+    assert!(
+        err.message.contains("64.0 MiB for the server"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
