@@ -571,7 +571,11 @@ impl RegexCost {
                     .utf8_empty(true)
                     .nfa_size_limit(Some(limit))
                     .onepass_size_limit(Some(limit))
-                    .dfa_size_limit(Some(limit))
+                    // No fully compiled DFA: only the `dfa-build` feature makes the engine
+                    // build one, and in the server another crate (tracing-subscriber's
+                    // `matchers`) turns it on, so sizes, and what fits, would differ between
+                    // the server and a client linking this crate alone.
+                    .dfa(false)
                     .hybrid_cache_capacity(PATTERN_LAZY_DFA_BYTES),
             )
             .syntax(regex_automata::util::syntax::Config::new().utf8(true))
