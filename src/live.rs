@@ -5,9 +5,13 @@
 //! - A [`Live`] is never mutated after it is published; writers build a new one.
 //! - Rebuilding after a one-flag change is O(number of flags) pointer copies, not a
 //!   recompilation of every flag.
+//! - The compiled `matches` patterns of all flags stay within
+//!   [`rollgate_eval::limits::SNAPSHOT_REGEX_BYTES`]: a change that would grow them past it is
+//!   refused, one that does not grow them (a kill switch, a rollout) never is.
 //! - Evaluation counters live beside each compiled flag and are carried over to its next
 //!   version by variant name, so `/metrics` counters only reset when a variant disappears.
 
+use rollgate_eval::limits::check_snapshot_budget;
 use rollgate_eval::{compile_flag, CompileError, CompiledFlag, FlagDef, SegmentDef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,25 +71,34 @@ pub struct Live {
     pub segments: BTreeMap<String, SegmentDef>,
     /// Monotonic change counter since start (not persisted; ETags are content hashes).
     pub version: u64,
+    /// Compiled size of every flag's `matches` patterns, in bytes.
+    regex_bytes: usize,
     client_config: OnceLock<(bytes::Bytes, String)>,
 }
 
 impl Live {
     /// Builds the set from stored definitions. Flags that no longer compile (which validation
-    /// at write time prevents) are skipped and returned with the reason.
+    /// at write time prevents, unless the limits changed) are skipped and returned with the
+    /// reason; so are flags, in key order, whose patterns would take the set over its budget.
     pub fn build(
-        flags: Vec<FlagDef>,
+        mut flags: Vec<FlagDef>,
         segments: BTreeMap<String, SegmentDef>,
     ) -> (Self, Vec<(String, CompileError)>) {
+        flags.sort_by(|a, b| a.key.cmp(&b.key));
         let mut broken = Vec::new();
         let mut ordered = Vec::with_capacity(flags.len());
+        let mut regex_bytes = 0;
         for def in flags {
-            match compile_flag(&def, &segments) {
-                Ok(compiled) => ordered.push(Arc::new(ServedFlag::new(def, compiled, None))),
+            match compile_flag(&def, &segments)
+                .and_then(|c| check_snapshot_budget(regex_bytes, &c).map(|()| c))
+            {
+                Ok(compiled) => {
+                    regex_bytes += compiled.regex_bytes();
+                    ordered.push(Arc::new(ServedFlag::new(def, compiled, None)));
+                }
                 Err(e) => broken.push((def.key.clone(), e)),
             }
         }
-        ordered.sort_by(|a, b| a.def.key.cmp(&b.def.key));
         let by_key = ordered
             .iter()
             .map(|f| (Arc::from(f.def.key.as_str()), f.clone()))
@@ -96,6 +109,7 @@ impl Live {
                 ordered,
                 segments,
                 version: 0,
+                regex_bytes,
                 client_config: OnceLock::new(),
             },
             broken,
@@ -112,9 +126,19 @@ impl Live {
         &self.ordered
     }
 
-    /// A new set with `def` (already compiled) inserted or replaced.
-    pub fn with_flag(&self, def: FlagDef, compiled: CompiledFlag) -> Live {
+    /// Compiled size of every flag's `matches` patterns, in bytes.
+    pub fn regex_bytes(&self) -> usize {
+        self.regex_bytes
+    }
+
+    /// A new set with `def` (already compiled) inserted or replaced; refused if its patterns
+    /// grow and would take the set over its budget.
+    pub fn with_flag(&self, def: FlagDef, compiled: CompiledFlag) -> Result<Live, CompileError> {
         let previous = self.get(&def.key).cloned();
+        let before = previous.as_ref().map_or(0, |p| p.compiled.regex_bytes());
+        if compiled.regex_bytes() > before {
+            check_snapshot_budget(self.regex_bytes - before, &compiled)?;
+        }
         let flag = Arc::new(ServedFlag::new(def, compiled, previous.as_deref()));
         let mut ordered = self.ordered.clone();
         match ordered.binary_search_by(|f| f.def.key.as_str().cmp(&flag.def.key)) {
@@ -123,7 +147,7 @@ impl Live {
         }
         let mut by_key = self.by_key.clone();
         by_key.insert(Arc::from(flag.def.key.as_str()), flag);
-        self.next(by_key, ordered, self.segments.clone())
+        Ok(self.next(by_key, ordered, self.segments.clone()))
     }
 
     /// A new set without flag `key`.
@@ -139,21 +163,30 @@ impl Live {
         self.next(by_key, ordered, self.segments.clone())
     }
 
-    /// A new set with `segment` replaced and every flag that uses it recompiled against it;
-    /// the other flags are shared. A flag that no longer compiles refuses the change (its key
-    /// and the reason).
-    pub fn with_segment(&self, segment: SegmentDef) -> Result<Live, (String, CompileError)> {
+    /// A new set with `segment` replaced and every flag using it recompiled against it.
+    /// Refused, in the segment's terms (`when[2].values[0]`), if that takes a flag over its
+    /// own budget or the set over its budget.
+    pub fn with_segment(&self, segment: SegmentDef) -> Result<Live, CompileError> {
         let key = segment.key.clone();
         let mut segments = self.segments.clone();
-        segments.insert(segment.key.clone(), segment);
+        segments.insert(key.clone(), segment);
         let mut ordered = Vec::with_capacity(self.ordered.len());
+        let mut regex_bytes = self.regex_bytes;
         for old in &self.ordered {
             if !old.def.uses_segment(&key) {
                 ordered.push(old.clone());
                 continue;
             }
-            let compiled =
-                compile_flag(&old.def, &segments).map_err(|e| (old.def.key.clone(), e))?;
+            let compiled = compile_flag(&old.def, &segments)
+                .and_then(|c| {
+                    let others = regex_bytes - old.compiled.regex_bytes();
+                    if c.regex_bytes() > old.compiled.regex_bytes() {
+                        check_snapshot_budget(others, &c)?;
+                    }
+                    regex_bytes = others + c.regex_bytes();
+                    Ok(c)
+                })
+                .map_err(|e| e.in_segment(&key, &old.def.key))?;
             ordered.push(Arc::new(ServedFlag::new(
                 old.def.clone(),
                 compiled,
@@ -183,6 +216,7 @@ impl Live {
         segments: BTreeMap<String, SegmentDef>,
     ) -> Live {
         Live {
+            regex_bytes: ordered.iter().map(|f| f.compiled.regex_bytes()).sum(),
             by_key,
             ordered,
             segments,

@@ -4,12 +4,18 @@
 //! names to indices, inlines segments, sorts operands by JSON type, parses semantic versions
 //! and builds regular expressions. Every problem is reported with the path of the offending
 //! field (`rules[1].when[0].values`), so the API can name it.
+//!
+//! Regular expressions are bounded by their compiled size, per pattern, per flag (segments
+//! included) and per snapshot; see [`crate::limits`] for the limits and why they are there.
 
 use crate::bucket::SaltPrefix;
+use crate::limits::{
+    bytes, FLAG_PATTERNS, FLAG_REGEX_BYTES, PATTERN_AUTOMATON_BYTES, PATTERN_LAZY_DFA_BYTES,
+};
 use crate::model::{ConditionDef, FlagDef, Op, RuleDef, SegmentDef};
 use crate::semver::Version;
 use crate::{valid_flag_key, FlagType, Percentage};
-use regex::Regex;
+use regex_automata::meta::Regex;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +34,29 @@ impl CompileError {
         CompileError {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// Restates an error of flag `flag`, raised while it was recompiled with segment `segment`
+    /// changed, in the terms of that segment's definition: a field inside the segment
+    /// (`rules[0].when[1].segment(beta)[2].values[0]`) becomes the segment's own
+    /// (`when[2].values[0]`); any other field becomes `when`. The message names the flag and
+    /// where it uses the segment.
+    pub fn in_segment(&self, segment: &str, flag: &str) -> CompileError {
+        let marker = format!(".segment({segment})");
+        match self.field.find(&marker) {
+            Some(at) => CompileError::new(
+                format!("when{}", &self.field[at + marker.len()..]),
+                format!(
+                    "flag {flag:?} (which uses this segment at {}): {}",
+                    &self.field[..at],
+                    self.message
+                ),
+            ),
+            None => CompileError::new(
+                "when",
+                format!("flag {flag:?}: {}: {}", self.field, self.message),
+            ),
         }
     }
 }
@@ -64,6 +93,19 @@ pub struct CompiledFlag {
     pub(crate) salt: Box<str>,
     /// `salt:` as bytes, the start of every bucketing input.
     pub(crate) salt_prefix: SaltPrefix,
+    /// What its regular expressions cost.
+    pub(crate) regex: RegexCost,
+}
+
+/// The compiled size of a flag's (or a segment's) regular expressions, counted while compiling.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegexCost {
+    /// Sum of the patterns' compiled sizes, in bytes.
+    bytes: usize,
+    /// Number of patterns compiled.
+    patterns: usize,
+    /// The largest pattern: its field and compiled size.
+    heaviest: Option<(Box<str>, usize)>,
 }
 
 impl CompiledFlag {
@@ -90,6 +132,19 @@ impl CompiledFlag {
     /// The kill switch (`false` = killed).
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+    /// Compiled size of all its `matches` patterns (segments included), in bytes, as the
+    /// regex engine reports it; at most [`crate::limits::FLAG_REGEX_BYTES`].
+    pub fn regex_bytes(&self) -> usize {
+        self.regex.bytes
+    }
+    /// Number of `matches` patterns compiled (segments included, once per use).
+    pub fn regex_patterns(&self) -> usize {
+        self.regex.patterns
+    }
+    /// The field and compiled size of its largest pattern, if it has one.
+    pub fn heaviest_regex(&self) -> Option<(&str, usize)> {
+        self.regex.heaviest.as_ref().map(|(f, b)| (&**f, *b))
     }
 }
 
@@ -233,6 +288,7 @@ fn compile(
         None => def.key.as_str(),
     };
     let mut rules = Vec::with_capacity(def.rules.len());
+    let mut regex = RegexCost::default();
     for (i, rule) in def.rules.iter().enumerate() {
         rules.push(compile_rule(
             &format!("rules[{i}]"),
@@ -240,6 +296,7 @@ fn compile(
             &index_of,
             segments,
             missing,
+            &mut regex,
         )?);
     }
     Ok(CompiledFlag {
@@ -253,6 +310,7 @@ fn compile(
         rules,
         salt: salt.into(),
         salt_prefix: SaltPrefix::new(salt),
+        regex,
     })
 }
 
@@ -262,6 +320,7 @@ fn compile_rule(
     index_of: &dyn Fn(&str, &str) -> Result<usize, CompileError>,
     segments: &dyn SegmentLookup,
     missing: Missing,
+    regex: &mut RegexCost,
 ) -> Result<CompiledRule, CompileError> {
     let outcome = match (&rule.variant, rule.rollout) {
         (Some(v), None) => Outcome::Variant(index_of(&format!("{path}.variant"), v)?),
@@ -273,15 +332,21 @@ fn compile_rule(
             ))
         }
     };
-    let conditions =
-        compile_conditions(&format!("{path}.when"), &rule.when, Some(segments), missing)?;
+    let conditions = compile_conditions(
+        &format!("{path}.when"),
+        &rule.when,
+        Some(segments),
+        missing,
+        regex,
+    )?;
     Ok(CompiledRule {
         conditions,
         outcome,
     })
 }
 
-/// Checks a segment definition on its own (segments may not reference segments).
+/// Checks a segment definition on its own (segments may not reference segments). Its
+/// patterns must fit one flag's budget on their own, since every flag using it compiles them.
 pub fn validate_segment(def: &SegmentDef) -> Result<(), CompileError> {
     if !valid_flag_key(&def.key) {
         return Err(CompileError::new(
@@ -289,7 +354,14 @@ pub fn validate_segment(def: &SegmentDef) -> Result<(), CompileError> {
             "must match [a-z0-9][a-z0-9._-]{0,127}",
         ));
     }
-    compile_conditions("when", &def.when, None, Missing::Reject).map(|_| ())
+    compile_conditions(
+        "when",
+        &def.when,
+        None,
+        Missing::Reject,
+        &mut RegexCost::default(),
+    )
+    .map(|_| ())
 }
 
 fn compile_conditions(
@@ -297,10 +369,18 @@ fn compile_conditions(
     conditions: &[ConditionDef],
     segments: Option<&dyn SegmentLookup>,
     missing: Missing,
+    regex: &mut RegexCost,
 ) -> Result<Vec<Cond>, CompileError> {
     let mut out = Vec::with_capacity(conditions.len());
     for (i, c) in conditions.iter().enumerate() {
-        compile_condition(&format!("{path}[{i}]"), c, segments, missing, &mut out)?;
+        compile_condition(
+            &format!("{path}[{i}]"),
+            c,
+            segments,
+            missing,
+            regex,
+            &mut out,
+        )?;
     }
     Ok(out)
 }
@@ -310,6 +390,7 @@ fn compile_condition(
     c: &ConditionDef,
     segments: Option<&dyn SegmentLookup>,
     missing: Missing,
+    regex: &mut RegexCost,
     out: &mut Vec<Cond>,
 ) -> Result<(), CompileError> {
     if let Some(key) = &c.segment {
@@ -333,6 +414,7 @@ fn compile_condition(
                 &seg.when,
                 None,
                 missing,
+                regex,
             )?),
             None if missing == Missing::NeverMatch => out.push(Cond::Never),
             None => {
@@ -375,7 +457,7 @@ fn compile_condition(
         Op::StartsWith => Test::StartsWith(strings(&field, values)?),
         Op::EndsWith => Test::EndsWith(strings(&field, values)?),
         Op::Contains => Test::Contains(strings(&field, values)?),
-        Op::Matches => Test::Matches(regexes(&field, values)?),
+        Op::Matches => Test::Matches(regexes(&field, values, regex)?),
     };
     out.push(Cond::Attr {
         name: attribute.into(),
@@ -443,14 +525,96 @@ fn strings(field: &str, values: &[Value]) -> Result<Vec<Box<str>>, CompileError>
         .collect()
 }
 
-fn regexes(field: &str, values: &[Value]) -> Result<Vec<Regex>, CompileError> {
+fn regexes(
+    field: &str,
+    values: &[Value],
+    cost: &mut RegexCost,
+) -> Result<Vec<Regex>, CompileError> {
     strings(field, values)?
         .iter()
-        .map(|pattern| {
-            regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| CompileError::new(field, format!("invalid regular expression: {e}")))
-        })
+        .enumerate()
+        .map(|(i, pattern)| cost.compile(&format!("{field}[{i}]"), pattern))
         .collect()
+}
+
+impl RegexCost {
+    /// Builds one pattern within what is left of the flag's budget, and counts it.
+    fn compile(&mut self, field: &str, pattern: &str) -> Result<Regex, CompileError> {
+        let over_flag = |size: &str| {
+            CompileError::new(
+                field,
+                format!(
+                    "the flag's regular expressions (segments included) would take {size} \
+                     compiled, over the limit of {} per flag",
+                    bytes(FLAG_REGEX_BYTES)
+                ),
+            )
+        };
+        if self.patterns >= FLAG_PATTERNS {
+            return Err(CompileError::new(
+                field,
+                format!(
+                    "a flag may use at most {FLAG_PATTERNS} regular expressions \
+                     (segments included, once per use)"
+                ),
+            ));
+        }
+        let left = FLAG_REGEX_BYTES.saturating_sub(self.bytes);
+        // The engine stops building as soon as an automaton outgrows its limit, so a body
+        // that goes over the flag's budget costs at most that budget's worth of compilation.
+        let limit = PATTERN_AUTOMATON_BYTES.min(left);
+        let built = Regex::builder()
+            .configure(
+                Regex::config()
+                    // As the `regex` crate configures it for `&str` haystacks.
+                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                    .utf8_empty(true)
+                    .nfa_size_limit(Some(limit))
+                    .onepass_size_limit(Some(limit))
+                    // No fully compiled DFA: only the `dfa-build` feature makes the engine
+                    // build one, and in the server another crate (tracing-subscriber's
+                    // `matchers`) turns it on, so sizes, and what fits, would differ between
+                    // the server and a client linking this crate alone.
+                    .dfa(false)
+                    .hybrid_cache_capacity(PATTERN_LAZY_DFA_BYTES),
+            )
+            .syntax(regex_automata::util::syntax::Config::new().utf8(true))
+            .build(pattern);
+        let regex = match built {
+            Ok(regex) => regex,
+            Err(e) if e.size_limit().is_some() && limit < PATTERN_AUTOMATON_BYTES => {
+                return Err(over_flag(&format!("more than {}", bytes(FLAG_REGEX_BYTES))));
+            }
+            Err(e) if e.size_limit().is_some() => {
+                return Err(CompileError::new(
+                    field,
+                    format!(
+                        "this regular expression compiles to more than {} (the limit per \
+                         pattern); a counted repetition of a Unicode class such as \\w{{20}} \
+                         is large: use + or *, or (?-u:\\w)",
+                        bytes(PATTERN_AUTOMATON_BYTES)
+                    ),
+                ));
+            }
+            Err(e) => {
+                let reason = e
+                    .syntax_error()
+                    .map_or_else(|| e.to_string(), |s| s.to_string());
+                return Err(CompileError::new(
+                    field,
+                    format!("invalid regular expression: {reason}"),
+                ));
+            }
+        };
+        let size = regex.memory_usage();
+        if size > left {
+            return Err(over_flag(&bytes(self.bytes + size)));
+        }
+        self.bytes += size;
+        self.patterns += 1;
+        if self.heaviest.as_ref().is_none_or(|(_, b)| size > *b) {
+            self.heaviest = Some((field.into(), size));
+        }
+        Ok(regex)
+    }
 }

@@ -269,7 +269,7 @@ fn test_value(test: &Test, value: &Value) -> bool {
 
 /// Kept out of line: the regex search state would otherwise bloat every condition's frame.
 #[inline(never)]
-fn any_match(list: &[regex::Regex], s: &str) -> bool {
+fn any_match(list: &[regex_automata::meta::Regex], s: &str) -> bool {
     list.iter().any(|r| r.is_match(s))
 }
 

@@ -10,6 +10,9 @@
 //! - Flags are compiled once ([`compile_flag`], [`Snapshot::compile`]) and evaluated many times;
 //!   [`CompiledFlag::evaluate`] performs no heap allocation (a `matches` regex builds its
 //!   search cache once per thread, on first use; `tests/no_alloc.rs` checks both).
+//! - What `matches` patterns may cost is bounded by their compiled size, per pattern, per flag
+//!   (segments included) and per snapshot ([`limits`]); a definition over a limit is refused with
+//!   the field of the pattern, and never costs more than one flag's budget to refuse.
 //! - Evaluation never panics: a condition that cannot apply (missing attribute, wrong type,
 //!   unknown segment) is simply false.
 
@@ -17,6 +20,7 @@ mod bucket;
 mod compile;
 mod evaluate;
 mod key_hash;
+pub mod limits;
 mod model;
 mod percentage;
 mod semver;

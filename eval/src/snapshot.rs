@@ -19,7 +19,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Compiles `flags` against `segments`. A flag that fails to compile is left out and
     /// reported by [`Snapshot::broken`], so one bad definition never takes the others down;
-    /// a reference to a missing segment simply never matches.
+    /// a reference to a missing segment simply never matches. So is a flag whose patterns,
+    /// added in key order, would take the snapshot over
+    /// [`crate::limits::SNAPSHOT_REGEX_BYTES`].
     pub fn compile<'a>(
         flags: impl IntoIterator<Item = &'a FlagDef>,
         segments: &dyn SegmentLookup,
@@ -34,6 +36,21 @@ impl Snapshot {
         }
         compiled.sort_by(|a, b| a.key.cmp(&b.key));
         compiled.dedup_by(|a, b| a.key == b.key);
+        // In key order, so which flags are left out over the budget does not depend on the
+        // order they came in.
+        let mut regex_bytes = 0;
+        compiled.retain(
+            |flag| match crate::limits::check_snapshot_budget(regex_bytes, flag) {
+                Ok(()) => {
+                    regex_bytes += flag.regex_bytes();
+                    true
+                }
+                Err(e) => {
+                    broken.push((flag.key().to_owned(), e));
+                    false
+                }
+            },
+        );
         let index = compiled
             .iter()
             .enumerate()

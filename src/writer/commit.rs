@@ -141,11 +141,9 @@ impl Ahead {
         let mut next = None::<Live>;
         for def in &self.flags {
             let compiled = self.next.get(&def.key)?.compiled.clone();
-            next = Some(
-                next.as_ref()
-                    .unwrap_or(live)
-                    .with_flag(def.clone(), compiled),
-            );
+            // Over the snapshot budget on the current set: compile under the lock, which refuses.
+            let base = next.as_ref().unwrap_or(live);
+            next = Some(base.with_flag(def.clone(), compiled).ok()?);
         }
         next
     }
@@ -156,22 +154,19 @@ fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, OpsError> {
     let mut next = None::<Live>;
     for segment in &batch.segments {
         let base = next.as_ref().unwrap_or(live);
-        let with = base.with_segment(segment.clone()).map_err(|(flag, e)| {
-            invalid(
-                "when",
-                format!(
-                    "flag {flag:?} would no longer compile: {}: {}",
-                    e.field, e.message
-                ),
-            )
-        })?;
+        let with = base
+            .with_segment(segment.clone())
+            .map_err(|e| invalid(e.field, e.message))?;
         next = Some(with);
     }
     for def in &batch.flags {
         let base = next.as_ref().unwrap_or(live);
         let compiled =
             compile_flag(def, &base.segments).map_err(|e| invalid(e.field, e.message))?;
-        next = Some(base.with_flag(def.clone(), compiled));
+        let with = base
+            .with_flag(def.clone(), compiled)
+            .map_err(|e| invalid(e.field, e.message))?;
+        next = Some(with);
     }
     for key in &batch.deleted_flags {
         next = Some(next.as_ref().unwrap_or(live).without_flag(key));

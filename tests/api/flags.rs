@@ -106,8 +106,8 @@ async fn semantically_invalid_flags_are_422_naming_the_field() {
             "rules[0].when[0].values",
         ),
         (
-            json!({"rules": [{"when": [{"attribute": "e", "op": "matches", "values": ["("]}], "variant": "on"}]}),
-            "rules[0].when[0].values",
+            json!({"rules": [{"when": [{"attribute": "e", "op": "matches", "values": ["x", "("]}], "variant": "on"}]}),
+            "rules[0].when[0].values[1]",
         ),
         (
             json!({"rules": [{"when": [], "variant": "on", "rollout": 5}]}),
@@ -394,4 +394,227 @@ async fn a_top_level_unknown_or_missing_field_is_named_in_the_error() {
         let answer: Value = r.json().await.unwrap();
         assert_eq!(answer["error"]["field"], field, "{answer}");
     }
+}
+
+/// A boolean flag whose rule `when` lists `conditions`, then serves `on`.
+fn flag_when(key: &str, rules: Value) -> Value {
+    let mut flag = bool_flag(key, 0.0);
+    flag["rules"] = rules;
+    flag
+}
+
+fn matches(attribute: &str, patterns: Vec<&str>) -> Value {
+    json!({"attribute": attribute, "op": "matches", "values": patterns})
+}
+
+#[tokio::test]
+async fn a_flag_of_amplifying_patterns_is_refused_naming_the_pattern() {
+    let app = spawn_app().await;
+
+    for n in [300, 1000] {
+        let flag = flag_when(
+            "amplified",
+            json!([{"when": [matches("email", vec![r"\w{20}"; n])], "variant": "on"}]),
+        );
+        let (status, error) = error_of(
+            app.admin(Method::PUT, "/api/v1/flags/amplified")
+                .json(&flag)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+
+        assert_eq!(status, 422, "{n} patterns: {error}");
+        assert_eq!(error["field"], "rules[0].when[0].values[0]", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("512.0 KiB"), "{message}");
+    }
+    let read = app
+        .admin(Method::GET, "/api/v1/flags/amplified")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 404);
+}
+
+#[tokio::test]
+async fn patterns_each_within_the_limit_are_refused_where_the_flag_goes_over_its_budget() {
+    let app = spawn_app().await;
+    // About 275 KiB each compiled: fifteen fit in the 4 MiB of a flag, sixty do not.
+    let flag = flag_when(
+        "many",
+        json!([
+            {"when": [matches("email", vec![r"^\w+@corp\.com$"])], "variant": "on"},
+            {"when": [matches("name", vec![r"\w{5}"; 60])], "variant": "on"},
+        ]),
+    );
+
+    let (status, error) = error_of(
+        app.admin(Method::PUT, "/api/v1/flags/many")
+            .json(&flag)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(status, 422, "{error}");
+    let field = error["field"].as_str().unwrap();
+    assert!(field.starts_with("rules[1].when[0].values["), "{field}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("4.0 MiB per flag"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_flag_with_reasonable_patterns_is_accepted_and_evaluates_over_ofrep() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+    app.put_flag(flag_when(
+        "staff-only",
+        json!([{"when": [matches("email", vec![
+            r"^[\w.-]+@([\w-]+\.)*corp\.com$",
+            r"(?i)^qa-\d{1,6}@",
+            r"\bbeta\b",
+        ])], "variant": "on"}]),
+    ))
+    .await;
+
+    let (status, staff) = app
+        .evaluate(
+            &token,
+            "staff-only",
+            json!({"targetingKey": "u1", "email": "ann.lee@mail.corp.com"}),
+        )
+        .await;
+    let (_, tester) = app
+        .evaluate(
+            &token,
+            "staff-only",
+            json!({"targetingKey": "u2", "email": "QA-42@example.org"}),
+        )
+        .await;
+    let (_, outsider) = app
+        .evaluate(
+            &token,
+            "staff-only",
+            json!({"targetingKey": "u3", "email": "ann@corp.com.evil.io"}),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{staff}");
+    assert_eq!(
+        (&staff["value"], &staff["reason"]),
+        (&json!(true), &json!("TARGETING_MATCH"))
+    );
+    assert_eq!(tester["value"], true, "{tester}");
+    assert_eq!(outsider["value"], false, "{outsider}");
+}
+
+#[tokio::test]
+async fn a_segment_whose_patterns_take_a_flag_over_its_budget_is_refused_naming_its_condition() {
+    let app = spawn_app().await;
+    let heavy = |n: usize| json!({"key": "heavy", "when": [matches("name", vec![r"\w{5}"; n])]});
+    let put_segment = |body: Value| {
+        app.admin(Method::PUT, "/api/v1/segments/heavy")
+            .json(&body)
+            .send()
+    };
+    // About 275 KiB compiled each: the flag's own 6 and the segment's 7 fit in 4 MiB.
+    assert_eq!(put_segment(heavy(7)).await.unwrap().status(), 201);
+    app.put_flag(flag_when(
+        "uses-heavy",
+        json!([
+            {"when": [matches("email", vec![r"\w{5}"; 6])], "variant": "on"},
+            {"when": [{"segment": "heavy"}], "variant": "on"},
+        ]),
+    ))
+    .await;
+
+    // 12 fit on their own (a segment must fit one flag), not beside the flag's own 6.
+    let (status, error) = error_of(put_segment(heavy(12)).await.unwrap()).await;
+
+    assert_eq!(status, 422, "{error}");
+    let field = error["field"].as_str().unwrap();
+    assert!(field.starts_with("when[0].values["), "{field}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("flag \"uses-heavy\" (which uses this segment at rules[1].when[0]): ")
+            && message.contains("4.0 MiB per flag"),
+        "{message}"
+    );
+    let kept: Value = app
+        .admin(Method::GET, "/api/v1/segments/heavy")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["when"][0]["values"].as_array().unwrap().len(), 7);
+    // A segment over one flag's budget on its own is refused before any flag is looked at.
+    let (status, error) = error_of(put_segment(heavy(40)).await.unwrap()).await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("when[0].values["),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_server_refuses_patterns_past_its_budget_but_never_a_kill_switch() {
+    let app = spawn_app().await;
+    // Flags of just under 4 MiB of patterns each: the 64 MiB of the server hold 17 of them.
+    let heavy = |key: &str| {
+        flag_when(
+            key,
+            json!([{"when": [matches("name", vec![r"\w{5}"; 14])], "variant": "on"}]),
+        )
+    };
+    for i in 0..17 {
+        app.put_flag(heavy(&format!("heavy-{i:02}"))).await;
+    }
+
+    let (status, error) = error_of(
+        app.admin(Method::PUT, "/api/v1/flags/heavy-17")
+            .json(&heavy("heavy-17"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["field"], "rules[0].when[0].values[0]", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("64.0 MiB for the server"),
+        "{error}"
+    );
+    // Changes that do not grow the patterns still go through when the budget is full.
+    let killed = app
+        .admin(Method::POST, "/api/v1/flags/heavy-03/kill")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(killed.status(), 200);
+    app.put_flag(bool_flag("plain", 10.0)).await;
+    // Deleting one makes room.
+    let deleted = app
+        .admin(Method::DELETE, "/api/v1/flags/heavy-00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    app.put_flag(heavy("heavy-17")).await;
 }
