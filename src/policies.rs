@@ -147,11 +147,33 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Parses TOML source without checking values (shape errors only).
+    /// Parses TOML source without checking values (shape errors only). A syntax error, which
+    /// has no field path, names the key of its line (`name`) or else the line itself.
     pub fn parse_toml(source: &str) -> Result<Policy, PolicyError> {
         let de = toml::Deserializer::new(source);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| err(e.path().to_string(), e.inner().message().to_owned()))
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut message = inner.message().trim().to_owned();
+            let Some(span) = inner.span() else {
+                return err(path, message);
+            };
+            let before = &source[..span.start.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            if message.is_empty() {
+                message = "invalid TOML".into();
+            }
+            let message = format!("{message} (line {line}, column {column})");
+            if path != "." {
+                return err(path, message);
+            }
+            let text = source.lines().nth(line - 1).unwrap_or_default();
+            match text.split_once('=').map(|(k, _)| k.trim()) {
+                Some(key) if !key.is_empty() => err(key, message),
+                _ => err(format!("line {line}"), message),
+            }
+        })
     }
 
     /// Checks every field; the first problem found is returned.

@@ -11,6 +11,7 @@
 //! holds its token: when that token is revoked, the stream ends at once.
 
 use super::error::ApiError;
+use super::extract::Query;
 use super::resource;
 use crate::auth::extract::presented_token;
 use crate::auth::{Held, Principal, Via};
@@ -153,11 +154,13 @@ fn frame(format: Format, event: &ChangeEvent) -> Bytes {
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<AppState>,
-    params: web::Query<StreamParams>,
+    params: Result<Query<StreamParams>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
+    // Auth first: a bad query string is answered only to a caller with a valid token.
+    let url_token = params.as_ref().ok().and_then(|p| p.0.token.as_deref());
+    let (_principal, token) = hold_token(&req, &state, url_token)?;
+    let params = params?.into_inner();
     let _ = (&params.flag_config_etag, &params.flag_config_last_modified);
-    let (_principal, token) = hold_token(&req, &state, params.token.as_deref())?;
     let format = Format::parse(params.format.as_deref())?;
     let last_event_id = req
         .headers()

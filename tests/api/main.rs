@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod conformance;
 mod durability;
+mod edges;
 mod flags;
 mod guards;
 mod interop;
