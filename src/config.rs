@@ -1,6 +1,7 @@
 //! Command line and configuration: clap flags with environment fallbacks, then an optional
 //! TOML file (`--config`), then defaults. Flags win over environment, environment over file.
 
+use crate::proxies::TrustedProxies;
 use crate::state::{Limits, Timing};
 use crate::webhooks::WebhookConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -57,7 +58,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLGATE_POLICIES_DIR")]
     pub policies_dir: Option<PathBuf>,
     /// TOML file with further settings (bind, data_dir, policies_dir, log_format, workers,
-    /// max_body_bytes, max_eval_body_bytes).
+    /// max_body_bytes, max_eval_body_bytes, trusted_proxies, …).
     #[arg(long, env = "ROLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format [default: human].
@@ -73,6 +74,14 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub webhook_urls: Vec<String>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` headers are
+    /// believed: IPs or CIDR ranges (repeatable; env: comma-separated) [default: none].
+    #[arg(
+        long = "trusted-proxies",
+        env = "ROLLGATE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The `--config` file.
@@ -95,6 +104,7 @@ struct FileConfig {
     webhook_urls: Option<Vec<String>>,
     webhook_max_attempts: Option<u32>,
     webhook_initial_backoff: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Validated server configuration.
@@ -118,6 +128,8 @@ pub struct Config {
     pub timing: Timing,
     /// Outgoing webhooks (`ROLLGATE_WEBHOOK_SECRET` signs them).
     pub webhooks: WebhookConfig,
+    /// Peers whose forwarded headers are believed (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Config {
@@ -145,6 +157,7 @@ impl Config {
                 signals_per_second: 5_000_000,
             },
             webhooks: WebhookConfig::new(Vec::new(), None),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -225,6 +238,15 @@ impl Config {
                 }
                 w.validate().map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
                 w
+            },
+            trusted_proxies: {
+                let entries = if args.trusted_proxies.is_empty() {
+                    file.trusted_proxies.unwrap_or_default()
+                } else {
+                    args.trusted_proxies
+                };
+                TrustedProxies::parse(&entries)
+                    .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?
             },
         })
     }

@@ -16,7 +16,8 @@
 //!   validation), [`policies`], [`signals`] (ingestion and aggregates).
 //! - [`live`] (the lock-free evaluation snapshot), [`hub`] (change events for streams),
 //!   [`store`] (sled, durable), [`webhooks`], [`auth`] (tokens, stream tokens, HMAC,
-//!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`].
+//!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`], [`proxies`]
+//!   (which peers' forwarded headers are believed).
 //!
 //! Evaluation itself is the pure `rollgate-eval` crate.
 
@@ -34,6 +35,7 @@ pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod policies;
+pub mod proxies;
 pub mod release;
 pub mod signals;
 pub mod startup;

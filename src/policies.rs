@@ -147,16 +147,32 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Parses TOML source without checking values (shape errors only).
+    /// Parses TOML source without checking values (shape errors only). A syntax error, which
+    /// has no field path, names the key of its line (`name`) or else the line itself.
     pub fn parse_toml(source: &str) -> Result<Policy, PolicyError> {
         let de = toml::Deserializer::new(source);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            // An error outside any field (syntax, duplicate key) has the path "." and, for
-            // some syntax errors, an empty `message()`; its `Display` names the line and
-            // column and says what is wrong.
-            match e.path().to_string() {
-                p if p == "." => err("", e.inner().to_string().trim()),
-                p => err(p, e.inner().message()),
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut message = inner.message().trim().to_owned();
+            let Some(span) = inner.span() else {
+                return err(path, message);
+            };
+            let before = &source[..span.start.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            if message.is_empty() {
+                // What the parser says for `name = ` at the end of the input, for instance.
+                message = "invalid TOML: a value is missing or malformed here".into();
+            }
+            let message = format!("{message} (line {line}, column {column})");
+            if path != "." {
+                return err(path, message);
+            }
+            let text = source.lines().nth(line - 1).unwrap_or_default();
+            match text.split_once('=').map(|(k, _)| k.trim()) {
+                Some(key) if !key.is_empty() => err(key, message),
+                _ => err(format!("line {line}"), message),
             }
         })
     }

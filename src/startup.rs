@@ -65,6 +65,7 @@ impl Application {
             limits: config.limits,
             timing: config.timing,
             webhooks,
+            proxies: config.trusted_proxies.clone(),
         };
         let state = web::Data::new(AppState::new(parts)?);
         let generated_admin_token = bootstrap_admin(&state, config.admin_token.as_deref()).await?;

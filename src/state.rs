@@ -8,6 +8,7 @@ use crate::lease::{Lease, SingleNode};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::policies::PolicySet;
+use crate::proxies::TrustedProxies;
 use crate::signals::Aggregates;
 use crate::store::{Store, StoreError};
 use crate::webhooks::Webhooks;
@@ -57,6 +58,8 @@ pub struct StateParts {
     pub timing: Timing,
     /// Started webhook delivery.
     pub webhooks: Webhooks,
+    /// Peers whose forwarded headers are believed.
+    pub proxies: TrustedProxies,
 }
 
 /// Everything the handlers share.
@@ -92,6 +95,8 @@ pub struct AppState {
     pub rate_limiter: crate::signals::RateLimiter,
     /// Whether this node may act as the controller.
     pub lease: Box<dyn Lease>,
+    /// Peers whose forwarded headers are believed.
+    pub proxies: TrustedProxies,
 }
 
 impl AppState {
@@ -120,6 +125,7 @@ impl AppState {
             wakeup: tokio::sync::Notify::new(),
             rate_limiter: crate::signals::RateLimiter::default(),
             lease: Box::new(SingleNode),
+            proxies: parts.proxies,
         })
     }
 

@@ -61,8 +61,8 @@ pub struct Alert {
 #[tracing::instrument(name = "alerts.alertmanager", skip_all)]
 pub async fn alertmanager(
     state: web::Data<AppState>,
-    body: Body,
     Admin(actor): Admin,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let payload: AlertmanagerPayload = parse_json(&body.0)?;
     let alerts = payload.into_inputs()?;

@@ -1,6 +1,7 @@
 //! Ops API for the audit log.
 
 use super::error::ApiError;
+use super::extract::Query;
 use super::resource;
 use crate::auth::Admin;
 use crate::controller::status;
@@ -53,8 +54,8 @@ fn since_bound(text: &str) -> Result<uuid::Uuid, ApiError> {
 #[tracing::instrument(name = "audit.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
-    params: web::Query<AuditParams>,
     _admin: Admin,
+    params: Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(100);

@@ -2,7 +2,7 @@
 //! OFREP's own shapes, see `ofrep.rs`).
 //!
 //! Body: `{"error": {"code": "...", "message": "...", "field": "..."}}`. 5xx bodies never carry
-//! internal details; those go to the log.
+//! internal details; those go to the log. Messages speak JSON, not Rust ([`client_message`]).
 
 use crate::auth::AuthError;
 use crate::store::StoreError;
@@ -130,7 +130,7 @@ impl ResponseError for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
-                message: self.to_string(),
+                message: client_message(&self.to_string()),
                 field: self.field(),
             },
         };
@@ -196,5 +196,139 @@ impl From<crate::signals::Malformed> for ApiError {
         } else {
             ApiError::bad_field(m.field, m.message)
         }
+    }
+}
+
+/// A message fit for a client: serde's Rust type names become JSON terms (`expected struct
+/// ReasonRequest` → `expected a JSON object`, `expected f64` → `expected a number`) and Rust's
+/// `\u{13}` escapes of control characters become JSON's `\u0013`.
+pub fn client_message(message: &str) -> String {
+    const EXPECTED: &str = "expected ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(EXPECTED) {
+        let (before, after) = rest.split_at(at + EXPECTED.len());
+        out.push_str(before);
+        let (term, used) = json_term(after);
+        out.push_str(term);
+        rest = &after[used..];
+    }
+    out.push_str(rest);
+    json_escapes(&out)
+}
+
+/// The JSON term for the Rust type name `text` starts with, and its length (0: none).
+fn json_term(text: &str) -> (&str, usize) {
+    const KINDS: [(&str, &str); 11] = [
+        ("struct variant ", "a JSON object"),
+        ("tuple variant ", "a JSON array"),
+        ("unit variant ", "a string"),
+        ("newtype variant ", "a value"),
+        ("internally tagged enum ", "a JSON object"),
+        ("adjacently tagged enum ", "a JSON object"),
+        ("tuple struct ", "a JSON array"),
+        ("unit struct ", "null"),
+        ("newtype struct ", "a value"),
+        ("struct ", "a JSON object"),
+        ("enum ", "one of the allowed values"),
+    ];
+    let ident_len = |s: &str| {
+        s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(s.len())
+    };
+    for (kind, term) in KINDS {
+        if let Some(name) = text.strip_prefix(kind) {
+            let len = ident_len(name);
+            if len > 0 {
+                return (term, kind.len() + len);
+            }
+        }
+    }
+    let len = ident_len(text);
+    let term = match &text[..len] {
+        "f32" | "f64" => "a number",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "bool" => "a boolean",
+        "char" => "a single character",
+        _ => return ("", 0),
+    };
+    (term, len)
+}
+
+/// Rust's `\u{13}` (from `{:?}` of a string) as JSON's `\u0013`.
+fn json_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\\u{") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 3..];
+        match after.split_once('}') {
+            Some((hex, tail))
+                if (1..=4).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit()) =>
+            {
+                out.push_str(&format!("\\u{hex:0>4}"));
+                rest = tail;
+            }
+            _ => {
+                out.push_str("\\u{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_message;
+
+    #[test]
+    fn messages_name_json_types_not_rust_ones() {
+        let cases = [
+            (
+                "invalid type: string \"x\", expected struct ReasonRequest at line 1 column 3",
+                "invalid type: string \"x\", expected a JSON object at line 1 column 3",
+            ),
+            (
+                "invalid type: string \"lots\", expected f64 at line 1 column 21",
+                "invalid type: string \"lots\", expected a number at line 1 column 21",
+            ),
+            (
+                "invalid type: map, expected u64",
+                "invalid type: map, expected a non-negative integer",
+            ),
+            (
+                "invalid type: integer `1`, expected struct variant Rule::Match",
+                "invalid type: integer `1`, expected a JSON object",
+            ),
+            (
+                "invalid type: null, expected enum Role",
+                "invalid type: null, expected one of the allowed values",
+            ),
+            ("expected a string", "expected a string"),
+            ("expected value at line 1", "expected value at line 1"),
+            (
+                "unknown field `x`, expected `percentage` or `reason`",
+                "unknown field `x`, expected `percentage` or `reason`",
+            ),
+        ];
+        for (raw, clean) in cases {
+            assert_eq!(client_message(raw), clean, "{raw}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_shown_as_json_escapes() {
+        assert_eq!(
+            client_message("flag \"a\\u{13}\" not found"),
+            "flag \"a\\u0013\" not found"
+        );
+        assert_eq!(client_message("a \\u{200b} b"), "a \\u200b b");
+        assert_eq!(
+            client_message("not an escape \\u{zz}"),
+            "not an escape \\u{zz}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Ops API for flags: CRUD, manual rollout, kill switch.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Body};
+use super::extract::{parse_json, Body, Key};
 use super::resource;
 use crate::auth::Admin;
 use crate::ops;
@@ -66,8 +66,8 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 #[tracing::instrument(name = "flags.get", skip_all, fields(flag = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    key: web::Path<String>,
     _admin: Admin,
+    key: Key,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.live.load();
     let flag = live
@@ -84,9 +84,9 @@ pub async fn get(
 #[tracing::instrument(name = "flags.put", skip_all, fields(flag = %key.as_str()))]
 pub async fn put(
     state: web::Data<AppState>,
-    key: web::Path<String>,
-    body: Body,
     Admin(actor): Admin,
+    key: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let def: FlagDef = parse_json(&body.0)?;
     let created = ops::flags::put(&state, &actor, &key, def).await?;
@@ -105,9 +105,9 @@ pub async fn put(
 #[tracing::instrument(name = "flags.delete", skip_all, fields(flag = %key.as_str()))]
 pub async fn delete(
     state: web::Data<AppState>,
-    key: web::Path<String>,
-    _body: Body,
     Admin(actor): Admin,
+    key: Key,
+    _body: Body,
 ) -> Result<HttpResponse, ApiError> {
     ops::flags::delete(&state, &actor, &key).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -120,9 +120,9 @@ pub async fn delete(
 #[tracing::instrument(name = "flags.rollout", skip_all, fields(flag = %key.as_str()))]
 pub async fn rollout(
     state: web::Data<AppState>,
-    key: web::Path<String>,
-    body: Body,
     Admin(mut actor): Admin,
+    key: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let request: RolloutRequest = parse_json(&body.0)?;
     actor.reason = request.reason.or(actor.reason);
@@ -136,9 +136,9 @@ pub async fn rollout(
 #[tracing::instrument(name = "flags.kill", skip_all, fields(flag = %key.as_str()))]
 pub async fn kill(
     state: web::Data<AppState>,
-    key: web::Path<String>,
-    body: Body,
     admin: Admin,
+    key: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     switch(state, key, body, admin, false).await
 }
@@ -149,16 +149,16 @@ pub async fn kill(
 #[tracing::instrument(name = "flags.unkill", skip_all, fields(flag = %key.as_str()))]
 pub async fn unkill(
     state: web::Data<AppState>,
-    key: web::Path<String>,
-    body: Body,
     admin: Admin,
+    key: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     switch(state, key, body, admin, true).await
 }
 
 async fn switch(
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Key,
     body: Body,
     Admin(mut actor): Admin,
     enabled: bool,

@@ -39,20 +39,13 @@ pub(crate) fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     cfg.app_data(web::PayloadConfig::new(limits.max_body))
         .app_data(extract::BodyLimit(limits.max_body))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| {
-            ApiError::BadRequest {
-                field: None,
-                message: e.to_string(),
-            }
-            .into()
-        }))
-        .app_data(web::PathConfig::default().error_handler(|e, _| {
-            ApiError::BadRequest {
-                field: None,
-                message: e.to_string(),
-            }
-            .into()
-        }));
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, req| extraction_error(req, e.to_string())),
+        )
+        .app_data(
+            web::PathConfig::default().error_handler(|e, req| extraction_error(req, e.to_string())),
+        );
     ofrep::configure(cfg, limits.max_eval_body);
     health::configure(cfg);
     openapi::configure(cfg);
@@ -66,6 +59,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     signals::configure(cfg, limits.max_signals_body);
     alerts::configure(cfg);
     releases::configure(cfg);
+}
+
+/// actix's own query and path extractors (ours are `extract::Query` and `extract::Key`): a
+/// refused request is answered with the refusal, auth first.
+fn extraction_error(req: &actix_web::HttpRequest, message: String) -> actix_web::Error {
+    match crate::auth::extract::refusal(req) {
+        Some(refused) => ApiError::from(refused).into(),
+        None => ApiError::BadRequest {
+            field: None,
+            message,
+        }
+        .into(),
+    }
 }
 
 /// The answer for paths that match nothing.

@@ -100,7 +100,7 @@ fn failure(
     HttpResponse::build(status).json(Failure {
         key,
         error_code: code,
-        error_details: details,
+        error_details: super::error::client_message(&details),
     })
 }
 
@@ -138,12 +138,24 @@ fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
     Ok(context)
 }
 
-/// Shared prelude: the body was read; check it, then the token.
+/// Shared prelude: the body was read (whatever its fate, so keep-alive survives a 401); check
+/// the token first, then the body.
 fn prepare(
     req: &HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
     key: Option<&str>,
 ) -> Result<Context, Box<HttpResponse>> {
+    authenticate(req).map_err(|_| {
+        Box::new(
+            HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .json(Failure {
+                    key,
+                    error_code: "GENERAL",
+                    error_details: "missing or invalid token".into(),
+                }),
+        )
+    })?;
     let body = body.map_err(|e| {
         let status = e.as_response_error().status_code();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -157,17 +169,6 @@ fn prepare(
             code,
             format!("could not read the request body: {e}"),
         ))
-    })?;
-    authenticate(req).map_err(|_| {
-        Box::new(
-            HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-                .json(Failure {
-                    key,
-                    error_code: "GENERAL",
-                    error_details: "missing or invalid token".into(),
-                }),
-        )
     })?;
     parse_context(&body)
         .map_err(|(code, details)| Box::new(failure(StatusCode::BAD_REQUEST, key, code, details)))
@@ -186,11 +187,27 @@ pub async fn evaluate_one(
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    let raw = req.match_info().get("key").unwrap_or_default();
-    let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-    let context = match prepare(&req, body, Some(&key)) {
+    // actix decodes the URL once, lossily; the key is taken from the URL as sent.
+    let sent = req
+        .uri()
+        .path()
+        .split_once("/flags/")
+        .map_or("", |(_, k)| k);
+    let decoded = percent_encoding::percent_decode_str(sent).decode_utf8();
+    let shown = decoded.as_deref().unwrap_or(sent);
+    let context = match prepare(&req, body, Some(shown)) {
         Ok(c) => c,
         Err(response) => return *response,
+    };
+    // A key that is not UTF-8 names no flag and cannot be echoed: refused, not replaced by
+    // U+FFFD (which would look up another key); `key` carries the segment as sent.
+    let Ok(key) = decoded else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            Some(sent),
+            "PARSE_ERROR",
+            format!("the flag key {sent:?} is not valid UTF-8 once percent-decoded"),
+        );
     };
     let live = state.live.load();
     let Some(flag) = live.get(&key) else {
@@ -238,16 +255,36 @@ fn append_event_streams(req: &HttpRequest, state: &AppState, out: &mut Vec<u8>) 
     let Some(secret) = presented_token(req.headers()) else {
         return;
     };
-    let info = req.connection_info();
     let url = format!(
-        "{}://{}/api/v1/stream?format=ofrep&token={}",
-        info.scheme(),
-        info.host(),
+        "{}/api/v1/stream?format=ofrep&token={}",
+        origin(req, state),
         state.tokens.stream_token_for(secret)
     );
     let streams = serde_json::json!([{"type": "sse", "url": url, "inactivityDelaySec": 120}]);
     out.extend_from_slice(b",\"eventStreams\":");
     out.extend_from_slice(streams.to_string().as_bytes());
+}
+
+/// `scheme://host` as the client reached us: what a trusted proxy forwarded (`Forwarded`,
+/// `X-Forwarded-Host`, `X-Forwarded-Proto`), or else the `Host` header (the listener's address
+/// without one). Forwarded headers from any other peer are ignored.
+fn origin(req: &HttpRequest, state: &AppState) -> String {
+    if req
+        .peer_addr()
+        .is_some_and(|peer| state.proxies.trusts(peer.ip()))
+    {
+        let info = req.connection_info();
+        return format!("{}://{}", info.scheme(), info.host());
+    }
+    let config = req.app_config();
+    let scheme = if config.secure() { "https" } else { "http" };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| config.local_addr().to_string());
+    format!("{scheme}://{host}")
 }
 
 fn flag_not_found(state: &AppState, key: &str) -> HttpResponse {

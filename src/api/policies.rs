@@ -2,7 +2,7 @@
 //! `Content-Type` says so (`application/toml`), exactly like the files in `policies/`.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Body};
+use super::extract::{parse_json, Body, Key};
 use super::resource;
 use crate::auth::Admin;
 use crate::ops;
@@ -35,8 +35,8 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 #[tracing::instrument(name = "policies.get", skip_all, fields(policy = %name.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    name: web::Path<String>,
     _admin: Admin,
+    name: Key,
 ) -> Result<HttpResponse, ApiError> {
     let set = state.policies.load();
     let policy = set
@@ -52,9 +52,9 @@ pub async fn get(
 pub async fn put(
     req: HttpRequest,
     state: web::Data<AppState>,
-    name: web::Path<String>,
-    body: Body,
     Admin(actor): Admin,
+    name: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let policy = parse_policy(&req, &body.0)?;
     if policy.name != *name {

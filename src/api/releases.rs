@@ -1,7 +1,7 @@
 //! Ops API for releases: create, list, status, and the operator commands.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Body};
+use super::extract::{parse_json, Body, Key};
 use super::resource;
 use crate::auth::{Actor, Admin};
 use crate::controller::{commands, status, ReleaseCommand};
@@ -32,8 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[tracing::instrument(name = "releases.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
-    body: Body,
     Admin(actor): Admin,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let plan: ReleasePlan = parse_json(&body.0)?;
     let release = commands::create_release(&state, &actor, plan).await?;
@@ -58,8 +58,8 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 #[tracing::instrument(name = "releases.get", skip_all, fields(release = %id.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    id: web::Path<String>,
     _admin: Admin,
+    id: Key,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(status::release_status(&state, &id).await?))
 }
@@ -86,9 +86,9 @@ async fn command(
     responses((status = 200, description = "Release status"), (status = 409, description = "Already started")), security(("bearer" = [])))]
 pub async fn start(
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    body: Body,
     Admin(actor): Admin,
+    id: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     command(state, &id, &body.0, actor, ReleaseCommand::Start).await
 }
@@ -98,9 +98,9 @@ pub async fn start(
     responses((status = 200, description = "Release status"), (status = 409, description = "Nothing to pause")), security(("bearer" = [])))]
 pub async fn pause(
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    body: Body,
     Admin(actor): Admin,
+    id: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     command(state, &id, &body.0, actor, ReleaseCommand::Pause).await
 }
@@ -110,9 +110,9 @@ pub async fn pause(
     responses((status = 200, description = "Release status"), (status = 409, description = "Nothing to resume")), security(("bearer" = [])))]
 pub async fn resume(
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    body: Body,
     Admin(actor): Admin,
+    id: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     command(state, &id, &body.0, actor, ReleaseCommand::Resume).await
 }
@@ -122,9 +122,9 @@ pub async fn resume(
     responses((status = 200, description = "Release status"), (status = 409, description = "Nothing to roll back")), security(("bearer" = [])))]
 pub async fn rollback(
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    body: Body,
     Admin(actor): Admin,
+    id: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     command(state, &id, &body.0, actor, ReleaseCommand::Rollback).await
 }

@@ -1,7 +1,7 @@
 //! Ops API for segments.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Body};
+use super::extract::{parse_json, Body, Key};
 use super::resource;
 use crate::auth::Admin;
 use crate::ops;
@@ -34,8 +34,8 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 #[tracing::instrument(name = "segments.get", skip_all, fields(segment = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    key: web::Path<String>,
     _admin: Admin,
+    key: Key,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.live.load();
     let segment = live
@@ -52,9 +52,9 @@ pub async fn get(
 #[tracing::instrument(name = "segments.put", skip_all, fields(segment = %key.as_str()))]
 pub async fn put(
     state: web::Data<AppState>,
-    key: web::Path<String>,
-    body: Body,
     Admin(actor): Admin,
+    key: Key,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let def: SegmentDef = parse_json(&body.0)?;
     let created = ops::segments::put(&state, &actor, &key, def.clone()).await?;

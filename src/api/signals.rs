@@ -27,11 +27,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
 #[tracing::instrument(name = "signals.ingest", skip_all, fields(caller = %caller.name))]
 pub async fn ingest_batch(
     state: web::Data<AppState>,
-    body: Body,
     Caller(caller): Caller,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let batch = parse_batch(&body.0)?;
     crate::signals::check(&batch, state.limits.max_signals)?;
+    crate::signals::check_timestamps(&batch)?;
     let weight = batch.signals.len() as u64;
     state
         .rate_limiter

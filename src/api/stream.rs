@@ -7,12 +7,14 @@
 //! `?format=ofrep`: OFREP ADR-0008 messages (`event: message`, `{"type":
 //! "refetchEvaluation", …}`) for the official web provider, which then re-fetches its bulk
 //! evaluation. Auth: a bearer token, or `?token=` (a stream-only `st_…` token as advertised in
-//! OFREP `eventStreams`, or a regular token) since `EventSource` cannot send headers.
+//! OFREP `eventStreams`, or a regular token) since `EventSource` cannot send headers. The stream
+//! holds its token: when that token is revoked, the stream ends at once.
 
 use super::error::ApiError;
+use super::extract::Query;
 use super::resource;
-use crate::auth::extract::{authenticate, presented_token};
-use crate::auth::Principal;
+use crate::auth::extract::presented_token;
+use crate::auth::{Held, Principal, Via};
 use crate::hub::{ChangeEvent, Resume, SubscriberGuard};
 use crate::state::AppState;
 use actix_web::http::header;
@@ -63,20 +65,18 @@ impl Format {
     }
 }
 
-/// A header token, or else a `?token=` (stream-only or regular) for clients without headers.
-fn authenticate_stream(
+/// A header token, or else a `?token=` (stream-only or regular) for clients without headers;
+/// held for the life of the stream.
+fn hold_token(
     req: &HttpRequest,
     state: &AppState,
     url_token: Option<&str>,
-) -> Result<Principal, ApiError> {
-    if presented_token(req.headers()).is_some() {
-        return Ok(authenticate(req)?);
-    }
-    let token = url_token.ok_or(ApiError::Unauthorized)?;
-    state
-        .tokens
-        .authenticate_url_token(token)
-        .ok_or(ApiError::Unauthorized)
+) -> Result<(Principal, Held), ApiError> {
+    let (secret, via) = match presented_token(req.headers()) {
+        Some(secret) => (secret, Via::Header),
+        None => (url_token.ok_or(ApiError::Unauthorized)?, Via::Url),
+    };
+    state.tokens.hold(secret, via).ok_or(ApiError::Unauthorized)
 }
 
 struct Subscription {
@@ -86,13 +86,19 @@ struct Subscription {
     heartbeat: tokio::time::Interval,
     format: Format,
     closing: tokio::sync::watch::Receiver<bool>,
+    token: Held,
     _guard: SubscriberGuard,
 }
 
 impl Subscription {
     /// Subscribes to the hub: a fresh `config` (rollgate format) or the replay of what a
     /// resuming client missed comes first.
-    fn open(state: &AppState, last_event_id: Option<&str>, format: Format) -> Subscription {
+    fn open(
+        state: &AppState,
+        token: Held,
+        last_event_id: Option<&str>,
+        format: Format,
+    ) -> Subscription {
         let hub = state.hub.clone();
         let (rx, resume) = hub.subscribe(last_event_id);
         let mut pending = VecDeque::new();
@@ -127,6 +133,7 @@ impl Subscription {
             heartbeat,
             format,
             closing,
+            token,
             _guard: guard,
         }
     }
@@ -147,17 +154,19 @@ fn frame(format: Format, event: &ChangeEvent) -> Bytes {
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<AppState>,
-    params: web::Query<StreamParams>,
+    params: Result<Query<StreamParams>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
+    // Auth first: a bad query string is answered only to a caller with a valid token.
+    let url_token = params.as_ref().ok().and_then(|p| p.0.token.as_deref());
+    let (_principal, token) = hold_token(&req, &state, url_token)?;
+    let params = params?.into_inner();
     let _ = (&params.flag_config_etag, &params.flag_config_last_modified);
-    let _principal = authenticate_stream(&req, &state, params.token.as_deref())?;
     let format = Format::parse(params.format.as_deref())?;
     let last_event_id = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
-    let subscription = Subscription::open(&state, last_event_id, format);
+    let subscription = Subscription::open(&state, token, last_event_id, format);
     let body = futures_util::stream::unfold(subscription, next_frame);
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -190,6 +199,8 @@ async fn next_frame(
             },
             _ = sub.heartbeat.tick() => return Some((Ok(Bytes::from_static(b": heartbeat\n\n")), sub)),
             _ = sub.closing.changed() => return None,
+            // The token was revoked: end the stream (the client's reconnect gets a 401).
+            () = sub.token.revoked() => return None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Ops API for tokens. Secrets are returned once, at creation, and stored only as hashes.
 
 use super::error::ApiError;
-use super::extract::{parse_json, Body};
+use super::extract::{parse_json, Body, Key};
 use super::resource;
 use crate::auth::{Admin, Role};
 use crate::ops;
@@ -43,8 +43,8 @@ pub struct CreatedToken {
 #[tracing::instrument(name = "tokens.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
-    body: Body,
     Admin(actor): Admin,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let request: CreateToken = parse_json(&body.0)?;
     let token = ops::tokens::create(&state, &actor, &request.name, request.role).await?;
@@ -74,9 +74,9 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRespo
 #[tracing::instrument(name = "tokens.revoke", skip_all, fields(token = %name.as_str()))]
 pub async fn delete(
     state: web::Data<AppState>,
-    name: web::Path<String>,
-    _body: Body,
     Admin(actor): Admin,
+    name: Key,
+    _body: Body,
 ) -> Result<HttpResponse, ApiError> {
     ops::tokens::revoke(&state, &actor, &name).await?;
     Ok(HttpResponse::NoContent().finish())

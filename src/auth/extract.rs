@@ -2,13 +2,21 @@
 //! [`Admin`] (an admin token, carrying the audit [`Actor`]). They read the [`TokenBook`]
 //! registered as its own `web::Data`. Their [`AuthError`] is rendered by the API's one error
 //! mapping (`api::error`).
+//!
+//! Auth first: handlers list the auth extractor before any other fallible one. A refusal is
+//! recorded on the request ([`refusal`]) so that the extractors after it (path, query, body)
+//! answer with the refusal instead of their own error, and the refused request's body is read
+//! and dropped (up to [`DRAIN_LIMIT`]) before the answer, so a keep-alive connection stays
+//! usable.
 
 use super::index::{Principal, TokenBook};
 use super::Role;
 use crate::auth::Actor;
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::{self, Either, LocalBoxFuture, Ready};
+use futures_util::StreamExt;
 
 /// Header carrying a free-text reason recorded in the audit log.
 pub const REASON_HEADER: &str = "x-rollgate-reason";
@@ -55,15 +63,63 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, AuthError> {
         .ok_or(AuthError::Unauthorized)
 }
 
+/// Most bytes of a refused request's body that are read (and dropped) before the refusal is
+/// sent. A longer body is not read; the connection is closed after the answer.
+pub const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// A refusal recorded on the request by the auth extractor.
+#[derive(Debug, Clone, Copy)]
+struct Refused(AuthError);
+
+/// The auth extractor's refusal of this request, if it refused it: extractors that run after
+/// it answer with this instead of their own error.
+pub fn refusal(req: &HttpRequest) -> Option<AuthError> {
+    req.extensions().get::<Refused>().map(|r| r.0)
+}
+
+type Checked<T> =
+    Either<Ready<Result<T, AuthError>>, LocalBoxFuture<'static, Result<T, AuthError>>>;
+
+/// Lets the request in, or records the refusal and answers it once the body is drained.
+fn check<T: 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    outcome: Result<T, AuthError>,
+) -> Checked<T> {
+    let error = match outcome {
+        Ok(value) => return Either::Left(future::ready(Ok(value))),
+        Err(error) => error,
+    };
+    req.extensions_mut().insert(Refused(error));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = payload.take();
+    Either::Right(Box::pin(async move {
+        if declared.is_none_or(|n| n <= DRAIN_LIMIT) {
+            let mut read = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                read += chunk.len() as u64;
+                if read > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+        Err(error)
+    }))
+}
+
 /// Any valid token (client or admin).
 pub struct Caller(pub Principal);
 
 impl FromRequest for Caller {
     type Error = AuthError;
-    type Future = std::future::Ready<Result<Self, AuthError>>;
+    type Future = Checked<Self>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req).map(Caller))
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        check(req, payload, authenticate(req).map(Caller))
     }
 }
 
@@ -72,9 +128,9 @@ pub struct Admin(pub Actor);
 
 impl FromRequest for Admin {
     type Error = AuthError;
-    type Future = std::future::Ready<Result<Self, AuthError>>;
+    type Future = Checked<Self>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let result = authenticate(req).and_then(|p| {
             if p.role != Role::Admin {
                 return Err(AuthError::Forbidden);
@@ -89,6 +145,6 @@ impl FromRequest for Admin {
                 reason,
             }))
         });
-        std::future::ready(result)
+        check(req, payload, result)
     }
 }

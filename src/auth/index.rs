@@ -1,5 +1,11 @@
 //! The token index: presented secrets → principals, rebuilt from the stored tokens and swapped
 //! atomically ([`TokenBook`]), and the stream-only tokens derived from each token.
+//!
+//! A request is authenticated once, but a stream outlives its request: it [`TokenBook::hold`]s
+//! its token, and the [`Held`] handle resolves [`Held::revoked`] when a rebuild no longer
+//! contains that token. A rebuild bumps a generation counter (a `watch` channel); each held
+//! token then does one map lookup by its already computed digest, so a revocation costs one
+//! lookup per open stream and an event costs nothing.
 
 use super::hmac::hmac_sha256;
 use super::{token_digest, Role, StoredToken};
@@ -7,6 +13,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -55,16 +62,61 @@ impl TokenIndex {
     /// The secret is hashed first and the map is keyed by the digest, so lookup timing reveals
     /// nothing an attacker can steer; the final comparison is constant-time anyway.
     pub fn authenticate(&self, secret: &str) -> Option<&Principal> {
-        let digest = token_digest(secret);
-        let (stored, principal) = self.by_digest.get_key_value(&digest)?;
-        bool::from(stored.ct_eq(&digest)).then_some(principal)
+        self.find(Presented::Token(token_digest(secret)))
     }
 
     /// The principal owning a stream-only token.
     pub fn authenticate_stream(&self, secret: &str) -> Option<&Principal> {
-        let digest = token_digest(secret);
-        let (stored, principal) = self.by_stream_token.get_key_value(&digest)?;
-        bool::from(stored.ct_eq(&digest)).then_some(principal)
+        self.find(Presented::StreamToken(token_digest(secret)))
+    }
+
+    fn find(&self, presented: Presented) -> Option<&Principal> {
+        let (map, digest) = match &presented {
+            Presented::Token(d) => (&self.by_digest, d),
+            Presented::StreamToken(d) => (&self.by_stream_token, d),
+        };
+        let (stored, principal) = map.get_key_value(digest)?;
+        bool::from(stored.ct_eq(digest)).then_some(principal)
+    }
+}
+
+/// A presented secret, by its digest: a regular token or a stream-only one.
+#[derive(Debug, Clone, Copy)]
+enum Presented {
+    Token([u8; 32]),
+    StreamToken([u8; 32]),
+}
+
+/// Where a long-lived connection presented its secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `Authorization` / `X-API-Key`: a regular token only.
+    Header,
+    /// A URL parameter: a stream-only token, or else a regular one.
+    Url,
+}
+
+/// A token held by a long-lived connection (a stream), to learn when it is revoked.
+#[derive(Debug)]
+pub struct Held {
+    book: Arc<TokenBook>,
+    presented: Presented,
+    generations: watch::Receiver<u64>,
+}
+
+impl Held {
+    /// Resolves once the held token is no longer valid (revoked, or replaced under its name).
+    /// Cancel-safe: it can sit in a `select!` and be re-created on every turn.
+    pub async fn revoked(&mut self) {
+        loop {
+            if self.generations.changed().await.is_err() {
+                // The book is gone only when the server is; nothing will revoke this token.
+                return std::future::pending().await;
+            }
+            if self.book.load().find(self.presented).is_none() {
+                return;
+            }
+        }
     }
 }
 
@@ -81,6 +133,8 @@ pub fn stream_token(server_key: &[u8; 32], token_sha256_hex: &str) -> String {
 pub struct TokenBook {
     index: ArcSwap<TokenIndex>,
     server_key: [u8; 32],
+    /// Bumped after every rebuild, so that held tokens check themselves again.
+    generation: watch::Sender<u64>,
 }
 
 impl TokenBook {
@@ -89,6 +143,7 @@ impl TokenBook {
         TokenBook {
             index: ArcSwap::from_pointee(TokenIndex::build(tokens, &server_key)),
             server_key,
+            generation: watch::Sender::new(0),
         }
     }
 
@@ -97,10 +152,39 @@ impl TokenBook {
         self.index.load()
     }
 
-    /// Replaces the index after tokens changed (takes effect for the next request).
+    /// Replaces the index after tokens changed: it takes effect for the next request, and
+    /// every [`Held`] token checks itself against it (open streams of a revoked token end).
     pub fn rebuild(&self, tokens: &[StoredToken]) {
         self.index
             .store(Arc::new(TokenIndex::build(tokens, &self.server_key)));
+        // After the store: a holder woken by this bump sees the new index.
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Authenticates `secret` for a connection that outlives its request, returning the
+    /// principal and the [`Held`] token that tells the connection when to end.
+    pub fn hold(self: &Arc<Self>, secret: &str, via: Via) -> Option<(Principal, Held)> {
+        // Subscribe before the lookup, so a revocation racing this call still wakes the holder.
+        let generations = self.generation.subscribe();
+        let digest = token_digest(secret);
+        let index = self.index.load();
+        let (presented, principal) = match via {
+            Via::Header => None,
+            Via::Url => {
+                let p = Presented::StreamToken(digest);
+                index.find(p).map(|principal| (p, principal))
+            }
+        }
+        .or_else(|| {
+            let p = Presented::Token(digest);
+            index.find(p).map(|principal| (p, principal))
+        })?;
+        let held = Held {
+            book: Arc::clone(self),
+            presented,
+            generations,
+        };
+        Some((principal.clone(), held))
     }
 
     /// The stream-only token of the presented secret's token.
@@ -109,14 +193,5 @@ impl TokenBook {
             &self.server_key,
             &hex::encode(token_digest(presented_secret)),
         )
-    }
-
-    /// A principal for a URL token: a stream-only token or a regular one.
-    pub fn authenticate_url_token(&self, secret: &str) -> Option<Principal> {
-        let index = self.index.load();
-        index
-            .authenticate_stream(secret)
-            .or_else(|| index.authenticate(secret))
-            .cloned()
     }
 }

@@ -7,14 +7,14 @@
 //! - A secret is never stored or logged: only its SHA-256 is kept; lookups hash first and
 //!   compare in constant time.
 //! - The index is swapped atomically when tokens change, so a revocation takes effect for the
-//!   very next request.
+//!   very next request, and ends the open streams of the revoked token ([`Held`]).
 
 pub mod extract;
 pub mod hmac;
 pub mod index;
 
 pub use extract::{presented_token, Admin, AuthError, Caller};
-pub use index::{stream_token, Principal, TokenBook, TokenIndex};
+pub use index::{stream_token, Held, Principal, TokenBook, TokenIndex, Via};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

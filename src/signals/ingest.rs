@@ -166,6 +166,30 @@ pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// Checks every signal's `timestamp`: an RFC 3339 time (`2026-11-22T10:00:00Z`, any offset) or
+/// Unix milliseconds (a non-negative integer). Informational, but a value that is neither is a
+/// client bug worth reporting; `Err` names the first bad one (`signals[3].timestamp`).
+pub fn check_timestamps(batch: &SignalBatch<'_>) -> Result<(), Malformed> {
+    use time::format_description::well_known::Rfc3339;
+    let valid = |t: &serde_json::Value| match t {
+        serde_json::Value::String(text) => time::OffsetDateTime::parse(text, &Rfc3339).is_ok(),
+        serde_json::Value::Number(n) => n.is_u64(),
+        _ => false,
+    };
+    match batch
+        .signals
+        .iter()
+        .position(|s| s.timestamp.as_ref().is_some_and(|t| !valid(t)))
+    {
+        Some(i) => Err(Malformed {
+            field: format!("signals[{i}].timestamp"),
+            message: "must be an RFC 3339 time (2026-11-22T10:00:00Z) or Unix milliseconds".into(),
+            out_of_bounds: true,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Applies a checked batch against the live flags at `now_ms`.
 pub fn ingest(
     aggregates: &Aggregates,

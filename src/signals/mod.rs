@@ -15,5 +15,7 @@ mod ingest;
 mod limit;
 
 pub use aggregate::{Aggregates, MetricTotals, SavedAggregates};
-pub use ingest::{check, ingest, IngestReport, Malformed, SignalBatch, SignalError};
+pub use ingest::{
+    check, check_timestamps, ingest, IngestReport, Malformed, SignalBatch, SignalError,
+};
 pub use limit::RateLimiter;

@@ -266,6 +266,11 @@ impl SseReader {
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
+        SseReader::send(req).await
+    }
+
+    /// Opens a stream with a prepared request (e.g. a URL carrying `?token=`).
+    pub async fn send(req: reqwest::RequestBuilder) -> SseReader {
         let response = req.send().await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -273,6 +278,15 @@ impl SseReader {
             response,
             buffer: String::new(),
         }
+    }
+
+    /// Waits (5 s at most) for the server to end the stream, skipping what is still sent.
+    pub async fn ends(mut self) {
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while self.response.chunk().await.unwrap().is_some() {}
+        })
+        .await
+        .expect("the stream did not end within 5 s");
     }
 
     /// The next block (event or comment), within 5 s.

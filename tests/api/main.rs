@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod conformance;
 mod durability;
+mod edges;
 mod flags;
 mod fuzz;
 mod guards;

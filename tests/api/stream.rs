@@ -200,3 +200,79 @@ async fn unknown_stream_parameters_from_providers_are_ignored() {
 
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_open_streams_at_once_and_only_its_own() {
+    let app = spawn_app().await;
+    let doomed = app.create_token("doomed", "client").await;
+    let kept = app.create_token("kept", "client").await;
+    app.put_flag(bool_flag("qr", 0.0)).await;
+    let bulk: Value = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(&doomed)
+        .json(&json!({"context": {"targetingKey": "u1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stream_url = bulk["eventStreams"][0]["url"].as_str().unwrap().to_owned();
+    assert!(stream_url.contains("token=st_"), "{stream_url}");
+    let by_header = SseReader::open(&app, "/api/v1/stream", &doomed, None).await;
+    let by_query = SseReader::send(
+        app.client
+            .get(app.url(&format!("/api/v1/stream?token={doomed}"))),
+    )
+    .await;
+    let by_stream_token = SseReader::send(app.client.get(&stream_url)).await;
+    let mut other = SseReader::open(&app, "/api/v1/stream", &kept, None).await;
+    assert_eq!(other.next_event().await.event, "config");
+
+    let r = app
+        .admin(Method::DELETE, "/api/v1/tokens/doomed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    by_header.ends().await;
+    by_query.ends().await;
+    by_stream_token.ends().await;
+    app.admin(Method::PUT, "/api/v1/flags/qr/rollout")
+        .json(&json!({"percentage": 40}))
+        .send()
+        .await
+        .unwrap();
+    let change = other.next_event().await;
+    assert_eq!(
+        change.event, "change",
+        "the other token's stream stays open"
+    );
+    assert_eq!(change.json()["flag"]["rollout"], 40.0);
+    let reconnect = app.client.get(&stream_url).send().await.unwrap();
+    assert_eq!(
+        reconnect.status(),
+        401,
+        "the revoked stream token no longer opens a stream"
+    );
+}
+
+#[tokio::test]
+async fn creating_a_token_leaves_open_streams_alone() {
+    let app = spawn_app().await;
+    let token = app.create_token("web", "client").await;
+    app.put_flag(bool_flag("qr", 0.0)).await;
+    let mut stream = SseReader::open(&app, "/api/v1/stream", &token, None).await;
+    assert_eq!(stream.next_event().await.event, "config");
+
+    app.create_token("another", "client").await;
+    app.admin(Method::PUT, "/api/v1/flags/qr/rollout")
+        .json(&json!({"percentage": 5}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(stream.next_event().await.event, "change");
+}
