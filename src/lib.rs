@@ -16,7 +16,7 @@
 //!   validation), [`policies`], [`signals`] (ingestion and aggregates).
 //! - [`live`] (the lock-free evaluation snapshot), [`hub`] (change events for streams),
 //!   [`store`] (sled, durable), [`webhooks`], [`auth`] (tokens, stream tokens, HMAC,
-//!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`].
+//!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`], [`json_int`].
 //!
 //! Evaluation itself is the pure `rollgate-eval` crate.
 
@@ -29,6 +29,7 @@ pub mod config;
 pub mod controller;
 pub mod health_check;
 pub mod hub;
+pub mod json_int;
 pub mod lease;
 pub mod live;
 pub mod metrics;
