@@ -7,6 +7,9 @@
 use super::error::ApiError;
 use super::extract::{limited, Body};
 use super::resource;
+use super::schemas::{
+    Malformed, RateLimited, SignalBatchSchema, SignalReport, TooLarge, Unauthorized,
+};
 use crate::auth::Caller;
 use crate::controller::pass;
 use crate::signals::{ingest, SignalBatch};
@@ -20,9 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
 
 /// `POST /api/v1/signals`
 #[utoipa::path(post, path = "/api/v1/signals", tag = "client",
-    request_body(content = Object, description = "{\"signals\": [{\"flag\", \"variant\", \"metric\", \"count\"?, \"value\"?, \"targetingKey\"?, \"timestamp\"?}]}"),
-    responses((status = 200, description = "{\"accepted\", \"rejected\", \"errors\": [{\"index\", \"error\"}]}"), (status = 400, description = "Malformed batch"),
-        (status = 401, description = "No or bad token"), (status = 413, description = "Too large"), (status = 429, description = "Rate limited; Retry-After")),
+    request_body = SignalBatchSchema,
+    responses((status = 200, body = SignalReport, description = "Signals for unknown flags or variants are counted in `rejected` and listed in `errors`"),
+        Malformed, Unauthorized, TooLarge, RateLimited),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "signals.ingest", skip_all, fields(caller = %caller.name))]
 pub async fn ingest_batch(

@@ -12,6 +12,7 @@ mod flags;
 mod guards;
 mod interop;
 mod ofrep;
+mod openapi;
 mod operations;
 mod policies;
 mod releases;
