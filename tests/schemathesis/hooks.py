@@ -64,3 +64,45 @@ def to_toml(value):
 @schemathesis.serializer("application/toml")
 def toml_serializer(ctx, value):
     return to_toml(value).encode("utf-8")
+
+
+# ---------------------------------------------------------------- reaching the server's logic
+#
+# A generated flag, segment or policy almost never names the same key as its path, nor uses
+# variants that it declares, so the server answers 422 and nothing is ever created. For
+# schema-valid (positive) cases only, these few cross-field rules are made to hold, so that
+# creation, and the operations on what was created, are fuzzed too. The body stays
+# schema-valid.
+
+_TYPED = {"boolean": (False, True), "string": ("off", "on"), "number": (0, 1), "object": ({}, {"on": True})}
+_KEYED = {
+    "/api/v1/flags/{key}": ("key", "key"),
+    "/api/v1/segments/{key}": ("key", "key"),
+    "/api/v1/policies/{name}": ("name", "name"),
+}
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    meta = getattr(case, "meta", None)
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    body = case.body
+    if case.method.upper() != "PUT" or not isinstance(body, dict):
+        return
+    keyed = _KEYED.get(case.operation.path)
+    if keyed is None:
+        return
+    param, field = keyed
+    if isinstance(body.get(field), str) and body[field]:
+        case.path_parameters = {**(case.path_parameters or {}), param: body[field]}
+    if case.operation.path == "/api/v1/flags/{key}":
+        values = _TYPED.get(body.get("type"))
+        variants = body.get("variants")
+        if values and isinstance(variants, dict):
+            for name, value in zip((body.get("off_variant"), body.get("on_variant")), values):
+                if isinstance(name, str):
+                    variants[name] = value
+            for name in list(variants):
+                if name not in (body.get("off_variant"), body.get("on_variant")):
+                    variants[name] = values[0]
