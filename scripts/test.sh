@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The one command that runs every test of rollgate (the README's test command; CI runs it too).
 # It installs what the tests need on a clean machine (the OpenFeature SDKs for the interop
-# tests, in tests/interop/.venv and tests/interop/node_modules), then checks formatting and
-# lints, then runs the whole workspace's tests with nextest.
+# tests, in tests/interop/.venv and tests/interop/node_modules; schemathesis in
+# tests/schemathesis/.venv), then checks formatting and lints, then runs the whole workspace's
+# tests with nextest, then schemathesis over every operation of the OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== interop dependencies (OpenFeature Python + JS SDKs)"
 bash tests/interop/setup.sh
+
+echo "== schemathesis dependencies"
+bash tests/schemathesis/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -17,3 +21,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== tests"
 cargo nextest run --workspace --no-fail-fast
+
+echo "== schemathesis (the OpenAPI document against the real server)"
+bash tests/schemathesis/run.sh

@@ -17,7 +17,7 @@
 //! - [`live`] (the lock-free evaluation snapshot), [`hub`] (change events for streams),
 //!   [`store`] (sled, durable), [`webhooks`], [`auth`] (tokens, stream tokens, HMAC,
 //!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`], [`proxies`]
-//!   (which peers' forwarded headers are believed).
+//!   (which peers' forwarded headers are believed), [`json_int`].
 //!
 //! Evaluation itself is the pure `rollgate-eval` crate.
 
@@ -30,6 +30,7 @@ pub mod config;
 pub mod controller;
 pub mod health_check;
 pub mod hub;
+pub mod json_int;
 pub mod lease;
 pub mod live;
 pub mod metrics;

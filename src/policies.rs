@@ -79,7 +79,11 @@ pub struct Guard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<f64>,
     /// Absolute ceiling on the new variant's event count (`0` = one event breaches).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_int::option_u64"
+    )]
     pub max_count: Option<u64>,
     /// Basic guards: how long out of band before rolling back (e.g. `30m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,7 +110,7 @@ pub struct StagePlan {
     #[serde(default = "default_min_duration")]
     pub min_duration: String,
     /// Minimum exposures of the new variant per stage.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::u64")]
     pub min_exposures: u64,
 }
 

@@ -22,7 +22,11 @@ pub struct StagesOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_duration: Option<String>,
     /// Minimum exposures of the new variant per stage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_int::option_u64"
+    )]
     pub min_exposures: Option<u64>,
 }
 

@@ -10,6 +10,7 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body};
 use super::resource;
+use super::schemas::{AdminOnly, AlertActions, Malformed, TooLarge};
 use crate::auth::Admin;
 use crate::controller::alerts::{apply_all, AlertInput};
 use crate::state::AppState;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AlertmanagerPayload {
     /// Must be `"4"`.
+    #[schema(pattern = "^4$")]
     pub version: String,
     /// `firing` or `resolved` for the group.
     pub status: String,
@@ -44,6 +46,7 @@ pub struct AlertmanagerPayload {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     /// `firing` or `resolved`.
+    #[schema(pattern = "^(firing|resolved)$")]
     pub status: String,
     /// Labels: `alertname`, `severity`, `rollgate_flag`, `rollgate_release`, …
     pub labels: BTreeMap<String, String>,
@@ -57,7 +60,7 @@ pub struct Alert {
 
 /// `POST /api/v1/alerts/alertmanager`
 #[utoipa::path(post, path = "/api/v1/alerts/alertmanager", tag = "alerts", request_body = AlertmanagerPayload,
-    responses((status = 200, description = "{\"actions\": [{\"alert\", \"fingerprint\", \"status\", \"critical\", \"result\", \"outcome\"}]}"), (status = 400, description = "Malformed payload")), security(("bearer" = [])))]
+    responses((status = 200, body = AlertActions, description = "One outcome per alert"), Malformed, AdminOnly, TooLarge), security(("bearer" = [])))]
 #[tracing::instrument(name = "alerts.alertmanager", skip_all)]
 pub async fn alertmanager(
     state: web::Data<AppState>,

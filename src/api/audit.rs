@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::extract::Query;
 use super::resource;
+use super::schemas::{AdminOnly, AuditList, Invalid, Malformed};
 use crate::auth::Admin;
 use crate::controller::status;
 use crate::state::AppState;
@@ -25,8 +26,12 @@ pub struct AuditParams {
     /// Only entries about this release.
     release: Option<String>,
     /// Only entries at or after this time: RFC 3339 (`2026-11-22T10:00:00Z`) or Unix milliseconds.
+    #[param(
+        pattern = r"^([0-9]{1,19}|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z)$"
+    )]
     since: Option<String>,
     /// At most this many entries (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -50,7 +55,7 @@ fn since_bound(text: &str) -> Result<uuid::Uuid, ApiError> {
 
 /// `GET /api/v1/audit?flag=&release=&since=&limit=` — newest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, description = "{\"entries\": [AuditEntry]}, newest first")), security(("bearer" = [])))]
+    responses((status = 200, body = AuditList, description = "Newest first"), Malformed, AdminOnly, Invalid), security(("bearer" = [])))]
 #[tracing::instrument(name = "audit.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,

@@ -2,6 +2,7 @@
 
 use super::extract::etag_matches;
 use super::resource;
+use super::schemas::{ClientConfig, Unauthorized};
 use crate::auth::Caller;
 use crate::state::AppState;
 use actix_web::http::header;
@@ -15,7 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `GET /api/v1/client/config` — flags, segments and the bucketing rule; 304 on a matching
 /// `If-None-Match`.
 #[utoipa::path(get, path = "/api/v1/client/config", tag = "client",
-    responses((status = 200, description = "{\"flags\": [...], \"segments\": [...], \"bucketing\": \"...\"}"), (status = 304, description = "Not modified")),
+    responses((status = 200, body = ClientConfig, headers(("ETag" = String))), (status = 304, description = "Not modified"), Unauthorized),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "client.config", level = "debug", skip_all)]
 pub async fn config(req: HttpRequest, state: web::Data<AppState>, _caller: Caller) -> HttpResponse {

@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
+use super::schemas::{AdminOnly, Conflict, FlagSchema, Invalid, Malformed, NotFound, TooLarge};
 use crate::auth::Admin;
 use crate::ops;
 use crate::state::AppState;
@@ -29,7 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
     /// New percentage, 0–100 with 0.001 resolution.
-    #[schema(value_type = f64, example = 12.5)]
+    #[schema(value_type = f64, example = 12.5, minimum = 0, maximum = 100)]
     pub percentage: Percentage,
     /// Why (recorded in the audit log; overrides `X-Rollgate-Reason`).
     #[serde(default)]
@@ -51,7 +52,8 @@ struct FlagList<'a> {
 }
 
 /// `GET /api/v1/flags`
-#[utoipa::path(get, path = "/api/v1/flags", tag = "flags", responses((status = 200, description = "{\"flags\": [Flag]}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/flags", tag = "flags",
+    responses((status = 200, body = super::schemas::FlagList), AdminOnly), security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let live = state.live.load();
@@ -62,7 +64,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `GET /api/v1/flags/{key}`
 #[utoipa::path(get, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
-    responses((status = 200, description = "The flag"), (status = 404, description = "Unknown flag")), security(("bearer" = [])))]
+    responses((status = 200, body = FlagSchema), AdminOnly, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.get", skip_all, fields(flag = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -78,9 +80,9 @@ pub async fn get(
 
 /// `PUT /api/v1/flags/{key}` — create (201) or replace (200).
 #[utoipa::path(put, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
-    request_body(content = Object, description = "Flag JSON per the contract"),
-    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "Malformed"),
-        (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+    request_body = FlagSchema,
+    responses((status = 200, description = "Replaced", body = FlagSchema), (status = 201, description = "Created", body = FlagSchema),
+        Malformed, AdminOnly, TooLarge, Invalid), security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.put", skip_all, fields(flag = %key.as_str()))]
 pub async fn put(
     state: web::Data<AppState>,
@@ -101,7 +103,7 @@ pub async fn put(
 
 /// `DELETE /api/v1/flags/{key}`
 #[utoipa::path(delete, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown flag")), security(("bearer" = [])))]
+    responses((status = 204, description = "Deleted"), AdminOnly, NotFound, Conflict), security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.delete", skip_all, fields(flag = %key.as_str()))]
 pub async fn delete(
     state: web::Data<AppState>,
@@ -115,8 +117,8 @@ pub async fn delete(
 
 /// `PUT /api/v1/flags/{key}/rollout` — manual ramp.
 #[utoipa::path(put, path = "/api/v1/flags/{key}/rollout", tag = "flags", params(("key" = String, Path)),
-    request_body = RolloutRequest, responses((status = 200, description = "The updated flag"), (status = 404, description = "Unknown flag"),
-        (status = 422, description = "Percentage out of range")), security(("bearer" = [])))]
+    request_body = RolloutRequest, responses((status = 200, description = "The updated flag", body = FlagSchema),
+        Malformed, AdminOnly, NotFound, TooLarge, Invalid), security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.rollout", skip_all, fields(flag = %key.as_str()))]
 pub async fn rollout(
     state: web::Data<AppState>,
@@ -132,7 +134,9 @@ pub async fn rollout(
 
 /// `POST /api/v1/flags/{key}/kill`
 #[utoipa::path(post, path = "/api/v1/flags/{key}/kill", tag = "flags", params(("key" = String, Path)),
-    request_body(content = Option<ReasonRequest>), responses((status = 200, description = "The killed flag")), security(("bearer" = [])))]
+    request_body(content = Option<ReasonRequest>, description = "Optional: an empty body is no reason"),
+    responses((status = 200, description = "The killed flag", body = FlagSchema), Malformed, AdminOnly, NotFound, TooLarge),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.kill", skip_all, fields(flag = %key.as_str()))]
 pub async fn kill(
     state: web::Data<AppState>,
@@ -145,7 +149,9 @@ pub async fn kill(
 
 /// `POST /api/v1/flags/{key}/unkill`
 #[utoipa::path(post, path = "/api/v1/flags/{key}/unkill", tag = "flags", params(("key" = String, Path)),
-    request_body(content = Option<ReasonRequest>), responses((status = 200, description = "The revived flag")), security(("bearer" = [])))]
+    request_body(content = Option<ReasonRequest>, description = "Optional: an empty body is no reason"),
+    responses((status = 200, description = "The revived flag", body = FlagSchema), Malformed, AdminOnly, NotFound, TooLarge),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.unkill", skip_all, fields(flag = %key.as_str()))]
 pub async fn unkill(
     state: web::Data<AppState>,

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::resource;
+use super::schemas::{HealthStatus, Unauthorized};
 use crate::auth::Caller;
 use crate::controller::{metrics as control_metrics, status};
 use crate::state::AppState;
@@ -15,14 +16,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /healthz` — the process is up (no token).
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "{\"status\": \"ok\"}")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = HealthStatus)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 /// `GET /readyz` — the store answers and flags are loaded (no token).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "{\"status\": \"ready\", \"flags\": N}"), (status = 503, description = "Store unavailable")))]
+    responses((status = 200, body = HealthStatus), (status = 503, body = HealthStatus, description = "Store unavailable")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.tokens() {
         Ok(_) => HttpResponse::Ok()
@@ -35,8 +36,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics` — Prometheus text format (any valid token: it names flags).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format"),
-    (status = 401, description = "No or bad token")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+    Unauthorized), security(("bearer" = [])))]
 #[tracing::instrument(name = "metrics", level = "debug", skip_all)]
 pub async fn metrics(
     state: web::Data<AppState>,

@@ -16,22 +16,34 @@ mod ofrep;
 mod openapi;
 mod policies;
 mod releases;
+mod schemas;
 mod segments;
 mod signals;
 mod stream;
 mod tokens;
 
 use crate::state::Limits;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpResponse};
 use error::ApiError;
 
 pub use openapi::ApiDoc;
 
-/// A resource whose unsupported methods get a JSON 405.
+/// A resource whose unsupported methods get a JSON 405 with `Allow` (the methods the OpenAPI
+/// document lists for the path; `tests/api/openapi.rs` checks they are the routed ones).
 pub(crate) fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async {
-        HttpResponse::from_error(ApiError::MethodNotAllowed)
-    }))
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    let mut response = HttpResponse::from_error(ApiError::MethodNotAllowed);
+    let allow = req
+        .match_pattern()
+        .and_then(|p| openapi::allowed_methods(&p));
+    if let Some(value) = allow.and_then(|a| HeaderValue::from_str(a).ok()) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// Registers every route of the server: the shared defaults (ops body limit, query and path

@@ -6,6 +6,11 @@
 //! connections stay usable after a 401. Evaluation reads the live snapshot lock-free.
 
 use super::extract::etag_matches;
+use super::resource;
+use super::schemas::{
+    OfrepBadRequest, OfrepBulk, OfrepNotFound, OfrepRequest, OfrepSuccess, OfrepTooLarge,
+    OfrepUnauthorized,
+};
 use crate::auth::extract::{authenticate, presented_token};
 use crate::live::ServedFlag;
 use crate::metrics::ErrorLabels;
@@ -21,8 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     cfg.service(
         web::scope("/ofrep/v1/evaluate")
             .app_data(web::PayloadConfig::new(max_body))
-            .route("/flags", web::post().to(evaluate_all))
-            .route("/flags/{key:.*}", web::post().to(evaluate_one)),
+            .service(resource("/flags").route(web::post().to(evaluate_all)))
+            .service(resource("/flags/{key:.*}").route(web::post().to(evaluate_one))),
     );
 }
 
@@ -177,9 +182,8 @@ fn prepare(
 /// `POST /ofrep/v1/evaluate/flags/{key}`
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep",
     params(("key" = String, Path, description = "Flag key")),
-    request_body(content = Object, description = "{\"context\": {\"targetingKey\": \"...\", ...}}"),
-    responses((status = 200, description = "Evaluation success"), (status = 400, description = "PARSE_ERROR, TARGETING_KEY_MISSING, INVALID_CONTEXT"),
-        (status = 401, description = "No or bad token"), (status = 404, description = "FLAG_NOT_FOUND")),
+    request_body(content = Option<OfrepRequest>, description = "Optional: an empty body is an empty context"),
+    responses((status = 200, body = OfrepSuccess), OfrepBadRequest, OfrepUnauthorized, OfrepNotFound, OfrepTooLarge),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "ofrep.evaluate", level = "debug", skip_all)]
 pub async fn evaluate_one(
@@ -307,9 +311,9 @@ fn count_error(state: &AppState, code: &'static str) {
 
 /// `POST /ofrep/v1/evaluate/flags`
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep",
-    request_body(content = Object, description = "{\"context\": {...}}"),
-    responses((status = 200, description = "All flags evaluated; ETag header"), (status = 304, description = "If-None-Match matched"),
-        (status = 400, description = "PARSE_ERROR, INVALID_CONTEXT"), (status = 401, description = "No or bad token")),
+    request_body(content = Option<OfrepRequest>, description = "Optional: an empty body is an empty context"),
+    responses((status = 200, body = OfrepBulk, headers(("ETag" = String))), (status = 304, description = "If-None-Match matched"),
+        OfrepBadRequest, OfrepUnauthorized, OfrepTooLarge),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "ofrep.evaluate_all", level = "debug", skip_all)]
 pub async fn evaluate_all(

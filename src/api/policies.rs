@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
+use super::schemas::{AdminOnly, Invalid, Malformed, NotFound, PolicyList, TooLarge};
 use crate::auth::Admin;
 use crate::ops;
 use crate::policies::Policy;
@@ -22,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /api/v1/policies`
-#[utoipa::path(get, path = "/api/v1/policies", tag = "policies", responses((status = 200, description = "{\"policies\": [Policy]}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/policies", tag = "policies", responses((status = 200, body = PolicyList), AdminOnly), security(("bearer" = [])))]
 #[tracing::instrument(name = "policies.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let set = state.policies.load();
@@ -31,7 +32,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `GET /api/v1/policies/{name}`
 #[utoipa::path(get, path = "/api/v1/policies/{name}", tag = "policies", params(("name" = String, Path)),
-    responses((status = 200, body = Policy), (status = 404, description = "Unknown policy")), security(("bearer" = [])))]
+    responses((status = 200, body = Policy), AdminOnly, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "policies.get", skip_all, fields(policy = %name.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -46,8 +47,12 @@ pub async fn get(
 }
 
 /// `PUT /api/v1/policies/{name}` — create (201) or replace (200).
-#[utoipa::path(put, path = "/api/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), request_body = Policy,
-    responses((status = 200, body = Policy), (status = 201, body = Policy), (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/api/v1/policies/{name}", tag = "policies", params(("name" = String, Path)),
+    request_body(content(
+        (Policy = "application/json"),
+        (Policy = "application/toml"),
+    ), description = "The policy, as JSON or as TOML (like the files in `policies/`; the same schema)"),
+    responses((status = 200, body = Policy), (status = 201, body = Policy), Malformed, AdminOnly, TooLarge, Invalid), security(("bearer" = [])))]
 #[tracing::instrument(name = "policies.put", skip_all, fields(policy = %name.as_str()))]
 pub async fn put(
     req: HttpRequest,

@@ -3,6 +3,9 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
+use super::schemas::{
+    AdminOnly, ErrorBody, Malformed, NotFound, ReleaseList, ReleaseStatus, TooLarge,
+};
 use crate::auth::{Actor, Admin};
 use crate::controller::{commands, status, ReleaseCommand};
 use crate::release::ReleasePlan;
@@ -26,8 +29,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `POST /api/v1/releases` — creates a release in state `pending`.
 #[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = ReleasePlan,
-    responses((status = 201, description = "{\"id\", \"name\", \"state\": \"pending\", ...}"), (status = 400, description = "Malformed"),
-        (status = 409, description = "A flag already belongs to a live release"), (status = 422, description = "Unknown flag or policy, bad stages")),
+    responses((status = 201, body = ReleaseStatus, description = "The release, in state `pending`"), Malformed, AdminOnly,
+        (status = 409, description = "A flag already belongs to a live release", body = ErrorBody), TooLarge,
+        (status = 422, description = "Unknown flag or policy, bad stages", body = ErrorBody)),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "releases.create", skip_all)]
 pub async fn create(
@@ -41,7 +45,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/releases`
-#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", responses((status = 200, description = "{\"releases\": [status]}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", responses((status = 200, body = ReleaseList), AdminOnly), security(("bearer" = [])))]
 #[tracing::instrument(name = "releases.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let releases = status::releases(&state).await;
@@ -54,7 +58,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `GET /api/v1/releases/{id}` — every module's state, percentage, stage and guard readings.
 #[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = String, Path, description = "Release id (or name)")),
-    responses((status = 200, description = "Release status"), (status = 404, description = "Unknown release")), security(("bearer" = [])))]
+    responses((status = 200, body = ReleaseStatus), AdminOnly, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "releases.get", skip_all, fields(release = %id.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -83,7 +87,9 @@ async fn command(
 
 /// `POST /api/v1/releases/{id}/start`
 #[utoipa::path(post, path = "/api/v1/releases/{id}/start", tag = "releases", params(("id" = String, Path)),
-    responses((status = 200, description = "Release status"), (status = 409, description = "Already started")), security(("bearer" = [])))]
+    request_body(content = Option<super::flags::ReasonRequest>, description = "Optional: an empty body is no reason"),
+    responses((status = 200, body = ReleaseStatus), Malformed, AdminOnly, NotFound,
+        (status = 409, description = "Already started", body = ErrorBody), TooLarge), security(("bearer" = [])))]
 pub async fn start(
     state: web::Data<AppState>,
     Admin(actor): Admin,
@@ -95,7 +101,9 @@ pub async fn start(
 
 /// `POST /api/v1/releases/{id}/pause`
 #[utoipa::path(post, path = "/api/v1/releases/{id}/pause", tag = "releases", params(("id" = String, Path)),
-    responses((status = 200, description = "Release status"), (status = 409, description = "Nothing to pause")), security(("bearer" = [])))]
+    request_body(content = Option<super::flags::ReasonRequest>, description = "Optional: an empty body is no reason"),
+    responses((status = 200, body = ReleaseStatus), Malformed, AdminOnly, NotFound,
+        (status = 409, description = "Nothing to pause", body = ErrorBody), TooLarge), security(("bearer" = [])))]
 pub async fn pause(
     state: web::Data<AppState>,
     Admin(actor): Admin,
@@ -107,7 +115,9 @@ pub async fn pause(
 
 /// `POST /api/v1/releases/{id}/resume`
 #[utoipa::path(post, path = "/api/v1/releases/{id}/resume", tag = "releases", params(("id" = String, Path)),
-    responses((status = 200, description = "Release status"), (status = 409, description = "Nothing to resume")), security(("bearer" = [])))]
+    request_body(content = Option<super::flags::ReasonRequest>, description = "Optional: an empty body is no reason"),
+    responses((status = 200, body = ReleaseStatus), Malformed, AdminOnly, NotFound,
+        (status = 409, description = "Nothing to resume", body = ErrorBody), TooLarge), security(("bearer" = [])))]
 pub async fn resume(
     state: web::Data<AppState>,
     Admin(actor): Admin,
@@ -119,7 +129,9 @@ pub async fn resume(
 
 /// `POST /api/v1/releases/{id}/rollback`
 #[utoipa::path(post, path = "/api/v1/releases/{id}/rollback", tag = "releases", params(("id" = String, Path)),
-    responses((status = 200, description = "Release status"), (status = 409, description = "Nothing to roll back")), security(("bearer" = [])))]
+    request_body(content = Option<super::flags::ReasonRequest>, description = "Optional: an empty body is no reason"),
+    responses((status = 200, body = ReleaseStatus), Malformed, AdminOnly, NotFound,
+        (status = 409, description = "Nothing to roll back", body = ErrorBody), TooLarge), security(("bearer" = [])))]
 pub async fn rollback(
     state: web::Data<AppState>,
     Admin(actor): Admin,

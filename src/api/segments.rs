@@ -3,6 +3,9 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
+use super::schemas::{
+    AdminOnly, Invalid, Malformed, NotFound, SegmentList, SegmentSchema, TooLarge,
+};
 use crate::auth::Admin;
 use crate::ops;
 use crate::state::AppState;
@@ -20,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /api/v1/segments`
-#[utoipa::path(get, path = "/api/v1/segments", tag = "segments", responses((status = 200, description = "{\"segments\": [Segment]}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/segments", tag = "segments", responses((status = 200, body = SegmentList), AdminOnly), security(("bearer" = [])))]
 #[tracing::instrument(name = "segments.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let live = state.live.load();
@@ -30,7 +33,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `GET /api/v1/segments/{key}`
 #[utoipa::path(get, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
-    responses((status = 200, description = "The segment"), (status = 404, description = "Unknown segment")), security(("bearer" = [])))]
+    responses((status = 200, body = SegmentSchema), AdminOnly, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "segments.get", skip_all, fields(segment = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -47,8 +50,9 @@ pub async fn get(
 
 /// `PUT /api/v1/segments/{key}` — create (201) or replace (200); flags using it are recompiled.
 #[utoipa::path(put, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
-    request_body(content = Object, description = "{\"key\", \"when\": [conditions]}"),
-    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 422, description = "Invalid field")), security(("bearer" = [])))]
+    request_body = SegmentSchema,
+    responses((status = 200, description = "Replaced", body = SegmentSchema), (status = 201, description = "Created", body = SegmentSchema),
+        Malformed, AdminOnly, TooLarge, Invalid), security(("bearer" = [])))]
 #[tracing::instrument(name = "segments.put", skip_all, fields(segment = %key.as_str()))]
 pub async fn put(
     state: web::Data<AppState>,

@@ -7,6 +7,9 @@
 use super::error::ApiError;
 use super::extract::{limited, Body};
 use super::resource;
+use super::schemas::{
+    Invalid, Malformed, RateLimited, SignalBatchSchema, SignalReport, TooLarge, Unauthorized,
+};
 use crate::auth::Caller;
 use crate::controller::pass;
 use crate::signals::{ingest, SignalBatch};
@@ -20,9 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
 
 /// `POST /api/v1/signals`
 #[utoipa::path(post, path = "/api/v1/signals", tag = "client",
-    request_body(content = Object, description = "{\"signals\": [{\"flag\", \"variant\", \"metric\", \"count\"?, \"value\"?, \"targetingKey\"?, \"timestamp\"?}]}"),
-    responses((status = 200, description = "{\"accepted\", \"rejected\", \"errors\": [{\"index\", \"error\"}]}"), (status = 400, description = "Malformed batch"), (status = 422, description = "A count or value beyond its bound"),
-        (status = 401, description = "No or bad token"), (status = 413, description = "Too large"), (status = 429, description = "Rate limited; Retry-After")),
+    request_body = SignalBatchSchema,
+    responses((status = 200, body = SignalReport, description = "Signals for unknown flags or variants are counted in `rejected` and listed in `errors`"),
+        Malformed, Unauthorized, TooLarge, Invalid, RateLimited),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "signals.ingest", skip_all, fields(caller = %caller.name))]
 pub async fn ingest_batch(
@@ -57,10 +60,19 @@ fn parse_batch(body: &[u8]) -> Result<SignalBatch<'_>, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     Err(
         match serde_path_to_error::deserialize::<_, SignalBatch<'_>>(&mut de) {
-            Err(e) => ApiError::BadRequest {
-                field: Some(e.path().to_string()),
-                message: e.into_inner().to_string(),
-            },
+            Err(e) => {
+                let field = Some(e.path().to_string());
+                let message = e.into_inner().to_string();
+                // A well-formed whole number too large for a count is out of bounds (422), like
+                // a count over the per-signal bound; every other problem is malformed (400).
+                if message.starts_with("invalid value: integer `")
+                    && message[24..].starts_with(|c: char| c.is_ascii_digit())
+                {
+                    ApiError::Invalid { field, message }
+                } else {
+                    ApiError::BadRequest { field, message }
+                }
+            }
             Ok(_) => ApiError::BadRequest {
                 field: None,
                 message: "malformed JSON".into(),

@@ -13,6 +13,7 @@
 use super::error::ApiError;
 use super::extract::Query;
 use super::resource;
+use super::schemas::{Malformed, Unauthorized};
 use crate::auth::extract::presented_token;
 use crate::auth::{Held, Principal, Via};
 use crate::hub::{ChangeEvent, Resume, SubscriberGuard};
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct StreamParams {
     /// `rollgate` (default) or `ofrep`.
+    #[param(value_type = Option<StreamFormat>)]
     format: Option<String>,
     /// Token for clients that cannot send headers.
     token: Option<String>,
@@ -44,6 +46,15 @@ pub struct StreamParams {
     /// Sent back by the OFREP web provider; ignored.
     #[serde(rename = "flagConfigLastModified")]
     flag_config_last_modified: Option<String>,
+}
+
+/// The stream's formats, as the document names them.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StreamFormat {
+    Rollgate,
+    Ofrep,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,7 +159,8 @@ fn frame(format: Format, event: &ChangeEvent) -> Bytes {
 
 /// `GET /api/v1/stream`
 #[utoipa::path(get, path = "/api/v1/stream", tag = "client", params(StreamParams),
-    responses((status = 200, description = "text/event-stream: config, change, heartbeats"), (status = 401, description = "No or bad token")),
+    responses((status = 200, description = "Server-Sent Events: config, change, heartbeats", content_type = "text/event-stream", body = String),
+        Malformed, Unauthorized),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "stream", skip_all)]
 pub async fn stream(

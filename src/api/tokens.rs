@@ -3,6 +3,9 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
+use super::schemas::{
+    AdminOnly, Conflict, ErrorBody, Invalid, Malformed, NotFound, TokenList, TooLarge,
+};
 use crate::auth::{Admin, Role};
 use crate::ops;
 use crate::state::AppState;
@@ -24,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Unique name, 1–64 of `[A-Za-z0-9._-]`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     /// `client` or `admin`.
     pub role: Role,
@@ -39,7 +43,7 @@ pub struct CreatedToken {
 
 /// `POST /api/v1/tokens`
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken,
-    responses((status = 201, body = CreatedToken), (status = 409, description = "Name taken")), security(("bearer" = [])))]
+    responses((status = 201, body = CreatedToken), Malformed, AdminOnly, Conflict, TooLarge, Invalid), security(("bearer" = [])))]
 #[tracing::instrument(name = "tokens.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
@@ -56,7 +60,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/tokens`
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "{\"tokens\": [{name, role, created}]}")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = TokenList), AdminOnly), security(("bearer" = [])))]
 #[tracing::instrument(name = "tokens.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let tokens: Vec<_> = state
@@ -70,7 +74,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpRespo
 
 /// `DELETE /api/v1/tokens/{name}`
 #[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)),
-    responses((status = 204, description = "Revoked"), (status = 404, description = "Unknown token"), (status = 409, description = "Last admin token")), security(("bearer" = [])))]
+    responses((status = 204, description = "Revoked"), AdminOnly, NotFound, (status = 409, description = "The last admin token", body = ErrorBody)), security(("bearer" = [])))]
 #[tracing::instrument(name = "tokens.revoke", skip_all, fields(token = %name.as_str()))]
 pub async fn delete(
     state: web::Data<AppState>,

@@ -38,7 +38,7 @@ pub struct Signal<'a> {
     #[serde(borrow)]
     pub metric: Cow<'a, str>,
     /// Number of events (default 1).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::option_u64")]
     pub count: Option<u64>,
     /// A value such as a latency in seconds.
     #[serde(default)]

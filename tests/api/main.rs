@@ -15,6 +15,7 @@ mod fuzz;
 mod guards;
 mod interop;
 mod ofrep;
+mod openapi;
 mod operations;
 mod policies;
 mod releases;
