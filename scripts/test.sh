@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The one command that runs every test of rollgate (the README's test command; CI runs it too).
 # It installs what the tests need on a clean machine (the OpenFeature SDKs for the interop
-# tests, in tests/interop/.venv and tests/interop/node_modules), then checks formatting and
-# lints, then runs the whole workspace's tests with nextest.
+# tests, in tests/interop/.venv and tests/interop/node_modules; strace for tests/api/fsync.rs),
+# then checks formatting and lints, then runs the whole workspace's tests with nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== interop dependencies (OpenFeature Python + JS SDKs)"
 bash tests/interop/setup.sh
+
+echo "== api test dependencies (strace, for the fsync test)"
+bash tests/api/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

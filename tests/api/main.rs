@@ -8,6 +8,7 @@ mod cli;
 mod conformance;
 mod durability;
 mod flags;
+mod fsync;
 mod guards;
 mod interop;
 mod ofrep;
