@@ -1,4 +1,4 @@
-//! Making sled's writes durable: `fdatasync`/`fsync` after sled's own flush, group-committed.
+//! Making sled's writes durable: sled's flush, then `fdatasync`/`fsync`, group-committed.
 //!
 //! Why this exists: sled 0.34's `flush` writes its log buffer with `pwrite` and then calls
 //! `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` on Linux (`pagecache/iobuf.rs`). That
@@ -20,11 +20,18 @@
 //! Detecting new files costs two `readdir`s of small directories per sync, far below the
 //! `fdatasync` itself; most syncs find nothing new and only sync `db`.
 //!
-//! Group commit: a caller needs a sync that *started* after its write reached sled's file (a
-//! sync already running may have started before). [`Syncer::sync`] joins the next sync to
-//! start; every caller that arrives while one runs shares the following one, so N concurrent
-//! committers cost at most two syncs. The sync itself runs on the blocking pool and finishes
-//! (and wakes its waiters) even if every waiting future is dropped.
+//! Group commit: one step is sled's blocking `flush` followed by the syncs above. A caller
+//! needs a step that *started* after its transaction returned (a step already running may have
+//! flushed before it). [`Syncer::sync`] joins the next step to start; every caller that arrives
+//! while one runs shares the following one, so N concurrent committers cost at most two steps.
+//! The step runs on tokio's blocking pool and finishes (and wakes its waiters) even if every
+//! waiting future is dropped.
+//!
+//! Why not `flush_async`: it runs sled's flush on sled's own small thread pool, where it waits
+//! for the log write that sled queues on that same pool; with several flushes at once every
+//! thread waits and the write never runs (sled issue #1241; the commit bench hung with eight
+//! concurrent committers, and the server has two: ops commits and the aggregate persist). One
+//! step at a time, on a thread outside sled's pool, cannot starve that pool.
 //!
 //! A failed sync poisons the syncer: after a failed `fsync` the kernel may have dropped the dirty
 //! pages and marked them clean, so a later successful `fsync` proves nothing (PostgreSQL's
@@ -45,17 +52,17 @@ use tokio::sync::watch;
 pub enum Durability {
     /// sled's flush, then `fdatasync` of `db` and `fsync` of anything new (the default).
     Fsync,
-    /// sled's flush alone (`sync_file_range`): the behaviour before the fix. Bench only.
+    /// sled's flush alone (`pwrite` + `sync_file_range`), still group-committed: what a commit
+    /// cost before `fdatasync` was added. Bench only; it does not keep the contract.
     SledFlushOnly,
 }
 
 /// Runs the syncs of one data directory, one at a time, shared by concurrent callers.
 pub(super) struct Syncer {
-    durability: Durability,
     state: Arc<Mutex<GateState>>,
     /// The epoch of the last finished sync, successful or not.
     finished: watch::Sender<u64>,
-    /// Used by one sync at a time (the gate ensures it; the mutex makes it sound).
+    /// Used by one step at a time (the gate ensures it; the mutex makes it sound).
     disk: Arc<Mutex<Disk>>,
 }
 
@@ -69,43 +76,37 @@ struct GateState {
 }
 
 impl Syncer {
-    /// Opens the files to sync in `dir` (sled has created them) and syncs everything once.
-    pub(super) fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let mut disk = Disk::open(dir).map_err(sync_error)?;
-        if durability == Durability::Fsync {
-            disk.sync_everything_at_open().map_err(sync_error)?;
-        }
+    /// Opens the files to sync in `dir` (sled, open as `db`, has created them) and syncs
+    /// everything once.
+    pub(super) fn open(
+        db: &sled::Db,
+        dir: &Path,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
+        let mut disk = Disk::open(db, dir, durability).map_err(sync_error)?;
+        disk.sync_everything_at_open().map_err(sync_error)?;
         Ok(Syncer {
-            durability,
             state: Arc::default(),
             finished: watch::Sender::new(0),
             disk: Arc::new(Mutex::new(disk)),
         })
     }
 
-    /// Syncs now, on this thread; for startup paths that are not async.
+    /// Flushes and syncs now, on this thread; for startup paths that are not async.
     pub(super) fn sync_blocking(&self) -> Result<(), StoreError> {
         if let Some(message) = &lock(&self.state).failed {
             return Err(poisoned(message));
         }
-        if self.durability == Durability::SledFlushOnly {
-            return Ok(());
-        }
-        let result = lock(&self.disk).sync();
+        let result = lock(&self.disk).step();
         if let Err(e) = &result {
-            lock(&self.state)
-                .failed
-                .get_or_insert_with(|| e.to_string());
+            lock(&self.state).failed.get_or_insert_with(|| e.clone());
         }
-        result.map_err(sync_error)
+        result.map_err(StoreError::Sync)
     }
 
-    /// Returns once a sync that started after this call has finished: everything sled had
-    /// written before the call is then on stable storage.
+    /// Returns once a flush-and-sync step that started after this call has finished:
+    /// everything written to sled before the call is then on stable storage.
     pub(super) async fn sync(&self) -> Result<(), StoreError> {
-        if self.durability == Durability::SledFlushOnly {
-            return Ok(());
-        }
         let target = {
             let state = lock(&self.state);
             if let Some(message) = &state.failed {
@@ -138,18 +139,18 @@ impl Syncer {
         }
     }
 
-    /// Runs sync number `epoch` on the blocking pool; it reports back even if nobody waits.
+    /// Runs step number `epoch` on the blocking pool; it reports back even if nobody waits.
     fn spawn_sync(&self, epoch: u64) {
         let disk = Arc::clone(&self.disk);
         let state = Arc::clone(&self.state);
         let finished = self.finished.clone();
         tokio::task::spawn_blocking(move || {
-            let result = lock(&disk).sync();
+            let result = lock(&disk).step();
             let mut s = lock(&state);
             s.running = false;
             if let Err(e) = result {
-                tracing::error!(error = %e, "syncing the data directory failed; refusing every further commit");
-                s.failed.get_or_insert_with(|| e.to_string());
+                tracing::error!(error = %e, "flushing or syncing the data directory failed; refusing every further commit");
+                s.failed.get_or_insert(e);
             }
             drop(s);
             finished.send_replace(epoch);
@@ -157,8 +158,10 @@ impl Syncer {
     }
 }
 
-/// The files of a sled data directory that a sync covers.
+/// The database and the files of its directory that a step covers.
 struct Disk {
+    sled: sled::Db,
+    durability: Durability,
     dir: PathBuf,
     /// sled's `db` file, opened a second time: `fdatasync` acts on the file, whichever
     /// descriptor it is called on.
@@ -169,12 +172,14 @@ struct Disk {
 }
 
 impl Disk {
-    fn open(dir: &Path) -> std::io::Result<Disk> {
+    fn open(sled: &sled::Db, dir: &Path, durability: Durability) -> std::io::Result<Disk> {
         let db = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(dir.join("db"))?;
         Ok(Disk {
+            sled: sled.clone(),
+            durability,
             dir: dir.to_path_buf(),
             db,
             entries: BTreeSet::new(),
@@ -185,12 +190,24 @@ impl Disk {
     /// Every file and directory of the store, and the data directory's entry in its parent
     /// (sled may just have created it).
     fn sync_everything_at_open(&mut self) -> std::io::Result<()> {
+        if self.durability == Durability::SledFlushOnly {
+            return Ok(());
+        }
         self.sync()?;
         let absolute = self.dir.canonicalize()?;
         match absolute.parent() {
             Some(parent) => sync_dir(parent),
             None => Ok(()),
         }
+    }
+
+    /// sled's flush (its log buffer to `db`), then the syncs.
+    fn step(&mut self) -> Result<(), String> {
+        self.sled.flush().map_err(|e| e.to_string())?;
+        if self.durability == Durability::SledFlushOnly {
+            return Ok(());
+        }
+        self.sync().map_err(|e| e.to_string())
     }
 
     /// `fdatasync` of `db`, then data and entry of every file that appeared since the last
@@ -254,11 +271,15 @@ mod tests {
     use super::*;
     use std::os::fd::OwnedFd;
 
+    fn open(dir: &Path) -> Syncer {
+        let db = sled::Config::new().path(dir).open().expect("sled opens");
+        Syncer::open(&db, dir, Durability::Fsync).expect("syncer opens")
+    }
+
     #[tokio::test]
     async fn callers_arriving_during_a_sync_share_the_next_one() {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("db"), b"log").expect("db file");
-        let syncer = Arc::new(Syncer::open(dir.path(), Durability::Fsync).expect("opens"));
+        let syncer = Arc::new(open(dir.path()));
         let held = lock(&syncer.disk); // the first sync blocks until this is dropped
 
         let first = tokio::spawn({
@@ -290,14 +311,12 @@ mod tests {
     #[tokio::test]
     async fn a_failed_sync_fails_every_later_commit() {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("db"), b"log").expect("db file");
-        let syncer = Syncer::open(dir.path(), Durability::Fsync).expect("opens");
+        let syncer = open(dir.path());
         // fdatasync on a socket fails with EINVAL, as a failing disk would fail it with EIO.
         let (socket, _peer) = std::os::unix::net::UnixStream::pair().expect("socket pair");
         lock(&syncer.disk).db = File::from(OwnedFd::from(socket));
 
         assert!(matches!(syncer.sync().await, Err(StoreError::Sync(_))));
-        std::fs::write(dir.path().join("db"), b"log").expect("db file");
         lock(&syncer.disk).db = File::open(dir.path().join("db")).expect("db file");
         let again = syncer.sync().await;
         assert!(

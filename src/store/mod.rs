@@ -11,7 +11,7 @@
 //!   the drive's volatile cache and the file size unpersisted). sled's flush writes the log,
 //!   then `durable.rs` syncs `db`, any new blob file and any changed directory; see its header
 //!   for what sled 0.34 writes where and why this is the complete set. Concurrent commits share
-//!   one sync (group commit); a failed sync makes every later commit fail.
+//!   one flush-and-sync step (group commit); a failed one makes every later commit fail.
 //! - Values are encoded by [`codec`]: one version byte followed by JSON, so the format can evolve.
 
 mod audit;
@@ -73,7 +73,6 @@ type TreeOp<'a> = (usize, &'a [u8], Option<Vec<u8>>);
 /// Handle to the open database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
     syncer: Arc<durable::Syncer>,
     flags: sled::Tree,
     segments: sled::Tree,
@@ -121,12 +120,11 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(CACHE_BYTES)
             .open()?;
-        let syncer = Arc::new(durable::Syncer::open(dir, durability)?);
+        let syncer = Arc::new(durable::Syncer::open(&db, dir, durability)?);
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             None => {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-                db.flush()?;
                 syncer.sync_blocking()?;
             }
             Some(raw) => {
@@ -149,7 +147,6 @@ impl Store {
             releases: db.open_tree("releases")?,
             audit: db.open_tree("audit")?,
             meta,
-            db,
             syncer,
         })
     }
@@ -294,16 +291,15 @@ impl Store {
         }
         let key: [u8; 32] = rand::random();
         self.meta.insert("server_key", &key)?;
-        self.db.flush()?;
         self.syncer.sync_blocking()?;
         Ok(key)
     }
 
     /// Forces everything written so far to stable storage: sled writes its log buffer
-    /// (`pwrite` + `sync_file_range`), then the syncer `fdatasync`s it (shared with concurrent
-    /// callers).
+    /// (`pwrite` + `sync_file_range`), then the syncer `fdatasync`s it; one such step is
+    /// shared by concurrent callers. (Not sled's `flush_async`, which deadlocks when several
+    /// run at once; see `durable.rs`.)
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
         self.syncer.sync().await
     }
 
@@ -358,5 +354,49 @@ mod tests {
             store.aggregates::<Vec<u64>>().expect("reads"),
             Some(vec![1, 3])
         );
+    }
+
+    /// sled's `flush_async` deadlocks when several run at once (sled #1241); commits from
+    /// many tasks at once must all finish.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_commits_all_complete() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..20 {
+                        let (name, source) = (format!("p{t}"), format!("{i}"));
+                        let entry = AuditEntry {
+                            id: uuid::Uuid::now_v7(),
+                            time: "2026-01-01T00:00:00.000Z".into(),
+                            actor: "test".into(),
+                            action: "policy.put".into(),
+                            flag: None,
+                            release: None,
+                            subject: Some(name.clone()),
+                            reason: None,
+                            before: None,
+                            after: None,
+                        };
+                        let change = Change::PutPolicy {
+                            name: &name,
+                            source: &source,
+                        };
+                        store.commit(change, &entry).await.expect("commit");
+                    }
+                })
+            })
+            .collect();
+        let all = async {
+            for task in tasks {
+                task.await.expect("task");
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .expect("320 commits from 16 tasks finish within 60 s");
+        assert_eq!(store.policies().expect("reads").len(), 16);
     }
 }
