@@ -276,6 +276,9 @@ mod tests {
         Syncer::open(&db, dir, Durability::Fsync).expect("syncer opens")
     }
 
+    // Holding the disk lock across the awaits is the point: it keeps the first step running
+    // while the others arrive (the test runs on one thread; the step on the blocking pool).
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test]
     async fn callers_arriving_during_a_sync_share_the_next_one() {
         let dir = tempfile::tempdir().expect("temp dir");
