@@ -8,7 +8,7 @@ set -euo pipefail
 if command -v strace >/dev/null 2>&1; then
     exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
+if [ "${EUID}" -ne 0 ]; then
     echo "tests/api/setup.sh: strace is missing and this is not root; install it (e.g. sudo apt-get install -y strace) and rerun" >&2
     exit 1
 fi
