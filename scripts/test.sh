@@ -2,8 +2,9 @@
 # The one command that runs every test of rollgate (the README's test command; CI runs it too).
 # It installs what the tests need on a clean machine (the OpenFeature SDKs for the interop
 # tests, in tests/interop/.venv and tests/interop/node_modules; schemathesis in
-# tests/schemathesis/.venv), then checks formatting and lints, then runs the whole workspace's
-# tests with nextest, then schemathesis over every operation of the OpenAPI document.
+# tests/schemathesis/.venv; strace for tests/api/fsync.rs), then checks formatting and lints,
+# then runs the whole workspace's tests with nextest, then schemathesis over every operation of
+# the OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,9 @@ bash tests/interop/setup.sh
 
 echo "== schemathesis dependencies"
 bash tests/schemathesis/setup.sh
+
+echo "== api test dependencies (strace, for the fsync test)"
+bash tests/api/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

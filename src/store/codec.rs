@@ -5,12 +5,12 @@ use serde::{de::DeserializeOwned, Serialize};
 
 const V1: u8 = 1;
 
-/// Encodes a record.
-pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+/// Encodes a record; a value that cannot be encoded is an error, never an empty record (which
+/// the next start would refuse as corrupt).
+pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = vec![V1];
-    // Serializing our own plain structs to a Vec cannot fail.
-    serde_json::to_writer(&mut out, value).unwrap_or_default();
-    out
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
 }
 
 /// Decodes a record, naming the problem on failure.

@@ -353,7 +353,20 @@ pub async fn spawn_app_with_aggregates(aggregates: Value) -> TestApp {
     config.policies_dir = policies_dir();
     config.admin_token = Some(ADMIN_TOKEN.into());
     config.workers = 2;
-    let app = Application::build(config).await.expect("build app");
+    // sled releases the data dir's lock from its background thread some time after the seeding
+    // store is dropped; there is nothing to await, so the build is retried for a bounded time.
+    let mut attempts = 0;
+    let app = loop {
+        match Application::build(config.clone()).await {
+            Ok(app) => break app,
+            Err(e) if attempts < 100 => {
+                attempts += 1;
+                tracing::debug!(error = %e, "data dir still locked; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("build app: {e:#}"),
+        }
+    };
     let address = app.url();
     tokio::spawn(app.run_until_stopped());
     TestApp {

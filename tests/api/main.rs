@@ -11,6 +11,7 @@ mod conformance;
 mod durability;
 mod edges;
 mod flags;
+mod fsync;
 mod fuzz;
 mod guards;
 mod interop;
