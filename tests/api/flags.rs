@@ -618,3 +618,56 @@ async fn the_server_refuses_patterns_past_its_budget_but_never_a_kill_switch() {
     assert_eq!(deleted.status(), 204);
     app.put_flag(heavy("heavy-17")).await;
 }
+
+#[tokio::test]
+async fn a_kill_switch_does_not_wait_for_another_flags_heavy_compile() {
+    // Arrange: a flag to kill, and a body whose patterns take long to compile (just under a
+    // flag's budget, several times over: each PUT compiles them again).
+    let app = spawn_app().await;
+    app.put_flag(bool_flag("checkout", 50.0)).await;
+    let heavy = flag_when(
+        "heavy",
+        json!([{"when": [matches("name", vec![r"\w{5}"; 14])], "variant": "on"}]),
+    );
+    let put_heavy = |n: usize| {
+        let request = app
+            .admin(Method::PUT, &format!("/api/v1/flags/heavy-{n}"))
+            .json(&{
+                let mut h = heavy.clone();
+                h["key"] = json!(format!("heavy-{n}"));
+                h
+            })
+            .send();
+        async move {
+            let r = request.await.unwrap();
+            (r.status().as_u16(), std::time::Instant::now())
+        }
+    };
+
+    // Act: three heavy writes in flight, then the kill switch right behind them.
+    let heavy_writes = futures_util::future::join_all((0..3).map(put_heavy));
+    let kill = async {
+        // Let the heavy writes reach the server first (they are then compiling).
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let r = app
+            .admin(Method::POST, "/api/v1/flags/checkout/kill")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), std::time::Instant::now())
+    };
+    let (heavy_done, (kill_status, killed_at)) = tokio::join!(heavy_writes, kill);
+
+    // Assert: the kill answered before every heavy write (it never queued behind their
+    // compilation), and all of them were applied.
+    assert_eq!(kill_status, 200);
+    for (status, done_at) in &heavy_done {
+        assert_eq!(*status, 201);
+        assert!(
+            killed_at < *done_at,
+            "the kill switch waited for a heavy write's compilation"
+        );
+    }
+    let flag = app.admin_get("/api/v1/flags/checkout").await;
+    assert_eq!(flag["enabled"], false, "{flag}");
+}
