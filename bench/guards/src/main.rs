@@ -30,7 +30,7 @@ const USAGE: &str = "usage: rollgate-guards-bench [--rollouts N] [--seed S] [--u
   --batches-per-stage B  guard checks per stage (default 200)
   --threads T            worker threads (default 2); results do not depend on it
   --shadow K             also drive the first K rollouts of each scenario through
-                         analysis::verdict + controller::machine::apply and compare (default 20)
+                         controller::step (observe, apply), the server's own step and compare (default 20)
   --compare              also run copies of the guard formula (first release; log-space tails)
   --sweep                also measure other prior concentrations (copied formula)";
 

@@ -245,7 +245,7 @@ pub fn shadow(aa: &[Outcome], detect: &[Vec<Outcome>]) {
         )
     });
     println!(
-        "\nCross-check: {runs} rollouts also driven through analysis::verdict + controller::machine::apply: \
+        "\nCross-check: {runs} rollouts also driven through controller::step (observe, apply), the server's own step: \
          {} batch decisions compared, {bad} disagreements",
         thousands(checks as f64)
     );
