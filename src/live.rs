@@ -11,7 +11,7 @@
 //! - Evaluation counters live beside each compiled flag and are carried over to its next
 //!   version by variant name, so `/metrics` counters only reset when a variant disappears.
 
-use rollgate_eval::limits::check_snapshot_budget;
+use rollgate_eval::check_snapshot_budget;
 use rollgate_eval::{compile_flag, CompileError, CompiledFlag, FlagDef, SegmentDef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

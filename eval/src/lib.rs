@@ -31,7 +31,7 @@ pub use compile::{compile_flag, validate_segment, CompileError, CompiledFlag, Se
 pub use evaluate::{targeting_key, EvalError, Evaluation, Prepared, Reason};
 pub use model::{valid_flag_key, ConditionDef, FlagDef, FlagType, Op, RuleDef, SegmentDef};
 pub use percentage::{Percentage, PercentageError};
-pub use snapshot::Snapshot;
+pub use snapshot::{check_snapshot_budget, Snapshot};
 
 /// The evaluation context: `targetingKey` plus free attributes, exactly as OFREP sends it.
 pub type Context = serde_json::Map<String, serde_json::Value>;

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | one pattern | each automaton ≤ [`PATTERN_AUTOMATON_BYTES`] | the pattern, `rules[3].when[0].values[0]` |
 //! | one flag, segments spliced in included | ≤ [`FLAG_PATTERNS`] patterns and ≤ [`FLAG_REGEX_BYTES`] in all | the pattern that crosses it |
-//! | a snapshot (every flag of the server) | ≤ [`SNAPSHOT_REGEX_BYTES`] in all | the flag's heaviest pattern |
+//! | a snapshot (every flag of the server) | ≤ [`SNAPSHOT_REGEX_BYTES`] in all (checked by [`crate::check_snapshot_budget`]) | the flag's heaviest pattern |
 //!
 //! Compilation stops at the pattern that crosses a limit: each pattern is built with its
 //! automaton limit lowered to what is left of the flag's budget, so the engine gives up as soon
@@ -26,8 +26,6 @@
 //! Ways to stay small: Unicode classes are large and a repetition multiplies them, so prefer
 //! `+`/`*` to `{n}` on `\w`, `\d` or `.`, or switch Unicode off for the class (`(?-u:\w){20}`
 //! compiles to about 2 KB), or use `starts_with`/`ends_with`/`contains` for plain text.
-
-use crate::compile::{CompileError, CompiledFlag};
 
 /// Largest compiled automaton (NFA, one-pass DFA) of one pattern, in bytes. `\w{10}` fits,
 /// `\w{11}` does not; `^[\w.-]+@([\w-]+\.)+[a-z]{2,}$` takes 114 KB in all.
@@ -46,28 +44,6 @@ pub const FLAG_REGEX_BYTES: usize = 4 << 20;
 
 /// Largest compiled size of the patterns of every flag of a snapshot, in bytes.
 pub const SNAPSHOT_REGEX_BYTES: usize = 64 << 20;
-
-/// Checks that `flag` fits beside flags whose patterns take `others` bytes compiled, i.e.
-/// that the snapshot's patterns stay within [`SNAPSHOT_REGEX_BYTES`]. The error names the
-/// flag's heaviest pattern.
-pub fn check_snapshot_budget(others: usize, flag: &CompiledFlag) -> Result<(), CompileError> {
-    let total = others.saturating_add(flag.regex_bytes());
-    if total <= SNAPSHOT_REGEX_BYTES {
-        return Ok(());
-    }
-    let (field, heaviest) = flag.heaviest_regex().map_or(("rules", 0), |(f, b)| (f, b));
-    Err(CompileError {
-        field: field.to_owned(),
-        message: format!(
-            "the regular expressions of all flags would take {} compiled, over the limit of {} \
-             for the server (this flag's take {}, this one {})",
-            bytes(total),
-            bytes(SNAPSHOT_REGEX_BYTES),
-            bytes(flag.regex_bytes()),
-            bytes(heaviest)
-        ),
-    })
-}
 
 /// `1536` → `1.5 KiB`: sizes in messages.
 pub(crate) fn bytes(n: usize) -> String {

@@ -39,18 +39,16 @@ impl Snapshot {
         // In key order, so which flags are left out over the budget does not depend on the
         // order they came in.
         let mut regex_bytes = 0;
-        compiled.retain(
-            |flag| match crate::limits::check_snapshot_budget(regex_bytes, flag) {
-                Ok(()) => {
-                    regex_bytes += flag.regex_bytes();
-                    true
-                }
-                Err(e) => {
-                    broken.push((flag.key().to_owned(), e));
-                    false
-                }
-            },
-        );
+        compiled.retain(|flag| match check_snapshot_budget(regex_bytes, flag) {
+            Ok(()) => {
+                regex_bytes += flag.regex_bytes();
+                true
+            }
+            Err(e) => {
+                broken.push((flag.key().to_owned(), e));
+                false
+            }
+        });
         let index = compiled
             .iter()
             .enumerate()
@@ -87,4 +85,26 @@ impl Snapshot {
     pub fn is_empty(&self) -> bool {
         self.flags.is_empty()
     }
+}
+
+/// Checks that `flag` fits beside flags whose patterns take `others` bytes compiled, i.e.
+/// that the snapshot's patterns stay within [`crate::limits::SNAPSHOT_REGEX_BYTES`]. The error names the
+/// flag's heaviest pattern.
+pub fn check_snapshot_budget(others: usize, flag: &CompiledFlag) -> Result<(), CompileError> {
+    let total = others.saturating_add(flag.regex_bytes());
+    if total <= crate::limits::SNAPSHOT_REGEX_BYTES {
+        return Ok(());
+    }
+    let (field, heaviest) = flag.heaviest_regex().map_or(("rules", 0), |(f, b)| (f, b));
+    Err(CompileError {
+        field: field.to_owned(),
+        message: format!(
+            "the regular expressions of all flags would take {} compiled, over the limit of {} \
+             for the server (this flag's take {}, this one {})",
+            crate::limits::bytes(total),
+            crate::limits::bytes(crate::limits::SNAPSHOT_REGEX_BYTES),
+            crate::limits::bytes(flag.regex_bytes()),
+            crate::limits::bytes(heaviest)
+        ),
+    })
 }

@@ -6,11 +6,10 @@
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use rollgate_eval::limits::{
-    check_snapshot_budget, FLAG_PATTERNS, FLAG_REGEX_BYTES, SNAPSHOT_REGEX_BYTES,
-};
+use rollgate_eval::limits::{FLAG_PATTERNS, FLAG_REGEX_BYTES, SNAPSHOT_REGEX_BYTES};
 use rollgate_eval::{
-    compile_flag, validate_segment, CompileError, CompiledFlag, FlagDef, SegmentDef, Snapshot,
+    check_snapshot_budget, compile_flag, validate_segment, CompileError, CompiledFlag, FlagDef,
+    SegmentDef, Snapshot,
 };
 use serde_json::{json, Value};
 use std::cell::RefCell;
