@@ -191,27 +191,13 @@ pub async fn evaluate_one(
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    // actix decodes the URL once, lossily; the key is taken from the URL as sent.
-    let sent = req
-        .uri()
-        .path()
-        .split_once("/flags/")
-        .map_or("", |(_, k)| k);
-    let decoded = percent_encoding::percent_decode_str(sent).decode_utf8();
-    let shown = decoded.as_deref().unwrap_or(sent);
-    let context = match prepare(&req, body, Some(shown)) {
+    let (sent, decoded) = sent_key(&req);
+    let context = match prepare(&req, body, Some(decoded.as_deref().unwrap_or(sent))) {
         Ok(c) => c,
         Err(response) => return *response,
     };
-    // A key that is not UTF-8 names no flag and cannot be echoed: refused, not replaced by
-    // U+FFFD (which would look up another key); `key` carries the segment as sent.
     let Ok(key) = decoded else {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            Some(sent),
-            "PARSE_ERROR",
-            format!("the flag key {sent:?} is not valid UTF-8 once percent-decoded"),
-        );
+        return key_not_utf8(sent);
     };
     let live = state.live.load();
     let Some(flag) = live.get(&key) else {
@@ -291,6 +277,31 @@ fn origin(req: &HttpRequest, state: &AppState) -> String {
     format!("{scheme}://{host}")
 }
 
+/// The flag key as sent (actix decodes the URL once, lossily, so it is taken from the URL as
+/// sent) and its percent-decoding, which fails for a key that is not UTF-8.
+fn sent_key(req: &HttpRequest) -> (&str, Result<std::borrow::Cow<'_, str>, std::str::Utf8Error>) {
+    let sent = req
+        .uri()
+        .path()
+        .split_once("/flags/")
+        .map_or("", |(_, k)| k);
+    (
+        sent,
+        percent_encoding::percent_decode_str(sent).decode_utf8(),
+    )
+}
+
+/// A key that is not UTF-8 names no flag and cannot be echoed: refused, not replaced by
+/// U+FFFD (which would look up another key); `key` carries the segment as sent.
+fn key_not_utf8(sent: &str) -> HttpResponse {
+    failure(
+        StatusCode::BAD_REQUEST,
+        Some(sent),
+        "PARSE_ERROR",
+        format!("the flag key {sent:?} is not valid UTF-8 once percent-decoded"),
+    )
+}
+
 fn flag_not_found(state: &AppState, key: &str) -> HttpResponse {
     count_error(state, "FLAG_NOT_FOUND");
     failure(
@@ -334,14 +345,24 @@ pub async fn evaluate_all(
             "targetingKey must be a string".into(),
         );
     };
-    let (mut out, etag) = evaluate_into_buffer(&state.live.load(), &context);
-    if etag_matches(&req, &etag) {
+    let (out, etag) = evaluate_into_buffer(&state.live.load(), &context);
+    bulk_answer(&req, &state, out, etag)
+}
+
+/// 304 when the client has this ETag; otherwise the flags, the metadata and the event streams.
+fn bulk_answer(
+    req: &HttpRequest,
+    state: &AppState,
+    mut out: Vec<u8>,
+    etag: String,
+) -> HttpResponse {
+    if etag_matches(req, &etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish();
     }
     out.extend_from_slice(b",\"metadata\":{}");
-    append_event_streams(&req, &state, &mut out);
+    append_event_streams(req, state, &mut out);
     out.push(b'}');
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
