@@ -109,6 +109,17 @@ pub(crate) struct RegexCost {
 }
 
 impl CompiledFlag {
+    /// This flag with another kill switch and rollout, without compiling anything again: what
+    /// a kill switch or a rollback changes, so the emergency path never waits on a compilation.
+    /// Serves exactly what compiling the changed definition would (`tests/switches.rs`).
+    pub fn with_switches(&self, enabled: bool, rollout: Percentage) -> CompiledFlag {
+        CompiledFlag {
+            enabled,
+            rollout,
+            ..self.clone()
+        }
+    }
+
     /// The flag key.
     pub fn key(&self) -> &str {
         &self.key

@@ -49,6 +49,19 @@ pub struct FlagDef {
 }
 
 impl FlagDef {
+    /// Whether `other` differs from this flag at most in what evaluation reads as plain values —
+    /// the kill switch and the rollout — or not at all (description, tags, policy), so that
+    /// this flag's compiled form serves `other` after [`crate::CompiledFlag::with_switches`].
+    pub fn differs_only_in_switches(&self, other: &FlagDef) -> bool {
+        self.key == other.key
+            && self.flag_type == other.flag_type
+            && self.variants == other.variants
+            && self.off_variant == other.off_variant
+            && self.on_variant == other.on_variant
+            && self.rules == other.rules
+            && self.salt == other.salt
+    }
+
     /// Whether a rule of this flag tests membership of segment `key` (segments never reference
     /// other segments, so these are the flags a change of that segment recompiles).
     pub fn uses_segment(&self, key: &str) -> bool {

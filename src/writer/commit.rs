@@ -161,8 +161,14 @@ fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, OpsError> {
     }
     for def in &batch.flags {
         let base = next.as_ref().unwrap_or(live);
-        let compiled =
-            compile_flag(def, &base.segments).map_err(|e| invalid(e.field, e.message))?;
+        // A kill switch, a rollout or a rollback changes only plain values of the compiled
+        // flag: nothing is compiled again, so the emergency path never waits on a compilation.
+        let compiled = match base.get(&def.key) {
+            Some(served) if served.def.differs_only_in_switches(def) => {
+                served.compiled.with_switches(def.enabled, def.rollout)
+            }
+            _ => compile_flag(def, &base.segments).map_err(|e| invalid(e.field, e.message))?,
+        };
         let with = base
             .with_flag(def.clone(), compiled)
             .map_err(|e| invalid(e.field, e.message))?;
