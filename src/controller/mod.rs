@@ -2,13 +2,13 @@
 //!
 //! - [`step`]: one module's step as plain values — observe the guards, decide, apply. The
 //!   server and `bench/guards` both call it.
-//! - [`transition`]: a controller turn, turning decisions into one batch (module states, flag
+//! - `transition`: a controller turn, turning decisions into one batch (module states, flag
 //!   rollouts, audit entries with the numbers, webhook events).
 //! - [`pass`]: the controller's pass over running releases and hand guards (after a signal
 //!   batch, on a tick), one commit.
 //! - [`commands`]: operator commands (create, start, pause, resume, roll back, hold).
 //! - [`alerts`]: Alertmanager alerts turned into commands.
-//! - [`hand`]: guards on flags ramped by hand; [`watch`]: the watched set the signals handler
+//! - `hand`: guards on flags ramped by hand; [`watch`]: the watched set the signals handler
 //!   reads, refreshed by the controller after each of its commits.
 //! - [`status`] and [`metrics`]: what the controller shows.
 //! - [`runner`]: the tokio loop.

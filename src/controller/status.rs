@@ -1,6 +1,6 @@
 //! What the controller shows: the status document of a release (every module's state,
 //! percentage, stage, what it waits for, and each guard's reading), read through the same
-//! [`step`](super::step) the controller decides with.
+//! [`super::step`] the controller decides with.
 
 use super::machine::Decision;
 use super::step;

@@ -4,7 +4,7 @@
 //! the change can move what the controller watches — lets the controller refresh.
 //! Release commands and alerts belong to the controller (`controller::commands`, `::alerts`).
 //!
-//! Compiling is done before the writer lock ([`prepare_ahead`]): a write that takes long to
+//! Compiling is done before the writer lock (`prepare_ahead`): a write that takes long to
 //! compile never delays a kill switch, a rollback or a controller decision queued behind it.
 
 pub mod flags;

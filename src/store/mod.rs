@@ -12,7 +12,7 @@
 //!   then `durable.rs` syncs `db`, any new blob file and any changed directory; see its header
 //!   for what sled 0.34 writes where and why this is the complete set. Concurrent commits share
 //!   one flush-and-sync step (group commit); a failed one makes every later commit fail.
-//! - Values are encoded by [`codec`]: one version byte followed by JSON, so the format can evolve.
+//! - Values are encoded by `codec`: one version byte followed by JSON, so the format can evolve.
 
 mod audit;
 mod codec;

@@ -14,7 +14,7 @@ pub struct WebhookConfig {
     /// Attempts per event and URL, the first included (default 6).
     pub max_attempts: u32,
     /// Wait before the first retry (default 200 ms); doubles each retry, capped at
-    /// [`MAX_BACKOFF`], each wait jittered down to between half and all of it.
+    /// [`super::MAX_BACKOFF`], each wait jittered down to between half and all of it.
     pub initial_backoff: Duration,
     /// Limit of one attempt, connecting included (default 5 s).
     pub timeout: Duration,
@@ -35,7 +35,7 @@ impl WebhookConfig {
         }
     }
 
-    /// Checks what [`Webhooks::start`] would otherwise log and work around: unparsable or
+    /// Checks what [`super::Webhooks::start`] would otherwise log and work around: unparsable or
     /// non-`http` URLs (this build has no TLS) are skipped, zero counts and durations raised.
     pub fn validate(&self) -> Result<(), WebhookConfigError> {
         for (index, url) in self.urls.iter().enumerate() {
