@@ -9,57 +9,14 @@
 //! included) and per snapshot; see [`crate::limits`] for the limits and why they are there.
 
 use crate::bucket::SaltPrefix;
-use crate::limits::{
-    bytes, FLAG_PATTERNS, FLAG_REGEX_BYTES, PATTERN_AUTOMATON_BYTES, PATTERN_LAZY_DFA_BYTES,
-};
+use crate::error::CompileError;
 use crate::model::{ConditionDef, FlagDef, Op, RuleDef, SegmentDef};
+use crate::pattern::RegexCost;
 use crate::semver::Version;
 use crate::{valid_flag_key, FlagType, Percentage};
 use regex_automata::meta::Regex;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-
-/// A definition problem, naming the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct CompileError {
-    /// Path of the offending field, e.g. `rules[0].when[1].op`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl CompileError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        CompileError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    /// Restates an error of flag `flag`, raised while it was recompiled with segment `segment`
-    /// changed, in the terms of that segment's definition: a field inside the segment
-    /// (`rules[0].when[1].segment(beta)[2].values[0]`) becomes the segment's own
-    /// (`when[2].values[0]`); any other field becomes `when`. The message names the flag and
-    /// where it uses the segment.
-    pub fn in_segment(&self, segment: &str, flag: &str) -> CompileError {
-        let marker = format!(".segment({segment})");
-        match self.field.find(&marker) {
-            Some(at) => CompileError::new(
-                format!("when{}", &self.field[at + marker.len()..]),
-                format!(
-                    "flag {flag:?} (which uses this segment at {}): {}",
-                    &self.field[..at],
-                    self.message
-                ),
-            ),
-            None => CompileError::new(
-                "when",
-                format!("flag {flag:?}: {}: {}", self.field, self.message),
-            ),
-        }
-    }
-}
 
 /// Where compilation looks up segments by key.
 pub trait SegmentLookup {
@@ -95,17 +52,6 @@ pub struct CompiledFlag {
     pub(crate) salt_prefix: SaltPrefix,
     /// What its regular expressions cost.
     pub(crate) regex: RegexCost,
-}
-
-/// The compiled size of a flag's (or a segment's) regular expressions, counted while compiling.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RegexCost {
-    /// Sum of the patterns' compiled sizes, in bytes.
-    bytes: usize,
-    /// Number of patterns compiled.
-    patterns: usize,
-    /// The largest pattern: its field and compiled size.
-    heaviest: Option<(Box<str>, usize)>,
 }
 
 impl CompiledFlag {
@@ -546,86 +492,4 @@ fn regexes(
         .enumerate()
         .map(|(i, pattern)| cost.compile(&format!("{field}[{i}]"), pattern))
         .collect()
-}
-
-impl RegexCost {
-    /// Builds one pattern within what is left of the flag's budget, and counts it.
-    fn compile(&mut self, field: &str, pattern: &str) -> Result<Regex, CompileError> {
-        let over_flag = |size: &str| {
-            CompileError::new(
-                field,
-                format!(
-                    "the flag's regular expressions (segments included) would take {size} \
-                     compiled, over the limit of {} per flag",
-                    bytes(FLAG_REGEX_BYTES)
-                ),
-            )
-        };
-        if self.patterns >= FLAG_PATTERNS {
-            return Err(CompileError::new(
-                field,
-                format!(
-                    "a flag may use at most {FLAG_PATTERNS} regular expressions \
-                     (segments included, once per use)"
-                ),
-            ));
-        }
-        let left = FLAG_REGEX_BYTES.saturating_sub(self.bytes);
-        // The engine stops building as soon as an automaton outgrows its limit, so a body
-        // that goes over the flag's budget costs at most that budget's worth of compilation.
-        let limit = PATTERN_AUTOMATON_BYTES.min(left);
-        let built = Regex::builder()
-            .configure(
-                Regex::config()
-                    // As the `regex` crate configures it for `&str` haystacks.
-                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
-                    .utf8_empty(true)
-                    .nfa_size_limit(Some(limit))
-                    .onepass_size_limit(Some(limit))
-                    // No fully compiled DFA: only the `dfa-build` feature makes the engine
-                    // build one, and in the server another crate (tracing-subscriber's
-                    // `matchers`) turns it on, so sizes, and what fits, would differ between
-                    // the server and a client linking this crate alone.
-                    .dfa(false)
-                    .hybrid_cache_capacity(PATTERN_LAZY_DFA_BYTES),
-            )
-            .syntax(regex_automata::util::syntax::Config::new().utf8(true))
-            .build(pattern);
-        let regex = match built {
-            Ok(regex) => regex,
-            Err(e) if e.size_limit().is_some() && limit < PATTERN_AUTOMATON_BYTES => {
-                return Err(over_flag(&format!("more than {}", bytes(FLAG_REGEX_BYTES))));
-            }
-            Err(e) if e.size_limit().is_some() => {
-                return Err(CompileError::new(
-                    field,
-                    format!(
-                        "this regular expression compiles to more than {} (the limit per \
-                         pattern); a counted repetition of a Unicode class such as \\w{{20}} \
-                         is large: use + or *, or (?-u:\\w)",
-                        bytes(PATTERN_AUTOMATON_BYTES)
-                    ),
-                ));
-            }
-            Err(e) => {
-                let reason = e
-                    .syntax_error()
-                    .map_or_else(|| e.to_string(), |s| s.to_string());
-                return Err(CompileError::new(
-                    field,
-                    format!("invalid regular expression: {reason}"),
-                ));
-            }
-        };
-        let size = regex.memory_usage();
-        if size > left {
-            return Err(over_flag(&bytes(self.bytes + size)));
-        }
-        self.bytes += size;
-        self.patterns += 1;
-        if self.heaviest.as_ref().is_none_or(|(_, b)| size > *b) {
-            self.heaviest = Some((field.into(), size));
-        }
-        Ok(regex)
-    }
 }

@@ -18,16 +18,19 @@
 
 mod bucket;
 mod compile;
+mod error;
 mod evaluate;
 mod key_hash;
 pub mod limits;
 mod model;
+mod pattern;
 mod percentage;
 mod semver;
 mod snapshot;
 
 pub use bucket::{bucket, in_rollout, BUCKETS};
-pub use compile::{compile_flag, validate_segment, CompileError, CompiledFlag, SegmentLookup};
+pub use compile::{compile_flag, validate_segment, CompiledFlag, SegmentLookup};
+pub use error::CompileError;
 pub use evaluate::{targeting_key, EvalError, Evaluation, Prepared, Reason};
 pub use model::{valid_flag_key, ConditionDef, FlagDef, FlagType, Op, RuleDef, SegmentDef};
 pub use percentage::{Percentage, PercentageError};

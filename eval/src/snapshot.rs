@@ -4,7 +4,8 @@
 //! the changed flag on a write; it compiles strictly, since a stored flag was validated when
 //! written, while a client compiles leniently so one flag it cannot read never hides the rest.)
 
-use crate::compile::{compile_flag_lenient, CompileError, CompiledFlag, SegmentLookup};
+use crate::compile::{compile_flag_lenient, CompiledFlag, SegmentLookup};
+use crate::error::CompileError;
 use crate::FlagDef;
 use std::collections::HashMap;
 
