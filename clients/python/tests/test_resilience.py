@@ -158,13 +158,13 @@ def test_500s_keep_the_signals_and_back_off_until_the_server_answers(server, uni
         relay.shutdown()
         relay.server_close()
 
-    # Assert: every exposure arrived exactly once; the retries backed off (0.05, 0.1, 0.2 s)
+    # Assert: every exposure arrived exactly once; the retries waited 0.05, 0.1, 0.2 s at least
     after = server.totals(flag, "exposure")
     assert after["on"] - before["on"] == 250
     stats = hook.stats()
     assert stats["failed_batches"] == 3 and stats["dropped"] == 0, stats
     gaps = [b - a for a, b in zip(handler.seen, handler.seen[1:])]
-    assert gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5, gaps
+    assert all(g >= 0.05 * 2**i * 0.95 for i, g in enumerate(gaps[:3])), gaps
 
 
 def test_a_429_is_retried_after_its_retry_after_and_nothing_is_lost(limited_server, unique, ofrep_client):

@@ -398,8 +398,12 @@ class RollgateSignalsHook(Hook):
         return _wire.to_signals(counts, valued)
 
     def _put_back(self, batches: List[List[Dict[str, Any]]]) -> None:
-        """Re-queues unsent batches within the bound (what does not fit is dropped)."""
+        """Re-queues unsent batches within the bound (what does not fit is dropped, and so is
+        everything once the hook is closed: no one would send it)."""
         with self._lock:
+            if self._closed:
+                self._stats["dropped"] += sum(_wire.events_in(b) for b in batches)
+                return
             for batch in batches:
                 for s in batch:
                     series = (s["flag"], s["variant"], s["metric"])
