@@ -19,6 +19,7 @@ mod ofrep;
 mod openapi;
 mod operations;
 mod policies;
+mod reach;
 mod releases;
 mod segments;
 mod signals;
