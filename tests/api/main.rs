@@ -20,6 +20,7 @@ mod openapi;
 mod operations;
 mod policies;
 mod python_hook;
+mod reach;
 mod releases;
 mod segments;
 mod signals;
