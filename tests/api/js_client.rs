@@ -24,7 +24,11 @@ fn js_dir() -> PathBuf {
 
 fn require_setup() {
     let marker = js_dir().join("node_modules/.package-lock.sha256");
-    assert!(marker.exists(), "{} is missing: {SETUP_HINT}", marker.display());
+    assert!(
+        marker.exists(),
+        "{} is missing: {SETUP_HINT}",
+        marker.display()
+    );
 }
 
 /// Runs `node <args>` in `clients/js/` and fails the test with its whole output unless it exits

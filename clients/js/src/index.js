@@ -344,6 +344,7 @@ export class RollgateSignals {
   /** Takes everything pending as wire signals (counts split at the server's per-signal bound). */
   _drain() {
     const out = [];
+    if (this._pending === 0) return out;
     const push = (flag, variant, metric, count, value) => {
       for (let left = count; left > 0; left -= MAX_COUNT) {
         const s = { flag, variant, metric, count: Math.min(left, MAX_COUNT) };
@@ -451,7 +452,13 @@ export class RollgateSignals {
     }
     const batches = this._batches(signals, keepalive);
     for (let i = 0; i < batches.length; i += 1) {
-      const outcome = await this._post(batches[i], keepalive);
+      let outcome;
+      try {
+        outcome = await this._post(batches[i], keepalive);
+      } catch (e) {
+        // e.g. a custom `fetch` answering something that is not a Response: keep the signals.
+        outcome = this._retryLater(`signals: ${e && e.message ? e.message : e}`);
+      }
       if (outcome === 'retry') {
         for (let j = i; j < batches.length; j += 1) this._requeue(batches[j]);
         return;
