@@ -13,10 +13,10 @@ use tokio::process::Command;
 const SETUP_HINT: &str = "run clients/js/setup.sh (scripts/test.sh does)";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Whether the server takes the `client` report of docs/clients.md: false until the reach part
-/// of issue 10 lands (the server answers 400 naming `client`, and the hook falls back to plain
-/// signals). Flip to true then: `server_sdk.mjs` asserts the one or the other.
-const SERVER_TAKES_CLIENT_REPORT: bool = false;
+/// Whether the server takes the `client` report of docs/clients.md (it does since the reach part
+/// of issue 10). An older server answers 400 naming `client` and the hook falls back to plain
+/// signals; `server_sdk.mjs` asserts the one or the other, so false tests that fallback.
+const SERVER_TAKES_CLIENT_REPORT: bool = true;
 
 fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js")

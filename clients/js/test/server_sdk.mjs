@@ -105,6 +105,16 @@ async function main() {
   const after = await client.getBooleanDetails('sig-static', false, { targetingKey: 'user-1' });
   check('a change raises the revision seen by the hook', after.flagMetadata.revision > maxRevision && signals.stats().revision === after.flagMetadata.revision,
     `${after.flagMetadata.revision} vs ${signals.stats().revision}`);
+  if (SERVER_TAKES_CLIENT) {
+    // Reach: once the hook has sent the new revision, the server counts this client as live
+    // and as having applied the change.
+    await signals.flush();
+    const reach = await admin('GET', '/api/v1/reach?flag=sig-static');
+    const change = reach.changes.find((c) => c.revision === after.flagMetadata.revision);
+    check('the server counts this client as live and the change as confirmed by it',
+      reach.live_clients === 1 && change !== undefined && change.live_clients === 1 && change.confirmed === 1,
+      JSON.stringify(reach));
+  }
 
   // The heartbeat: idle, with a revision known, the hook sends `{"signals": [], "client": …}`.
   const hb = observedFetch();
