@@ -2,8 +2,8 @@
 # The one command that runs every test of rollgate (the README's test command; CI runs it too).
 # It installs what the tests need on a clean machine (the OpenFeature SDKs for the interop
 # tests, in tests/interop/.venv and tests/interop/node_modules; the Python hook and its tests in
-# clients/python/.venv; schemathesis in
-# tests/schemathesis/.venv; strace for tests/api/fsync.rs), then checks formatting and lints,
+# clients/python/.venv; the JS client's dev dependencies in clients/js/node_modules; schemathesis
+# in tests/schemathesis/.venv; strace for tests/api/fsync.rs), then checks formatting and lints,
 # then runs the whole workspace's tests with nextest, then schemathesis over every operation of
 # the OpenAPI document.
 set -euo pipefail
@@ -14,6 +14,9 @@ bash tests/interop/setup.sh
 
 echo "== Python hook dependencies (clients/python/.venv: openfeature-sdk, OFREP provider, pytest)"
 bash clients/python/setup.sh
+
+echo "== clients/js dependencies (OpenFeature server + web SDKs, TypeScript)"
+bash clients/js/setup.sh
 
 echo "== schemathesis dependencies"
 bash tests/schemathesis/setup.sh

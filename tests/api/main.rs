@@ -15,6 +15,7 @@ mod fsync;
 mod fuzz;
 mod guards;
 mod interop;
+mod js_client;
 mod ofrep;
 mod openapi;
 mod operations;
