@@ -8,8 +8,10 @@
 //!   restart could take back.
 //! - Publishing never waits for subscribers: the broadcast channel is bounded and a
 //!   subscriber that falls behind is disconnected (it reconnects with `Last-Event-ID`).
-//! - Ids are `<epoch>-<seq>`; an id from another server run (other epoch) or older than the
-//!   ring gets a fresh `config` instead of a replay.
+//! - Ids are config revisions (docs/clients.md): durable, one per change, growing across
+//!   restarts. The ring holds only this run's events, so an id older than the ring (or ahead
+//!   of the store, or not a number) gets a fresh `config` instead of a replay; the current
+//!   revision replays nothing.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -23,7 +25,7 @@ pub const RING: usize = 4096;
 /// One change, pre-serialized once for every subscriber.
 #[derive(Debug)]
 pub struct ChangeEvent {
-    /// Position in this run's sequence.
+    /// The change's revision.
     pub seq: u64,
     /// The complete SSE frame of the `change` event (formatted once for every subscriber).
     pub change_frame: Bytes,
@@ -46,7 +48,6 @@ pub enum Resume {
 /// The hub.
 #[derive(Debug)]
 pub struct ChangeHub {
-    epoch: u64,
     next_seq: AtomicU64,
     ring: Mutex<VecDeque<Arc<ChangeEvent>>>,
     tx: broadcast::Sender<Arc<ChangeEvent>>,
@@ -55,12 +56,11 @@ pub struct ChangeHub {
 }
 
 impl ChangeHub {
-    /// A hub for one server run; `epoch` distinguishes runs (start time in ms).
-    pub fn new(epoch: u64, capacity: usize) -> Self {
+    /// A hub whose last published revision is `revision` (the store's, at start).
+    pub fn new(revision: u64, capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
         ChangeHub {
-            epoch,
-            next_seq: AtomicU64::new(1),
+            next_seq: AtomicU64::new(revision + 1),
             ring: Mutex::new(VecDeque::with_capacity(RING)),
             tx,
             subscribers: AtomicI64::new(0),
@@ -68,17 +68,18 @@ impl ChangeHub {
         }
     }
 
-    /// The SSE id of sequence number `seq`.
+    /// The SSE id of revision `seq`.
     pub fn event_id(&self, seq: u64) -> String {
-        format!("{}-{seq}", self.epoch)
+        seq.to_string()
     }
 
-    /// The sequence number of the last published event (0 before any).
+    /// The revision of the last published event (the store's at start).
     pub fn last_seq(&self) -> u64 {
         self.next_seq.load(Ordering::Acquire) - 1
     }
 
-    /// Publishes one event (called by the control path under the writer lock).
+    /// Publishes one event (called by the control path under the writer lock, after the
+    /// commit that stored revision `last_seq() + 1`); returns its revision.
     pub fn publish(&self, data: Vec<u8>, unix_s: u64) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
         let id = self.event_id(seq);
@@ -132,10 +133,7 @@ impl ChangeHub {
     }
 
     fn parse_id(&self, id: &str) -> Option<u64> {
-        let (epoch, seq) = id.trim().split_once('-')?;
-        (epoch.parse::<u64>().ok()? == self.epoch)
-            .then(|| seq.parse().ok())
-            .flatten()
+        id.trim().parse().ok()
     }
 
     /// Ends every stream (server shutdown), so graceful shutdown does not wait for them.
@@ -176,25 +174,39 @@ mod tests {
 
     #[test]
     fn resume_replays_missed_events_or_falls_back_to_config() {
-        let hub = ChangeHub::new(7, 64);
+        // A run that starts at revision 10 (earlier runs made 10 changes).
+        let hub = ChangeHub::new(10, 64);
         for i in 0..3 {
-            hub.publish(format!("{i}").into_bytes(), 0);
+            assert_eq!(hub.publish(format!("{i}").into_bytes(), 0), 11 + i);
         }
 
-        let (_, replay) = hub.subscribe(Some("7-1"));
-        let (_, other_run) = hub.subscribe(Some("6-1"));
+        let (_, replay) = hub.subscribe(Some("11"));
+        let (_, current) = hub.subscribe(Some("13"));
+        let (_, before_this_run) = hub.subscribe(Some("9"));
         let (_, garbage) = hub.subscribe(Some("nope"));
-        let (_, future) = hub.subscribe(Some("7-99"));
+        let (_, future) = hub.subscribe(Some("99"));
 
         match replay {
             Resume::Replay { after, events } => {
-                assert_eq!(after, 1);
-                assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+                assert_eq!(after, 11);
+                assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [12, 13]);
             }
             Resume::Fresh { .. } => panic!("expected a replay"),
         }
-        for r in [other_run, garbage, future] {
-            assert!(matches!(r, Resume::Fresh { seq: 3 }));
+        assert!(matches!(current, Resume::Replay { after: 13, ref events } if events.is_empty()));
+        for r in [before_this_run, garbage, future] {
+            assert!(matches!(r, Resume::Fresh { seq: 13 }));
         }
+    }
+
+    #[test]
+    fn a_client_up_to_date_before_a_restart_needs_nothing_after_it() {
+        let hub = ChangeHub::new(10, 64);
+        let (_, up_to_date) = hub.subscribe(Some("10"));
+        let (_, behind) = hub.subscribe(Some("9"));
+        assert!(
+            matches!(up_to_date, Resume::Replay { after: 10, ref events } if events.is_empty())
+        );
+        assert!(matches!(behind, Resume::Fresh { seq: 10 }));
     }
 }

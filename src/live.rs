@@ -69,8 +69,9 @@ pub struct Live {
     ordered: Vec<Arc<ServedFlag>>,
     /// Segments by key.
     pub segments: BTreeMap<String, SegmentDef>,
-    /// Monotonic change counter since start (not persisted; ETags are content hashes).
-    pub version: u64,
+    /// The config revision this set reflects (docs/clients.md): set by the commit that
+    /// publishes it, durable, one per flag or segment change.
+    pub revision: u64,
     /// Compiled size of every flag's `matches` patterns, in bytes.
     regex_bytes: usize,
     client_config: OnceLock<(bytes::Bytes, String)>,
@@ -108,7 +109,7 @@ impl Live {
                 by_key,
                 ordered,
                 segments,
-                version: 0,
+                revision: 0,
                 regex_bytes,
                 client_config: OnceLock::new(),
             },
@@ -200,7 +201,7 @@ impl Live {
         Ok(self.next(by_key, ordered, segments))
     }
 
-    /// A new set with the same flags and segments (a fresh version).
+    /// A new set with the same flags and segments.
     pub fn with_nothing(&self) -> Live {
         self.next(
             self.by_key.clone(),
@@ -220,7 +221,7 @@ impl Live {
             by_key,
             ordered,
             segments,
-            version: self.version + 1,
+            revision: self.revision,
             client_config: OnceLock::new(),
         }
     }
@@ -230,11 +231,13 @@ impl Live {
         self.client_config.get_or_init(|| {
             #[derive(serde::Serialize)]
             struct Body<'a> {
+                revision: u64,
                 flags: Vec<&'a FlagDef>,
                 segments: Vec<&'a SegmentDef>,
                 bucketing: &'static str,
             }
             let body = Body {
+                revision: self.revision,
                 flags: self.ordered.iter().map(|f| &f.def).collect(),
                 segments: self.segments.values().collect(),
                 bucketing:

@@ -109,16 +109,19 @@ impl AppState {
             None => Aggregates::default(),
         };
         let tokens = TokenBook::new(&parts.store.tokens()?, server_key);
+        let revision = parts.store.revision()?;
+        let mut live = parts.live;
+        live.revision = revision;
         Ok(AppState {
             store: parts.store,
-            live: ArcSwap::from_pointee(parts.live),
+            live: ArcSwap::from_pointee(live),
             tokens: Arc::new(tokens),
             policies: ArcSwap::from_pointee(parts.policies),
             metrics: Metrics::default(),
             writer: tokio::sync::Mutex::new(Writer::new(releases)),
             limits: parts.limits,
             timing: parts.timing,
-            hub: Arc::new(ChangeHub::new(crate::clock::now_ms(), 1024)),
+            hub: Arc::new(ChangeHub::new(revision, 1024)),
             webhooks: parts.webhooks,
             signals,
             watched: ArcSwap::from_pointee(HashSet::new()),

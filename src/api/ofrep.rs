@@ -40,8 +40,12 @@ struct Success<'a> {
     metadata: Metadata,
 }
 
+/// Flag metadata: the config revision the answer was computed from (docs/clients.md), which
+/// the signal hooks report back as the revision their app has applied.
 #[derive(Serialize)]
-struct Metadata {}
+struct Metadata {
+    revision: u64,
+}
 
 #[derive(Serialize)]
 struct Failure<'a> {
@@ -60,14 +64,15 @@ enum Entry<'a> {
     Err(Failure<'a>),
 }
 
-/// A typical serialized result (`{"key":…,"value":…,"reason":…,"variant":…,"metadata":{}}`),
+/// A typical serialized result (`{"key":…,"value":…,"reason":…,"variant":…,"metadata":{"revision":…}}`),
 /// to size the bulk answer's buffer once.
-const BYTES_PER_RESULT: usize = 96;
+const BYTES_PER_RESULT: usize = 112;
 
 /// Every flag of the snapshot, evaluated for one context as it is serialized.
 struct Evaluated<'a> {
     flags: &'a [std::sync::Arc<crate::live::ServedFlag>],
     context: &'a Prepared<'a>,
+    revision: u64,
 }
 
 impl Serialize for Evaluated<'_> {
@@ -75,7 +80,7 @@ impl Serialize for Evaluated<'_> {
         serializer.collect_seq(self.flags.iter().map(|flag| {
             let key = flag.def.key.as_str();
             match evaluate(flag, self.context) {
-                Ok(e) => Entry::Ok(success(key, &e)),
+                Ok(e) => Entry::Ok(success(key, &e, self.revision)),
                 Err(err) => Entry::Err(Failure {
                     key: Some(key),
                     error_code: eval_error_code(err),
@@ -86,13 +91,13 @@ impl Serialize for Evaluated<'_> {
     }
 }
 
-fn success<'a>(key: &'a str, e: &Evaluation<'a>) -> Success<'a> {
+fn success<'a>(key: &'a str, e: &Evaluation<'a>, revision: u64) -> Success<'a> {
     Success {
         key,
         value: e.value,
         reason: e.reason.as_str(),
         variant: e.variant,
-        metadata: Metadata {},
+        metadata: Metadata { revision },
     }
 }
 
@@ -204,7 +209,7 @@ pub async fn evaluate_one(
         return flag_not_found(&state, &key);
     };
     match Prepared::single(&context).and_then(|c| evaluate(flag, &c)) {
-        Ok(e) => HttpResponse::Ok().json(success(flag.def.key.as_str(), &e)),
+        Ok(e) => HttpResponse::Ok().json(success(flag.def.key.as_str(), &e, live.revision)),
         Err(err) => {
             let code = eval_error_code(err);
             count_error(&state, code);
@@ -229,6 +234,7 @@ fn evaluate_into_buffer(live: &crate::live::Live, context: &Prepared<'_>) -> (Ve
     let evaluated = Evaluated {
         flags: live.flags(),
         context,
+        revision: live.revision,
     };
     if serde_json::to_writer(&mut out, &evaluated).is_err() {
         out.truncate(start);

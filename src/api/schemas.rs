@@ -178,8 +178,14 @@ pub struct OfrepSuccess {
     /// `STATIC`, `TARGETING_MATCH`, `SPLIT`, `DISABLED`, `DEFAULT`.
     reason: String,
     variant: String,
-    #[schema(value_type = Object)]
-    metadata: Value,
+    metadata: OfrepFlagMetadata,
+}
+
+/// Flag metadata of a successful OFREP evaluation.
+#[derive(Serialize, ToSchema)]
+pub struct OfrepFlagMetadata {
+    /// The config revision the answer was computed from (docs/clients.md).
+    revision: u64,
 }
 
 /// One entry of the bulk answer.
@@ -435,6 +441,8 @@ pub struct SegmentList {
 /// `GET /api/v1/client/config`.
 #[derive(ToSchema)]
 pub struct ClientConfig {
+    /// The config revision of this snapshot (docs/clients.md).
+    revision: u64,
     flags: Vec<FlagSchema>,
     segments: Vec<SegmentSchema>,
     /// The bucketing rule, for local evaluators.

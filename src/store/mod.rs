@@ -1,6 +1,6 @@
 //! The durable store: the only module that touches sled.
 //!
-//! Trees: `meta` (schema version), `flags`, `segments`, `tokens` (SHA-256 hashes only, never
+//! Trees: `meta` (schema version, the config revision, the saved aggregates), `flags`, `segments`, `tokens` (SHA-256 hashes only, never
 //! secrets), `policies` and `audit` (append-only, keyed by time-ordered UUIDv7).
 //!
 //! Invariants:
@@ -29,6 +29,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Key of the config revision in `meta`.
+const REVISION: &[u8] = b"revision";
 
 /// Current on-disk schema version, stored in `meta/schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -102,6 +105,8 @@ pub enum Change<'a> {
     PutPolicy { name: &'a str, source: &'a str },
     /// Create or replace a release with its modules' states.
     PutRelease(&'a Release),
+    /// The config revision after this commit (`meta/revision`; see docs/clients.md).
+    Revision(u64),
 }
 
 /// sled's page cache. Its default (1 GiB) lets a long-running server keep every page it has
@@ -209,6 +214,7 @@ impl Store {
         const POLICIES: usize = 3;
         const RELEASES: usize = 4;
         const AUDIT: usize = 5;
+        const META: usize = 6;
         let ops: Vec<TreeOp<'_>> = changes
             .iter()
             .map(|change| {
@@ -226,6 +232,7 @@ impl Store {
                         r.id.as_bytes().as_slice(),
                         Some(codec::encode(r)?),
                     ),
+                    Change::Revision(r) => (META, REVISION, Some(r.to_be_bytes().to_vec())),
                 })
             })
             .collect::<Result<_, serde_json::Error>>()
@@ -242,6 +249,7 @@ impl Store {
             &self.policies,
             &self.releases,
             &self.audit,
+            &self.meta,
         ];
         trees[..].transaction(|views| {
             for (tree, key, value) in &ops {
@@ -256,6 +264,16 @@ impl Store {
             Ok::<(), ConflictableTransactionError<StoreError>>(())
         })?;
         self.flush().await
+    }
+
+    /// The config revision of the last commit that changed a flag or segment (0 before any).
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        match self.meta.get(REVISION)? {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| corrupt("meta", REVISION, "not an 8-byte number".to_string())),
+        }
     }
 
     /// All releases, oldest first.

@@ -34,10 +34,13 @@ impl Sinks<'_> {
     pub async fn commit(&self, w: &mut Writer, mut batch: Batch) -> Result<(), OpsError> {
         let live = self.live.load_full();
         let ahead = batch.ahead.take();
-        let next = match ahead.and_then(|a| a.fits(&live, &batch)) {
+        let mut next = match ahead.and_then(|a| a.fits(&live, &batch)) {
             Some(next) => Some(next),
             None => next_snapshot(&live, &batch)?,
         };
+        // One revision per change event, stored with the change (docs/clients.md).
+        let announced = batch.flags.len() + batch.deleted_flags.len() + batch.segments.len();
+        let revision = (announced > 0).then(|| self.hub.last_seq() + announced as u64);
         let policy_sources = batch
             .policies
             .iter()
@@ -59,9 +62,13 @@ impl Sinks<'_> {
                 .iter()
                 .map(|(name, source)| Change::PutPolicy { name, source }),
         );
+        changes.extend(revision.map(Change::Revision));
         self.store.commit_all(&changes, &batch.audit).await?;
 
         // Durable: publish.
+        if let (Some(next), Some(revision)) = (next.as_mut(), revision) {
+            next.revision = revision;
+        }
         if let Some(next) = next {
             self.live.store(Arc::new(next));
         }

@@ -1,5 +1,6 @@
 //! The change events a commit publishes to streaming clients: one per flag or segment change,
-//! carrying its cause (actor, action, reason, audit id) from the batch's audit entries.
+//! carrying its revision and its cause (actor, action, reason, audit id) from the batch's audit
+//! entries.
 
 use crate::hub::ChangeHub;
 use crate::store::AuditEntry;
@@ -24,16 +25,19 @@ pub(super) fn announce(
                 json!({"actor": e.actor, "action": e.action, "reason": e.reason, "audit_id": e.id, "release": e.release})
             })
     };
+    // Events are published one after another under the writer lock: the next one's revision is
+    // always `last_seq() + 1`.
+    let next = || hub.last_seq() + 1;
     for s in segments {
-        let data = json!({"type": "segment", "key": s.key, "action": "upsert", "segment": s, "cause": cause(&s.key)});
+        let data = json!({"type": "segment", "key": s.key, "action": "upsert", "segment": s, "revision": next(), "cause": cause(&s.key)});
         hub.publish(data.to_string().into_bytes(), unix_s);
     }
     for f in flags {
-        let data = json!({"type": "flag", "key": f.key, "action": "upsert", "flag": f, "cause": cause(&f.key)});
+        let data = json!({"type": "flag", "key": f.key, "action": "upsert", "flag": f, "revision": next(), "cause": cause(&f.key)});
         hub.publish(data.to_string().into_bytes(), unix_s);
     }
     for key in deleted {
-        let data = json!({"type": "flag", "key": key, "action": "delete", "flag": null, "cause": cause(key)});
+        let data = json!({"type": "flag", "key": key, "action": "delete", "flag": null, "revision": next(), "cause": cause(key)});
         hub.publish(data.to_string().into_bytes(), unix_s);
     }
 }

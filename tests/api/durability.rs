@@ -338,3 +338,91 @@ async fn sigterm_stops_promptly_even_with_open_streams() {
         .unwrap()
         .success());
 }
+
+/// Revisions (docs/clients.md) are stored with the changes: after `kill -9` the next change
+/// continues the count, the config and OFREP answers name the revision, and a client that was
+/// up to date resumes with nothing to replay while one that was behind gets a fresh config.
+#[tokio::test]
+async fn revisions_survive_sigkill_and_keep_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let put = |server: &crate::helpers::ServerProcess, pct: f64| {
+        client
+            .put(format!("{}/api/v1/flags/qr/rollout", server.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "percentage": pct }))
+            .send()
+    };
+    let config = |server: &crate::helpers::ServerProcess| {
+        client
+            .get(format!("{}/api/v1/client/config", server.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    let mut server = start_binary(&data, &policies_dir()).await;
+    let r = client
+        .put(format!("{}/api/v1/flags/qr", server.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&bool_flag("qr", 0.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(put(&server, 5.0).await.unwrap().status(), 200);
+    let before: Value = config(&server).await.unwrap().json().await.unwrap();
+    assert_eq!(before["revision"], 2);
+
+    server.child.kill().await.unwrap();
+    let server = start_binary(&data, &policies_dir()).await;
+    let after: Value = config(&server).await.unwrap().json().await.unwrap();
+    assert_eq!(after["revision"], 2, "the revision is durable");
+    let stream = |last: &str| {
+        client
+            .get(format!("{}/api/v1/stream", server.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Last-Event-ID", last)
+            .send()
+    };
+    let mut up_to_date = stream("2").await.unwrap();
+    let mut behind = stream("1").await.unwrap();
+
+    assert_eq!(put(&server, 25.0).await.unwrap().status(), 200);
+    let ofrep: Value = client
+        .post(format!("{}/ofrep/v1/evaluate/flags/qr", server.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"context": {"targetingKey": "u1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ofrep["metadata"]["revision"], 3);
+
+    // Up to date: the next thing is the new change, revision 3.
+    let first = next_event(&mut up_to_date).await;
+    assert!(first.contains("id: 3\nevent: change\n"), "{first}");
+    // Behind (revision 1 is gone with the old run's memory): a fresh config first.
+    let first = next_event(&mut behind).await;
+    assert!(first.contains("event: config\n"), "{first}");
+}
+
+/// The next SSE event (heartbeats and the retry hint skipped), within 5 s.
+async fn next_event(response: &mut reqwest::Response) -> String {
+    let mut buffer = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                if block.contains("event: ") {
+                    return block;
+                }
+            }
+            let chunk = response.chunk().await.unwrap().expect("stream ended");
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await
+    .expect("no event within 5 s")
+}

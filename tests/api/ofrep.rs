@@ -25,10 +25,11 @@ async fn static_flag_evaluates_with_key_value_variant_reason_and_metadata() {
 
     let (status, body) = app.evaluate(&token, "everyone", json!({})).await;
 
+    // The metadata names the config revision the answer came from: one flag written, so 1.
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"key": "everyone", "value": true, "reason": "STATIC", "variant": "on", "metadata": {}})
+        json!({"key": "everyone", "value": true, "reason": "STATIC", "variant": "on", "metadata": {"revision": 1}})
     );
 }
 
@@ -281,7 +282,7 @@ async fn bulk_evaluates_every_flag_and_reports_per_flag_errors() {
     assert_eq!(flags.len(), 2);
     assert_eq!(
         flags[0],
-        json!({"key": "a-static", "value": true, "reason": "STATIC", "variant": "on", "metadata": {}})
+        json!({"key": "a-static", "value": true, "reason": "STATIC", "variant": "on", "metadata": {"revision": 2}})
     );
     assert_eq!(flags[1]["key"], "b-split");
     assert_eq!(flags[1]["errorCode"], "TARGETING_KEY_MISSING");

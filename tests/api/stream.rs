@@ -15,6 +15,9 @@ async fn a_subscriber_gets_the_config_then_every_change_once_in_order() {
     let config = stream.next_event().await;
     assert_eq!(config.event, "config");
     assert_eq!(config.json()["flags"][0]["key"], "qr");
+    // Ids are config revisions: the one flag written so far is revision 1.
+    assert_eq!(config.id.as_deref(), Some("1"));
+    assert_eq!(config.json()["revision"], 1);
 
     for pct in [1, 5, 25, 50, 100] {
         app.admin(Method::PUT, "/api/v1/flags/qr/rollout")
@@ -30,6 +33,7 @@ async fn a_subscriber_gets_the_config_then_every_change_once_in_order() {
         let data = change.json();
         assert_eq!(data["key"], "qr");
         assert_eq!(data["cause"]["action"], "flag.rollout");
+        assert_eq!(data["revision"].to_string(), change.id.clone().unwrap());
         seen.push((
             change.id.unwrap(),
             data["flag"]["rollout"].as_f64().unwrap(),
@@ -39,13 +43,11 @@ async fn a_subscriber_gets_the_config_then_every_change_once_in_order() {
         seen.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
         [1.0, 5.0, 25.0, 50.0, 100.0]
     );
-    let seqs: Vec<u64> = seen
-        .iter()
-        .map(|(id, _)| id.split('-').nth(1).unwrap().parse().unwrap())
-        .collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] == w[0] + 1),
-        "consecutive ids: {seqs:?}"
+    let seqs: Vec<u64> = seen.iter().map(|(id, _)| id.parse().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        [2, 3, 4, 5, 6],
+        "consecutive revisions after the config's"
     );
 }
 
