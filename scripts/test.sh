@@ -33,5 +33,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== tests"
 cargo nextest run --workspace --no-fail-fast
 
+echo "== rollgate-client doctests (every public item's example compiles; nextest does not run them)"
+cargo test --doc -p rollgate-client --quiet
+
 echo "== schemathesis (the OpenAPI document against the real server)"
 bash tests/schemathesis/run.sh
