@@ -50,6 +50,9 @@ enum Sent {
 struct Flusher {
     shared: Arc<Shared>,
     retry_at: Option<Instant>,
+    /// Signals per batch now: halved on each 429 (a server's burst may be smaller than a
+    /// batch, which would then never pass), doubled back on each success.
+    batch_limit: usize,
     last_sent: Instant,
 }
 
@@ -60,8 +63,9 @@ pub(crate) async fn run(
     mut flush: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
     let mut f = Flusher {
-        shared,
+        shared: shared.clone(),
         retry_at: None,
+        batch_limit: shared_max_batch(&shared),
         last_sent: Instant::now(),
     };
     let mut tick = tokio::time::interval(f.shared.options.flush_interval);
@@ -135,16 +139,23 @@ impl Flusher {
 
     async fn send_all(&mut self, pending: HashMap<SeriesKey, Acc>) {
         let wire = to_wire(&pending);
-        let max = self.shared.options.max_batch_signals.max(1);
+        let max = shared_max_batch(&self.shared);
         let mut sent_upto = 0usize;
         let mut outcome = Sent::Ok;
-        for chunk in wire.chunks(max) {
+        while sent_upto < wire.len() {
+            let end = (sent_upto + self.batch_limit.max(1)).min(wire.len());
+            let chunk = &wire[sent_upto..end];
             let client = self.client_report();
             outcome = self.send(chunk, client).await;
-            if !matches!(outcome, Sent::Ok) {
-                break;
+            match outcome {
+                Sent::Ok => self.batch_limit = (self.batch_limit * 2).min(max),
+                Sent::RetryAfter(_) => {
+                    self.batch_limit = (chunk.len() / 2).max(1);
+                    break;
+                }
+                Sent::Later | Sent::Refused => break,
             }
-            sent_upto += chunk.len();
+            sent_upto = end;
         }
         self.last_sent = Instant::now();
         let unsent = &wire[sent_upto..];
@@ -262,6 +273,10 @@ impl Flusher {
             _ => Ok(Sent::Later),
         }
     }
+}
+
+fn shared_max_batch(shared: &Shared) -> usize {
+    shared.options.max_batch_signals.max(1)
 }
 
 /// A 400 that names the `client` field as unknown: a server older than the client report.
