@@ -2,6 +2,7 @@
 //! TOML file (`--config`), then defaults. Flags win over environment, environment over file.
 
 use crate::proxies::TrustedProxies;
+use crate::reach::Settings as ReachSettings;
 use crate::state::{Limits, Timing};
 use crate::webhooks::WebhookConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -58,7 +59,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLGATE_POLICIES_DIR")]
     pub policies_dir: Option<PathBuf>,
     /// TOML file with further settings (bind, data_dir, policies_dir, log_format, workers,
-    /// max_body_bytes, max_eval_body_bytes, trusted_proxies, …).
+    /// max_body_bytes, max_eval_body_bytes, trusted_proxies, reach_timeout, …).
     #[arg(long, env = "ROLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format [default: human].
@@ -105,6 +106,9 @@ struct FileConfig {
     webhook_max_attempts: Option<u32>,
     webhook_initial_backoff: Option<String>,
     trusted_proxies: Option<Vec<String>>,
+    reach_target: Option<f64>,
+    reach_timeout: Option<String>,
+    reach_live_window: Option<String>,
 }
 
 /// Validated server configuration.
@@ -130,6 +134,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Peers whose forwarded headers are believed (none by default).
     pub trusted_proxies: TrustedProxies,
+    /// Reach tracking: live window, target share, timeout of a rollback (docs/clients.md).
+    pub reach: ReachSettings,
 }
 
 impl Config {
@@ -158,6 +164,7 @@ impl Config {
             },
             webhooks: WebhookConfig::new(Vec::new(), None),
             trusted_proxies: TrustedProxies::default(),
+            reach: ReachSettings::default(),
         }
     }
 
@@ -177,6 +184,7 @@ impl Config {
                 "ROLLGATE_ADMIN_TOKEN must be at least 16 characters"
             );
         }
+        let reach = reach_settings(&file, d.reach)?;
         let workers = args.workers.or(file.workers).unwrap_or(d.workers);
         anyhow::ensure!(
             (1..=256).contains(&workers),
@@ -239,6 +247,7 @@ impl Config {
                 w.validate().map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
                 w
             },
+            reach,
             trusted_proxies: {
                 let entries = if args.trusted_proxies.is_empty() {
                     file.trusted_proxies.unwrap_or_default()
@@ -250,6 +259,36 @@ impl Config {
             },
         })
     }
+}
+
+/// `reach_target` (0 < t ≤ 1), `reach_timeout` and `reach_live_window` (at least 100 ms, at most
+/// a day) from the file, over `d`.
+fn reach_settings(file: &FileConfig, d: ReachSettings) -> anyhow::Result<ReachSettings> {
+    let target = file.reach_target.unwrap_or(d.target);
+    anyhow::ensure!(
+        target > 0.0 && target <= 1.0,
+        "reach_target must be above 0 and at most 1"
+    );
+    let ms = |text: Option<&str>, field: &str, default: u64| -> anyhow::Result<u64> {
+        let Some(d) = duration(text, field)? else {
+            return Ok(default);
+        };
+        anyhow::ensure!(
+            (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&d),
+            "{field} must be between 100ms and 24h"
+        );
+        Ok(d.as_millis() as u64)
+    };
+    Ok(ReachSettings {
+        target,
+        timeout_ms: ms(file.reach_timeout.as_deref(), "reach_timeout", d.timeout_ms)?,
+        live_window_ms: ms(
+            file.reach_live_window.as_deref(),
+            "reach_live_window",
+            d.live_window_ms,
+        )?,
+        ..d
+    })
 }
 
 fn duration(text: Option<&str>, field: &str) -> anyhow::Result<Option<Duration>> {

@@ -17,7 +17,8 @@
 //! - [`live`] (the lock-free evaluation snapshot), [`hub`] (change events for streams),
 //!   [`store`] (sled, durable), [`webhooks`], [`auth`] (tokens, stream tokens, HMAC,
 //!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`], [`proxies`]
-//!   (which peers' forwarded headers are believed), [`json_int`].
+//!   (which peers' forwarded headers are believed), [`json_int`], [`reach`] (which clients
+//!   applied which change, and how fast).
 //!
 //! Evaluation itself is the pure `rollgate-eval` crate.
 
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod ops;
 pub mod policies;
 pub mod proxies;
+pub mod reach;
 pub mod release;
 pub mod signals;
 pub mod startup;

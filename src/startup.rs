@@ -66,6 +66,7 @@ impl Application {
             timing: config.timing,
             webhooks,
             proxies: config.trusted_proxies.clone(),
+            reach: config.reach,
         };
         let state = web::Data::new(AppState::new(parts)?);
         let generated_admin_token = bootstrap_admin(&state, config.admin_token.as_deref()).await?;
@@ -115,12 +116,16 @@ impl Application {
         })
     }
 
-    /// Starts the controller and the aggregate flusher; they stop with the server.
+    /// Starts the controller, the aggregate flusher and the reach check; they stop with the server.
     fn spawn_background(&self) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(runner::run_controller(self.state.clone(), stopped.clone())),
-            tokio::spawn(runner::run_aggregate_flusher(self.state.clone(), stopped)),
+            tokio::spawn(runner::run_aggregate_flusher(
+                self.state.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(runner::run_reach_check(self.state.clone(), stopped)),
         ];
         (stop, tasks)
     }

@@ -9,6 +9,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::policies::PolicySet;
 use crate::proxies::TrustedProxies;
+use crate::reach::Reach;
 use crate::signals::Aggregates;
 use crate::store::{Store, StoreError};
 use crate::webhooks::Webhooks;
@@ -60,6 +61,8 @@ pub struct StateParts {
     pub webhooks: Webhooks,
     /// Peers whose forwarded headers are believed.
     pub proxies: TrustedProxies,
+    /// Reach tracking: the window, bounds, target share and timeout.
+    pub reach: crate::reach::Settings,
 }
 
 /// Everything the handlers share.
@@ -97,6 +100,8 @@ pub struct AppState {
     pub lease: Box<dyn Lease>,
     /// Peers whose forwarded headers are believed.
     pub proxies: TrustedProxies,
+    /// Which live clients applied which change (fed by signal batches and commits).
+    pub reach: Reach,
 }
 
 impl AppState {
@@ -129,6 +134,7 @@ impl AppState {
             rate_limiter: crate::signals::RateLimiter::default(),
             lease: Box::new(SingleNode),
             proxies: parts.proxies,
+            reach: Reach::new(parts.reach, revision),
         })
     }
 
@@ -141,6 +147,7 @@ impl AppState {
             policies: &self.policies,
             hub: &self.hub,
             webhooks: &self.webhooks,
+            reach: &self.reach,
         }
     }
 

@@ -15,6 +15,7 @@ mod health;
 mod ofrep;
 mod openapi;
 mod policies;
+mod reach;
 mod releases;
 mod schemas;
 mod segments;
@@ -71,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     signals::configure(cfg, limits.max_signals_body);
     alerts::configure(cfg);
     releases::configure(cfg);
+    reach::configure(cfg);
 }
 
 /// actix's own query and path extractors (ours are `extract::Query` and `extract::Key`): a

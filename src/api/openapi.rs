@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         super::stream::stream, super::signals::ingest_batch, super::alerts::alertmanager,
         super::releases::create, super::releases::list, super::releases::get,
         super::releases::start, super::releases::pause, super::releases::resume, super::releases::rollback,
+        super::reach::list,
         super::health::healthz, super::health::readyz, super::health::metrics,
         document,
     ),
@@ -55,9 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         schemas::FlagSchema, schemas::FlagTypeSchema, schemas::RuleSchema, schemas::ConditionSchema,
         schemas::AttributeCondition, schemas::SegmentCondition, schemas::OpSchema, schemas::SegmentSchema,
         schemas::FlagList, schemas::SegmentList, schemas::ClientConfig,
-        schemas::SignalBatchSchema, schemas::SignalSchema, schemas::SignalReport, schemas::SignalErrorSchema,
+        schemas::SignalBatchSchema, schemas::ClientReportSchema, schemas::SignalSchema, schemas::SignalReport, schemas::SignalErrorSchema,
         schemas::HealthStatus, schemas::PolicyList, schemas::TokenInfo, schemas::TokenList,
         schemas::AuditList, schemas::ReleaseStatus, schemas::ReleaseList, schemas::AlertActions,
+        super::reach::ReachList, super::reach::ReachFigures,
     )),
     modifiers(&BearerAuth, &OptionalBodies)
 )]

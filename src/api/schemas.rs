@@ -459,6 +459,29 @@ pub struct SignalBatchSchema {
     /// At most `max_signals_per_batch` (10,000 by default).
     #[schema(max_items = 10000)]
     pub signals: Vec<SignalSchema>,
+    /// What the sending client has applied (docs/clients.md); with `signals: []`, a heartbeat.
+    #[serde(default)]
+    pub client: Option<ClientReportSchema>,
+}
+
+/// The `client` report of a signal batch (`signals::ClientReport`).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = ClientReport)]
+#[serde(deny_unknown_fields)]
+pub struct ClientReportSchema {
+    /// A random id per client instance, stable for its life.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    pub id: String,
+    /// The highest revision the client has applied.
+    #[schema(minimum = 0)]
+    pub revision: u64,
+    /// How long before sending the client applied `revision`, in ms (at most a day).
+    #[schema(minimum = 0, maximum = 86_400_000)]
+    pub applied_ms_ago: u64,
+    /// Name/version of the client library.
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub sdk: Option<String>,
 }
 
 /// One signal.

@@ -1,8 +1,9 @@
 //! `POST /api/v1/signals`: batches of client signals. Guards are evaluated as each batch
 //! arrives: when a batch touches a flag the controller watches, the controller steps those
 //! flags' modules before the answer is sent, so a zero-tolerance breach is rolled back within
-//! the request. The path reads top-down: parse → rate limit → ingest (signals) → controller
-//! pass (one verdict per module, one commit) → answer.
+//! the request. The path reads top-down: parse → rate limit → reach (the batch's `client`
+//! report, one short lock) → ingest (signals) → controller pass (one verdict per module, one
+//! commit) → answer.
 
 use super::error::ApiError;
 use super::extract::{limited, Body};
@@ -41,12 +42,11 @@ pub async fn ingest_batch(
         .rate_limiter
         .take(&caller.name, weight, state.timing.signals_per_second)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let report = ingest(
-        &state.signals,
-        &state.live.load(),
-        &batch,
-        crate::clock::now_ms(),
-    );
+    let now = crate::clock::now_ms();
+    if let Some(client) = &batch.client {
+        state.reach.heard(client.reach(), now);
+    }
+    let report = ingest(&state.signals, &state.live.load(), &batch, now);
     pass::after_signals(&state, &report.touched).await;
     Ok(HttpResponse::Ok().json(report))
 }

@@ -1,5 +1,6 @@
 //! The controller's Prometheus families: module states and percentages, each guard's
-//! evidence, threshold, breach and rates, signal totals, stream subscribers, webhook outcomes.
+//! evidence, threshold, breach and rates, signal totals, stream subscribers, webhook outcomes,
+//! and reach (live clients; each flag's newest change: revision, confirmed share, latency).
 
 use crate::analysis;
 use crate::metrics::Family;
@@ -94,7 +95,7 @@ pub fn families(state: &AppState, releases: &[Release]) -> Vec<Family> {
     ] {
         hooks.push(vec![("outcome", outcome.into())], v.load(Relaxed) as f64);
     }
-    vec![
+    let mut out = vec![
         module_state,
         module_pct,
         evidence,
@@ -104,5 +105,55 @@ pub fn families(state: &AppState, releases: &[Release]) -> Vec<Family> {
         signals,
         subscribers,
         hooks,
-    ]
+    ];
+    out.extend(reach_families(state, now));
+    out
+}
+
+/// Reach: live clients, and for each flag's newest kept change its revision, confirmed share
+/// and apply latencies. One row per flag at most (the tracker keeps 1,024 changes).
+fn reach_families(state: &AppState, now: u64) -> Vec<Family> {
+    let gauges = state.reach.gauges(now);
+    let mut live = Family::gauge(
+        "reach_live_clients",
+        "Clients heard from within the live window",
+    );
+    live.push(vec![], gauges.live_clients as f64);
+    let mut evicted = Family::counter(
+        "reach_clients_evicted",
+        "Clients forgotten because the tracker was full",
+    );
+    evicted.push(vec![], gauges.evicted_clients as f64);
+    let mut alerts = Family::counter(
+        "reach_unconfirmed_rollbacks",
+        "Rollbacks alerted on as unconfirmed (rollback_unconfirmed webhooks)",
+    );
+    alerts.push(vec![], gauges.unconfirmed_alerts as f64);
+    let mut revision = Family::gauge(
+        "reach_revision",
+        "Revision of each flag's newest tracked change",
+    );
+    let mut ratio = Family::gauge(
+        "reach_confirmed_ratio",
+        "Share of live clients that applied each flag's newest change",
+    );
+    let mut latency = Family::gauge(
+        "reach_latency_seconds",
+        "Time from each flag's newest change to the clients' apply, by quantile",
+    );
+    for (flag, f) in gauges.latest {
+        revision.push(vec![("flag", flag.clone())], f.revision as f64);
+        if let Some(share) = f.share {
+            ratio.push(vec![("flag", flag.clone())], share);
+        }
+        for (q, ms) in [("0.5", f.p50_ms), ("0.99", f.p99_ms)] {
+            if let Some(ms) = ms {
+                latency.push(
+                    vec![("flag", flag.clone()), ("quantile", q.into())],
+                    ms as f64 / 1000.0,
+                );
+            }
+        }
+    }
+    vec![live, evicted, alerts, revision, ratio, latency]
 }

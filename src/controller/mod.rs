@@ -11,7 +11,8 @@
 //! - `hand`: guards on flags ramped by hand; [`watch`]: the watched set the signals handler
 //!   reads, refreshed by the controller after each of its commits.
 //! - [`status`] and [`metrics`]: what the controller shows.
-//! - [`runner`]: the tokio loop.
+//! - [`reach`]: the unconfirmed-rollback alert, from the reach tracker's periodic check.
+//! - [`runner`]: the tokio loops.
 //!
 //! Every action runs under the writer lock and commits once, through `writer`, before it takes
 //! effect. Nothing here is called back from below.
@@ -22,6 +23,7 @@ mod hand;
 pub mod machine;
 pub mod metrics;
 pub mod pass;
+pub mod reach;
 pub mod runner;
 pub mod status;
 pub mod step;

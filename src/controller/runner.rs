@@ -1,8 +1,8 @@
-//! The background tasks: the controller loop and the aggregate flusher.
+//! The background tasks: the controller loop, the aggregate flusher and the reach check.
 //!
 //! The controller wakes on its tick or at once when signals or commands arrive; a failed step
 //! (storage error) is logged and retried on the next tick — nothing is acknowledged or acted on
-//! until it is durable. Both tasks stop when the shutdown signal fires; the flusher then
+//! until it is durable. Every task stops when the shutdown signal fires; the flusher then
 //! persists the aggregates one last time.
 
 use crate::state::AppState;
@@ -55,4 +55,24 @@ pub async fn run_aggregate_flusher(
         }
     }
     tracing::debug!("aggregate flusher stopped");
+}
+
+/// Checks the reach of recent rollbacks every [`super::reach::check_period`] (a tenth of
+/// `reach_timeout`), off the signal and evaluation paths; a failed check (storage error) is
+/// logged and the next one goes on.
+pub async fn run_reach_check(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let every = super::reach::check_period(state.reach.settings().timeout_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(e) = super::reach::check(&state).await {
+            tracing::error!(error = %e, "recording a reach outcome failed");
+        }
+    }
+    tracing::debug!("reach check stopped");
 }

@@ -1,6 +1,6 @@
 //! What the controller shows: the status document of a release (every module's state,
-//! percentage, stage, what it waits for, and each guard's reading), read through the same
-//! [`super::step`] the controller decides with.
+//! percentage, stage, what it waits for, each guard's reading — read through the same
+//! [`super::step`] the controller decides with — and the reach of its flag's newest change).
 
 use super::machine::Decision;
 use super::step;
@@ -107,5 +107,6 @@ fn module_json(
         "paused": m.paused,
         "decision": m.decision,
         "guards": readings,
+        "reach": state.reach.latest_of_flag(now, &m.flag),
     })
 }

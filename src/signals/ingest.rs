@@ -19,9 +19,41 @@ use std::borrow::Cow;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalBatch<'a> {
-    /// The signals.
+    /// The signals (may be empty: a heartbeat).
     #[serde(borrow)]
     pub signals: Vec<Signal<'a>>,
+    /// What the sending client has applied (docs/clients.md).
+    #[serde(default, borrow)]
+    pub client: Option<ClientReport<'a>>,
+}
+
+/// The `client` object: which revision the sending client instance has applied, and when.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientReport<'a> {
+    /// A random id per client instance: 1–64 of `[A-Za-z0-9._:-]`.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// The highest revision the client has applied.
+    #[serde(deserialize_with = "crate::json_int::u64")]
+    pub revision: u64,
+    /// How long before sending it applied `revision`, 0 to [`MAX_APPLIED_MS_AGO`].
+    #[serde(deserialize_with = "crate::json_int::u64")]
+    pub applied_ms_ago: u64,
+    /// Name/version of the client library (at most 64 characters).
+    #[serde(default, borrow)]
+    pub sdk: Option<Cow<'a, str>>,
+}
+
+impl ClientReport<'_> {
+    /// The report as the reach tracker takes it.
+    pub fn reach(&self) -> crate::reach::Report<'_> {
+        crate::reach::Report {
+            id: &self.id,
+            revision: self.revision,
+            applied_ms_ago: self.applied_ms_ago,
+        }
+    }
 }
 
 /// One signal.
@@ -80,6 +112,10 @@ pub const MAX_COUNT: u64 = 1_000_000;
 pub const MAX_BATCH_COUNT: u64 = 100_000_000;
 /// Largest magnitude of a signal's `value`.
 pub const MAX_ABS_VALUE: f64 = 1e12;
+/// Largest `client.applied_ms_ago`: a day.
+pub const MAX_APPLIED_MS_AGO: u64 = 86_400_000;
+/// Longest `client.sdk`, in characters.
+pub const MAX_SDK_CHARS: usize = 64;
 
 /// A malformed signal (the batch is refused).
 #[derive(Debug, thiserror::Error)]
@@ -111,15 +147,47 @@ impl Malformed {
     }
 }
 
-fn valid_metric(m: &str) -> bool {
+/// A metric name or a client id: 1 to 64 of `[A-Za-z0-9_.:-]`.
+fn valid_name(m: &str) -> bool {
     !m.is_empty()
         && m.len() <= 64
         && m.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
 }
 
-/// Checks every signal's shape and bounds; `Err` names the first offending field.
+/// Checks the `client` report's shape and bounds; `Err` names the offending field.
+fn check_client(client: &ClientReport<'_>) -> Result<(), Malformed> {
+    if !valid_name(&client.id) {
+        return Err(Malformed::shape(
+            "client.id".into(),
+            "1 to 64 of [A-Za-z0-9_.:-]",
+        ));
+    }
+    if client.applied_ms_ago > MAX_APPLIED_MS_AGO {
+        return Err(Malformed::bound(
+            "client.applied_ms_ago".into(),
+            format!("at most {MAX_APPLIED_MS_AGO} (a day)"),
+        ));
+    }
+    if client
+        .sdk
+        .as_ref()
+        .is_some_and(|sdk| sdk.chars().count() > MAX_SDK_CHARS)
+    {
+        return Err(Malformed::shape(
+            "client.sdk".into(),
+            format!("at most {MAX_SDK_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every signal's shape and bounds, and the `client` report's; `Err` names the first
+/// offending field.
 pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
+    if let Some(client) = &batch.client {
+        check_client(client)?;
+    }
     if batch.signals.len() > max {
         return Err(Malformed::shape(
             "signals".into(),
@@ -129,7 +197,7 @@ pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
     let mut batch_count: u64 = 0;
     for (i, s) in batch.signals.iter().enumerate() {
         let at = |f: &str| format!("signals[{i}].{f}");
-        if !valid_metric(&s.metric) {
+        if !valid_name(&s.metric) {
             return Err(Malformed::shape(at("metric"), "1 to 64 of [A-Za-z0-9_.:-]"));
         }
         match s.value {
@@ -312,6 +380,67 @@ mod tests {
             !check(&zero, 10).unwrap_err().out_of_bounds,
             "0 stays malformed (400)"
         );
+    }
+
+    #[test]
+    fn a_client_report_is_checked_naming_its_field() {
+        let ok = batch(
+            r#"{"signals": [], "client": {"id": "a.B-9:_", "revision": 0, "applied_ms_ago": 86400000, "sdk": "rollgate-rust/0.1.0"}}"#,
+        );
+        assert!(check(&ok, 10).is_ok());
+        assert_eq!(ok.client.as_ref().map(|c| c.reach().revision), Some(0));
+        for (client, field, out_of_bounds) in [
+            (
+                r#"{"id": "", "revision": 1, "applied_ms_ago": 0}"#,
+                "client.id",
+                false,
+            ),
+            (
+                r#"{"id": "a b", "revision": 1, "applied_ms_ago": 0}"#,
+                "client.id",
+                false,
+            ),
+            (
+                &format!(
+                    r#"{{"id": "{}", "revision": 1, "applied_ms_ago": 0}}"#,
+                    "x".repeat(65)
+                ),
+                "client.id",
+                false,
+            ),
+            (
+                r#"{"id": "a", "revision": 1, "applied_ms_ago": 86400001}"#,
+                "client.applied_ms_ago",
+                true,
+            ),
+            (
+                &format!(
+                    r#"{{"id": "a", "revision": 1, "applied_ms_ago": 0, "sdk": "{}"}}"#,
+                    "é".repeat(65)
+                ),
+                "client.sdk",
+                false,
+            ),
+        ] {
+            let body = format!(r#"{{"signals": [], "client": {client}}}"#);
+            let e = check(&batch(&body), 10).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.out_of_bounds),
+                (field, out_of_bounds),
+                "{client}"
+            );
+        }
+        for refused in [
+            r#"{"id": "a", "revision": 1}"#,
+            r#"{"id": "a", "revision": -1, "applied_ms_ago": 0}"#,
+            r#"{"id": "a", "revision": 1, "applied_ms_ago": 0, "colour": 1}"#,
+        ] {
+            let body = format!(r#"{{"signals": [], "client": {refused}}}"#);
+            assert!(
+                serde_json::from_str::<SignalBatch<'_>>(&body).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

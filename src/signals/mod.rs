@@ -16,6 +16,7 @@ mod limit;
 
 pub use aggregate::{Aggregates, MetricTotals, SavedAggregates};
 pub use ingest::{
-    check, check_timestamps, ingest, IngestReport, Malformed, SignalBatch, SignalError,
+    check, check_timestamps, ingest, ClientReport, IngestReport, Malformed, SignalBatch,
+    SignalError,
 };
 pub use limit::RateLimiter;

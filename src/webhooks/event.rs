@@ -1,4 +1,5 @@
-//! What a webhook carries: one event per pause, rollback or completion.
+//! What a webhook carries: one event per pause, rollback or completion, and the reach alert
+//! of a rollback (unconfirmed, then confirmed).
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -54,6 +55,12 @@ pub enum WebhookKind {
     Rollback,
     /// Every stage done.
     Completion,
+    /// A rollback that too few live clients applied within `reach_timeout` (sent once).
+    #[serde(rename = "rollback_unconfirmed")]
+    RollbackUnconfirmed,
+    /// A rollback alerted on as unconfirmed reached the target share since.
+    #[serde(rename = "rollback_confirmed")]
+    RollbackConfirmed,
 }
 
 impl WebhookKind {
@@ -63,6 +70,8 @@ impl WebhookKind {
             WebhookKind::Pause => "pause",
             WebhookKind::Rollback => "rollback",
             WebhookKind::Completion => "completion",
+            WebhookKind::RollbackUnconfirmed => "rollback_unconfirmed",
+            WebhookKind::RollbackConfirmed => "rollback_confirmed",
         }
     }
 }

@@ -43,7 +43,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-/// Header carrying the event kind (`pause`, `rollback`, `completion`).
+/// Header carrying the event kind (`pause`, `rollback`, `completion`, `rollback_unconfirmed`,
+/// `rollback_confirmed`).
 pub const EVENT_HEADER: &str = "X-Rollgate-Event";
 /// Header carrying the event id, identical on every attempt.
 pub const EVENT_ID_HEADER: &str = "X-Rollgate-Event-Id";

@@ -1,5 +1,5 @@
-//! The one commit: store (one transaction, flushed), then the live snapshot, then the change
-//! hub, then the webhooks. Validation problems (a flag that does not compile) are found before
+//! The one commit: store (one transaction, flushed), then the reach tracker, the live snapshot,
+//! the change hub, then the webhooks. Validation problems (a flag that does not compile) are found before
 //! anything is written, so a refused batch leaves everything as it was.
 
 use super::{events, invalid, Batch, OpsError, Writer};
@@ -7,6 +7,7 @@ use crate::auth::TokenBook;
 use crate::hub::ChangeHub;
 use crate::live::Live;
 use crate::policies::PolicySet;
+use crate::reach::Reach;
 use crate::store::{Change, Store};
 use crate::webhooks::Webhooks;
 use arc_swap::ArcSwap;
@@ -27,6 +28,8 @@ pub struct Sinks<'a> {
     pub hub: &'a ChangeHub,
     /// Outgoing webhooks.
     pub webhooks: &'a Webhooks,
+    /// Which clients applied which change.
+    pub reach: &'a Reach,
 }
 
 impl Sinks<'_> {
@@ -65,7 +68,18 @@ impl Sinks<'_> {
         changes.extend(revision.map(Change::Revision));
         self.store.commit_all(&changes, &batch.audit).await?;
 
-        // Durable: publish.
+        // Durable. The reach tracker hears of the changes before any client can see them.
+        if let Some(revision) = revision {
+            self.reach.changed(events::reach_changes(
+                &batch.flags,
+                &batch.deleted_flags,
+                &batch.segments,
+                &batch.audit,
+                revision + 1 - announced as u64,
+                crate::clock::now_ms(),
+            ));
+        }
+        // Publish.
         if let (Some(next), Some(revision)) = (next.as_mut(), revision) {
             next.revision = revision;
         }

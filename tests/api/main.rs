@@ -19,6 +19,8 @@ mod ofrep;
 mod openapi;
 mod operations;
 mod policies;
+mod python_hook;
+mod reach;
 mod releases;
 mod segments;
 mod signals;

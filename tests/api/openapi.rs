@@ -146,6 +146,7 @@ async fn the_document_is_tight_where_it_was_loose() {
         ("Segment", json!(["key", "when"])),
         ("SignalBatch", json!(["signals"])),
         ("Signal", json!(["flag", "variant", "metric"])),
+        ("ClientReport", json!(["id", "revision", "applied_ms_ago"])),
     ] {
         assert_eq!(
             names(&schema(&doc, name)["required"]),
@@ -331,6 +332,27 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
         (status, body)
     })
     .await;
+
+    // The client report of a batch (docs/clients.md), in a heartbeat.
+    let client = json!({"id": "tab-1", "revision": 3.0, "applied_ms_ago": 850, "sdk": "rollgate-rust/0.1.0"});
+    mirror_agrees(&doc, "ClientReport", &client, async |c| {
+        let r = app
+            .client
+            .post(app.url("/api/v1/signals"))
+            .bearer_auth(&token)
+            .json(&json!({"signals": [], "client": c}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        (status, body)
+    })
+    .await;
+    let bounds = &schema(&doc, "ClientReport")["properties"];
+    assert_eq!(bounds["applied_ms_ago"]["maximum"], 86_400_000);
+    assert_eq!(bounds["id"]["pattern"], "^[A-Za-z0-9_.:-]{1,64}$");
+    assert_eq!(bounds["sdk"]["maxLength"], 64);
 }
 
 #[tokio::test]

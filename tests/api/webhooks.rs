@@ -3,7 +3,7 @@
 //!
 //! The receiver is a bare HTTP/1.1 listener on 127.0.0.1:0 that answers each request with the
 //! reply its script gives for that request's number, and reports every request on a channel
-//! before answering, so the tests await requests instead of sleeping.
+//! before answering, so the tests await requests instead of sleeping (`reach.rs` uses it too).
 
 use rollgate::webhooks::{
     verify, WebhookConfig, WebhookEvent, WebhookKind, WebhookStats, Webhooks, EVENT_HEADER,
@@ -22,7 +22,7 @@ const PATIENCE: Duration = Duration::from_secs(2);
 
 /// What the receiver does with one request.
 #[derive(Clone, Copy, Debug)]
-enum Reply {
+pub(crate) enum Reply {
     Status(u16),
     /// Never answers; keeps the connection open.
     Stall,
@@ -30,7 +30,7 @@ enum Reply {
 
 /// One request as the receiver saw it.
 #[derive(Debug)]
-struct Request {
+pub(crate) struct Request {
     method: String,
     path: String,
     headers: HashMap<String, String>,
@@ -38,25 +38,25 @@ struct Request {
 }
 
 impl Request {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(&name.to_ascii_lowercase())
             .map_or("", String::as_str)
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
 }
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     requests: mpsc::UnboundedReceiver<Request>,
 }
 
 impl Receiver {
     /// The next request, waiting at most [`PATIENCE`].
-    async fn next(&mut self) -> Request {
+    pub(crate) async fn next(&mut self) -> Request {
         tokio::time::timeout(PATIENCE, self.requests.recv())
             .await
             .expect("a webhook request in time")
@@ -64,13 +64,13 @@ impl Receiver {
     }
 
     /// True when no further request has arrived.
-    fn is_idle(&mut self) -> bool {
+    pub(crate) fn is_idle(&mut self) -> bool {
         self.requests.try_recv().is_err()
     }
 }
 
 /// A receiver answering its `n`-th request (from 0) with `script(n)`.
-async fn spawn_receiver(script: impl Fn(usize) -> Reply + Send + 'static) -> Receiver {
+pub(crate) async fn spawn_receiver(script: impl Fn(usize) -> Reply + Send + 'static) -> Receiver {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind receiver");
@@ -153,7 +153,7 @@ async fn read_request(stream: &mut TcpStream) -> std::io::Result<Request> {
 }
 
 /// Settings for tests: tiny backoff, three attempts.
-fn fast_config(urls: Vec<String>, secret: Option<&str>) -> WebhookConfig {
+pub(crate) fn fast_config(urls: Vec<String>, secret: Option<&str>) -> WebhookConfig {
     WebhookConfig {
         max_attempts: 3,
         initial_backoff: Duration::from_millis(1),

@@ -252,8 +252,9 @@ impl<'c> Flags<'c> {
     ///
     /// ```no_run
     /// # fn demo(client: &rollgate_client::Client, user: &rollgate_client::Context) {
-    /// let variant = client.flags().variant_for("checkout-flow", user);
-    /// # let _ = variant;
+    /// let flags = client.flags();
+    /// let on = flags.variant_for("checkout-flow", user) == Some("on");
+    /// # let _ = on;
     /// # }
     /// ```
     pub fn variant_for(&self, flag: &str, ctx: &Context) -> Option<&str> {

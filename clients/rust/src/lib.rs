@@ -55,6 +55,8 @@
 //! stream), `sse` (the event-stream parser), `signals` (the bounded pending store),
 //! `flusher` (sending), `provider` (OpenFeature), `error`.
 
+#![deny(missing_docs)]
+
 mod client;
 mod counters;
 mod error;

@@ -67,31 +67,93 @@ fn random_context(rng: &mut StdRng) -> Context {
             c.insert("targetingKey".into(), json!(42)); // not a string: INVALID_CONTEXT
         }
         3..=50 => {
-            c.insert("targetingKey".into(), json!(format!("user-{}", rng.gen_range(0..1_000_000))));
+            c.insert(
+                "targetingKey".into(),
+                json!(format!("user-{}", rng.gen_range(0..1_000_000))),
+            );
         }
         _ => {
-            c.insert("targetingKey".into(), json!(format!("{:x}", rng.gen::<u64>())));
+            c.insert(
+                "targetingKey".into(),
+                json!(format!("{:x}", rng.gen::<u64>())),
+            );
         }
     }
-    let pick = |rng: &mut StdRng, options: &[Value]| options[rng.gen_range(0..options.len())].clone();
+    let pick =
+        |rng: &mut StdRng, options: &[Value]| options[rng.gen_range(0..options.len())].clone();
     if rng.gen_bool(0.8) {
-        c.insert("tier".into(), pick(rng, &[json!("free"), json!("gold"), json!("platinum"), json!("standard"), json!(7)]));
+        c.insert(
+            "tier".into(),
+            pick(
+                rng,
+                &[
+                    json!("free"),
+                    json!("gold"),
+                    json!("platinum"),
+                    json!("standard"),
+                    json!(7),
+                ],
+            ),
+        );
     }
     if rng.gen_bool(0.8) {
-        let age = if rng.gen_bool(0.9) { json!(rng.gen_range(0..100)) } else { json!(format!("{}", rng.gen_range(0..100))) };
+        let age = if rng.gen_bool(0.9) {
+            json!(rng.gen_range(0..100))
+        } else {
+            json!(format!("{}", rng.gen_range(0..100)))
+        };
         c.insert("age".into(), age);
     }
     if rng.gen_bool(0.8) {
-        c.insert("country".into(), pick(rng, &[json!("NL"), json!("DE"), json!("FR"), json!("US"), json!(null)]));
+        c.insert(
+            "country".into(),
+            pick(
+                rng,
+                &[
+                    json!("NL"),
+                    json!("DE"),
+                    json!("FR"),
+                    json!("US"),
+                    json!(null),
+                ],
+            ),
+        );
     }
     if rng.gen_bool(0.7) {
-        c.insert("app_version".into(), pick(rng, &[json!("2.9.1"), json!("3.0.0"), json!("3.1.0"), json!("3.2.0-beta.1"), json!("v4.1"), json!("garbage"), json!(3)]));
+        c.insert(
+            "app_version".into(),
+            pick(
+                rng,
+                &[
+                    json!("2.9.1"),
+                    json!("3.0.0"),
+                    json!("3.1.0"),
+                    json!("3.2.0-beta.1"),
+                    json!("v4.1"),
+                    json!("garbage"),
+                    json!(3),
+                ],
+            ),
+        );
     }
     if rng.gen_bool(0.5) {
-        c.insert("email".into(), pick(rng, &[json!("a@example.com"), json!("b+test@corp.io"), json!("c@corp.io")]));
+        c.insert(
+            "email".into(),
+            pick(
+                rng,
+                &[
+                    json!("a@example.com"),
+                    json!("b+test@corp.io"),
+                    json!("c@corp.io"),
+                ],
+            ),
+        );
     }
     if rng.gen_bool(0.5) {
-        c.insert("beta".into(), pick(rng, &[json!(true), json!(false), json!("true")]));
+        c.insert(
+            "beta".into(),
+            pick(rng, &[json!(true), json!(false), json!("true")]),
+        );
     }
     if rng.gen_bool(0.6) {
         c.insert("score".into(), json!(rng.gen_range(0.0..100.0)));
@@ -102,7 +164,9 @@ fn random_context(rng: &mut StdRng) -> Context {
 /// What the SDK answers, in OFREP's bulk entry shape (without metadata).
 fn sdk_answer(client: &Client, key: &str, context: &Context) -> Value {
     match client.flags().evaluate(key, context) {
-        Ok(s) => json!({"key": key, "value": s.value, "reason": s.reason.as_str(), "variant": s.variant, "revision": s.revision}),
+        Ok(s) => {
+            json!({"key": key, "value": s.value, "reason": s.reason.as_str(), "variant": s.variant, "revision": s.revision})
+        }
         Err(e) => json!({"key": key, "errorCode": e.code()}),
     }
 }
@@ -112,7 +176,9 @@ fn server_answer(entry: &Value) -> Value {
     let key = entry["key"].clone();
     match entry.get("errorCode") {
         Some(code) => json!({"key": key, "errorCode": code}),
-        None => json!({"key": key, "value": entry["value"], "reason": entry["reason"], "variant": entry["variant"], "revision": entry["metadata"]["revision"]}),
+        None => {
+            json!({"key": key, "value": entry["value"], "reason": entry["reason"], "variant": entry["variant"], "revision": entry["metadata"]["revision"]})
+        }
     }
 }
 
@@ -133,7 +199,12 @@ async fn the_sdk_and_the_server_agree_on_100_000_random_contexts() {
         .await
         .unwrap();
     assert_eq!(client.status().flags, flags.len());
-    let keys: Arc<Vec<String>> = Arc::new(flags.iter().map(|f| f["key"].as_str().unwrap().to_owned()).collect());
+    let keys: Arc<Vec<String>> = Arc::new(
+        flags
+            .iter()
+            .map(|f| f["key"].as_str().unwrap().to_owned())
+            .collect(),
+    );
 
     let seed: u64 = rand::random();
     let started = Instant::now();
@@ -143,7 +214,8 @@ async fn the_sdk_and_the_server_agree_on_100_000_random_contexts() {
         let (client, keys, url, token) = (client.clone(), keys.clone(), url.clone(), token.clone());
         let http = reqwest::Client::new();
         workers.spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed ^ (w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng =
+                StdRng::seed_from_u64(seed ^ (w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut mismatches = Vec::new();
             let mut answers = [0usize; 2]; // [served, errors]
             for _ in 0..CONTEXTS / WORKERS {
@@ -173,7 +245,10 @@ async fn the_sdk_and_the_server_agree_on_100_000_random_contexts() {
                     let (want, got) = (server_answer(entry), sdk_answer(&client, key, &context));
                     answers[usize::from(want.get("errorCode").is_some())] += 1;
                     if want != got && mismatches.len() < 10 {
-                        mismatches.push(format!("context {}: server {want}, sdk {got}", Value::Object(context.clone())));
+                        mismatches.push(format!(
+                            "context {}: server {want}, sdk {got}",
+                            Value::Object(context.clone())
+                        ));
                     }
                 }
             }
@@ -189,9 +264,22 @@ async fn the_sdk_and_the_server_agree_on_100_000_random_contexts() {
         answers[1] += a[1];
     }
     let took = started.elapsed();
-    eprintln!("agreement: {CONTEXTS} contexts × {} flags in {took:?} (seed {seed})", keys.len());
-    assert!(mismatches.is_empty(), "seed {seed}: SDK and server disagree:\n{}", mismatches.join("\n"));
-    assert_eq!(answers[0] + answers[1], (CONTEXTS / WORKERS) * WORKERS * keys.len());
-    assert!(answers[1] > 1_000 && answers[0] > 500_000, "errors and answers both exercised: {answers:?}");
+    eprintln!(
+        "agreement: {CONTEXTS} contexts × {} flags in {took:?} (seed {seed})",
+        keys.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "seed {seed}: SDK and server disagree:\n{}",
+        mismatches.join("\n")
+    );
+    assert_eq!(
+        answers[0] + answers[1],
+        (CONTEXTS / WORKERS) * WORKERS * keys.len()
+    );
+    assert!(
+        answers[1] > 1_000 && answers[0] > 500_000,
+        "errors and answers both exercised: {answers:?}"
+    );
     client.shutdown().await;
 }

@@ -17,7 +17,10 @@ async fn check_down_client(address: String) {
         .await
         .expect("an unreachable server is not an error");
     let took = started.elapsed();
-    assert!(took < start_timeout + Duration::from_millis(200), "connect took {took:?}");
+    assert!(
+        took < start_timeout + Duration::from_millis(200),
+        "connect took {took:?}"
+    );
 
     let user = ctx(json!({"targetingKey": "u1", "tier": "gold"}));
     let started = Instant::now();
@@ -27,11 +30,20 @@ async fn check_down_client(address: String) {
         assert_eq!(client.string_value("s", &user, "dflt"), "dflt");
         assert_eq!(client.integer_value("n", &user, 7), 7);
         assert_eq!(client.number_value("n", &user, 1.5), 1.5);
-        assert_eq!(client.json_value("o", &user, json!({"a": 1})), json!({"a": 1}));
+        assert_eq!(
+            client.json_value("o", &user, json!({"a": 1})),
+            json!({"a": 1})
+        );
     }
     let per_call = started.elapsed() / 6_000;
-    assert!(per_call < Duration::from_millis(1), "{per_call:?} per evaluation");
-    assert_eq!(client.flags().evaluate("anything", &user), Err(EvaluationError::NotReady));
+    assert!(
+        per_call < Duration::from_millis(1),
+        "{per_call:?} per evaluation"
+    );
+    assert_eq!(
+        client.flags().evaluate("anything", &user),
+        Err(EvaluationError::NotReady)
+    );
     client.complaint("anything");
     client.complaint_for("anything", &user);
     client.report_variant("anything", "on", "payment_failed", Measure::Count(2));
@@ -43,7 +55,11 @@ async fn check_down_client(address: String) {
     let started = Instant::now();
     client.flush().await;
     client.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(3), "flush + shutdown took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "flush + shutdown took {:?}",
+        started.elapsed()
+    );
     // Evaluation still works after shutdown.
     assert!(client.bool_value("anything", &user, true));
 }
@@ -51,7 +67,11 @@ async fn check_down_client(address: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_means_defaults_after_the_start_timeout() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     check_down_client(format!("http://127.0.0.1:{port}")).await;
 }
 
@@ -67,13 +87,18 @@ async fn a_server_that_never_answers_means_defaults_after_the_start_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_url_or_token_is_a_build_error_not_a_panic() {
     for url in ["", "localhost:8080", "ftp://x", "http://"] {
-        assert!(matches!(
-            Client::builder(url, "t").connect().await,
-            Err(rollgate_client::BuildError::InvalidUrl(_))
-        ), "{url:?}");
+        assert!(
+            matches!(
+                Client::builder(url, "t").connect().await,
+                Err(rollgate_client::BuildError::InvalidUrl(_))
+            ),
+            "{url:?}"
+        );
     }
     assert!(matches!(
-        Client::builder("http://127.0.0.1:1", "bad\ntoken").connect().await,
+        Client::builder("http://127.0.0.1:1", "bad\ntoken")
+            .connect()
+            .await,
         Err(rollgate_client::BuildError::InvalidToken)
     ));
 }

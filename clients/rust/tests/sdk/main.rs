@@ -6,6 +6,7 @@ mod conformance;
 mod down;
 mod helpers;
 mod openfeature;
+mod reach;
 mod restart;
 mod signals;
 mod stream;

@@ -23,15 +23,24 @@ async fn the_sdk_reconnects_and_catches_up_after_a_server_restart() {
         .await
         .unwrap();
     let user = ctx(json!({"targetingKey": "u1"}));
-    wait_until("the stream to connect", Duration::from_secs(5), || client.status().streaming).await;
+    wait_until("the stream to connect", Duration::from_secs(5), || {
+        client.status().streaming
+    })
+    .await;
     let port = first.address.rsplit(':').next().unwrap().to_owned();
     let bind = format!("127.0.0.1:{port}");
 
     // Down: the last config stays in force, and evaluation does not wait.
     first.stop().await;
-    wait_until("the SDK to notice", Duration::from_secs(5), || !client.status().streaming).await;
+    wait_until("the SDK to notice", Duration::from_secs(5), || {
+        !client.status().streaming
+    })
+    .await;
     let started = Instant::now();
-    assert!(!client.bool_value("while-away", &user, true), "last known config, not the default");
+    assert!(
+        !client.bool_value("while-away", &user, true),
+        "last known config, not the default"
+    );
     assert!(started.elapsed() < Duration::from_millis(50));
 
     // A change while this SDK is away (a second start on another port, then stopped).
@@ -41,11 +50,16 @@ async fn the_sdk_reconnects_and_catches_up_after_a_server_restart() {
 
     // The server comes back on the same port: the SDK reconnects and catches up.
     let back = start_binary(&data, &bind).await;
-    wait_until("the catch-up after the restart", Duration::from_secs(10), || {
-        client.bool_value("while-away", &user, false)
+    wait_until(
+        "the catch-up after the restart",
+        Duration::from_secs(10),
+        || client.bool_value("while-away", &user, false),
+    )
+    .await;
+    wait_until("the stream to reconnect", Duration::from_secs(5), || {
+        client.status().streaming
     })
     .await;
-    wait_until("the stream to reconnect", Duration::from_secs(5), || client.status().streaming).await;
 
     // And follows the restarted server's changes over the stream.
     back.api().put_flag(bool_flag("after-restart", 100.0)).await;

@@ -26,14 +26,23 @@ async fn exposures_and_complaints_arrive_aggregated_and_exact_in_one_batch() {
         .map(|t| {
             let client = client.clone();
             std::thread::spawn(move || {
-                let (mut on, mut off, mut complaints_on, mut complaints_off) = (0u64, 0u64, 0u64, 0u64);
+                let (mut on, mut off, mut complaints_on, mut complaints_off) =
+                    (0u64, 0u64, 0u64, 0u64);
                 for i in 0..N / 4 {
                     let user = ctx(json!({"targetingKey": format!("user-{t}-{i}")}));
                     let served = client.bool_value("checkout", &user, false);
-                    if served { on += 1 } else { off += 1 }
+                    if served {
+                        on += 1
+                    } else {
+                        off += 1
+                    }
                     if i % 997 == 0 {
                         client.complaint_for("checkout", &user);
-                        if served { complaints_on += 1 } else { complaints_off += 1 }
+                        if served {
+                            complaints_on += 1
+                        } else {
+                            complaints_off += 1
+                        }
                     }
                 }
                 (on, off, complaints_on, complaints_off)
@@ -46,41 +55,84 @@ async fn exposures_and_complaints_arrive_aggregated_and_exact_in_one_batch() {
         want = (want.0 + a, want.1 + b, want.2 + c, want.3 + d);
     }
     assert_eq!(want.0 + want.1, N as u64);
-    assert!(want.0 > 8_000 && want.1 > 8_000, "both variants served: {want:?}");
+    assert!(
+        want.0 > 8_000 && want.1 > 8_000,
+        "both variants served: {want:?}"
+    );
     assert!(want.2 + want.3 > 10, "complaints sent: {want:?}");
 
     client.flush().await;
 
-    assert_eq!(server.signal_total("checkout", "on", "exposure").await, want.0);
-    assert_eq!(server.signal_total("checkout", "off", "exposure").await, want.1);
-    assert_eq!(server.signal_total("checkout", "on", "complaint").await, want.2);
-    assert_eq!(server.signal_total("checkout", "off", "complaint").await, want.3);
+    assert_eq!(
+        server.signal_total("checkout", "on", "exposure").await,
+        want.0
+    );
+    assert_eq!(
+        server.signal_total("checkout", "off", "exposure").await,
+        want.1
+    );
+    assert_eq!(
+        server.signal_total("checkout", "on", "complaint").await,
+        want.2
+    );
+    assert_eq!(
+        server.signal_total("checkout", "off", "complaint").await,
+        want.3
+    );
     let status = client.status();
     assert_eq!(status.batches_sent, 1, "{status:?}");
     assert_eq!(status.dropped_signals, 0);
 
     // Exposures counted on a config that was replaced meanwhile are not lost either.
     let user = ctx(json!({"targetingKey": "late"}));
-    let served_before = client.flags().variant_for("checkout", &user).unwrap().to_owned();
+    let served_before = client
+        .flags()
+        .variant_for("checkout", &user)
+        .unwrap()
+        .to_owned();
     for _ in 0..10 {
         client.bool_value("checkout", &user, false);
     }
-    let before = server.signal_total("checkout", &served_before, "exposure").await;
+    let before = server
+        .signal_total("checkout", &served_before, "exposure")
+        .await;
     server.put_flag(json!({"key": "other", "type": "boolean", "variants": {"off": false, "on": true}, "off_variant": "off", "on_variant": "on"})).await;
-    wait_until("the new config", Duration::from_secs(5), || client.status().flags == 2).await;
+    wait_until("the new config", Duration::from_secs(5), || {
+        client.status().flags == 2
+    })
+    .await;
     // shutdown flushes
     client.shutdown().await;
-    assert_eq!(server.signal_total("checkout", &served_before, "exposure").await, before + 10);
+    assert_eq!(
+        server
+            .signal_total("checkout", &served_before, "exposure")
+            .await,
+        before + 10
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_attributed_to_the_variant_served() {
     let server = spawn_server().await;
     server.put_flag(bool_flag("pay", 50.0)).await;
-    let client = server.sdk("attribution").await.flush_interval(Duration::from_secs(3600)).connect().await.unwrap();
-    let users: Vec<_> = (0..40).map(|i| ctx(json!({"targetingKey": format!("u{i}")}))).collect();
-    let on_user = users.iter().find(|u| client.flags().variant_for("pay", u) == Some("on")).unwrap();
-    let off_user = users.iter().find(|u| client.flags().variant_for("pay", u) == Some("off")).unwrap();
+    let client = server
+        .sdk("attribution")
+        .await
+        .flush_interval(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    let users: Vec<_> = (0..40)
+        .map(|i| ctx(json!({"targetingKey": format!("u{i}")})))
+        .collect();
+    let on_user = users
+        .iter()
+        .find(|u| client.flags().variant_for("pay", u) == Some("on"))
+        .unwrap();
+    let off_user = users
+        .iter()
+        .find(|u| client.flags().variant_for("pay", u) == Some("off"))
+        .unwrap();
 
     client.report_for("pay", on_user, "payment_failed", Measure::Count(3));
     client.report_for("pay", off_user, "latency", Measure::Value(0.5));
@@ -100,7 +152,14 @@ async fn reports_are_attributed_to_the_variant_served() {
 
 /// `POST /api/v1/signals` answers counted from `/metrics`, by status.
 async fn signal_posts(server: &Server, status: u16) -> u64 {
-    let text = server.admin(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let text = server
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .filter(|l| {
             l.starts_with("rollgate_http_requests_total{")
@@ -126,15 +185,27 @@ async fn a_429_is_waited_out_and_every_signal_still_arrives_exactly() {
         .unwrap();
     let started = Instant::now();
     for m in 0..12 {
-        client.report_variant("limited", "off", &format!("metric_{m}"), Measure::Count(m + 1));
+        client.report_variant(
+            "limited",
+            "off",
+            &format!("metric_{m}"),
+            Measure::Count(m + 1),
+        );
     }
     let mut arrived = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     while arrived < 12 {
-        assert!(Instant::now() < deadline, "only {arrived} of 12 series arrived");
+        assert!(
+            Instant::now() < deadline,
+            "only {arrived} of 12 series arrived"
+        );
         arrived = 0;
         for m in 0..12u64 {
-            if server.signal_total("limited", "off", &format!("metric_{m}")).await == m + 1 {
+            if server
+                .signal_total("limited", "off", &format!("metric_{m}"))
+                .await
+                == m + 1
+            {
                 arrived += 1;
             }
         }
@@ -145,7 +216,10 @@ async fn a_429_is_waited_out_and_every_signal_still_arrives_exactly() {
     assert!(limited >= 1, "the server never rate limited the client");
     // At a 20 ms flush interval, ignoring Retry-After (≥ 1 s) would mean ~50 refusals a second.
     let bound = elapsed.as_secs() + 2;
-    assert!(limited <= bound, "{limited} refusals in {elapsed:?}: Retry-After not honoured");
+    assert!(
+        limited <= bound,
+        "{limited} refusals in {elapsed:?}: Retry-After not honoured"
+    );
     assert_eq!(client.status().dropped_signals, 0);
     client.shutdown().await;
 }

@@ -18,30 +18,56 @@ async fn a_rollout_change_and_a_rollback_reach_the_sdk_over_the_stream_within_a_
         .connect()
         .await
         .unwrap();
-    let users: Vec<_> = (0..200).map(|i| ctx(json!({"targetingKey": format!("user-{i}")}))).collect();
-    let on_count = |c: &rollgate_client::Client| users.iter().filter(|u| c.bool_value("qr-ordering", u, false)).count();
+    let users: Vec<_> = (0..200)
+        .map(|i| ctx(json!({"targetingKey": format!("user-{i}")})))
+        .collect();
+    let on_count = |c: &rollgate_client::Client| {
+        users
+            .iter()
+            .filter(|u| c.bool_value("qr-ordering", u, false))
+            .count()
+    };
     assert_eq!(on_count(&client), 0);
-    wait_until("the stream to connect", Duration::from_secs(5), || client.status().streaming).await;
-    let revision_before = client.status().revision.expect("the server numbers its changes");
+    wait_until("the stream to connect", Duration::from_secs(5), || {
+        client.status().streaming
+    })
+    .await;
+    let revision_before = client
+        .status()
+        .revision
+        .expect("the server numbers its changes");
 
     // Ramp to 100 %.
     server.put_flag(bool_flag("qr-ordering", 100.0)).await;
-    let ramp = wait_until("the ramp to reach the SDK", Duration::from_secs(5), || on_count(&client) == 200).await;
+    let ramp = wait_until("the ramp to reach the SDK", Duration::from_secs(5), || {
+        on_count(&client) == 200
+    })
+    .await;
 
     // Roll back (rollout 0) and kill (enabled false): both reach it.
     server.put_flag(bool_flag("qr-ordering", 0.0)).await;
-    let rollback = wait_until("the rollback to reach the SDK", Duration::from_secs(5), || on_count(&client) == 0).await;
+    let rollback = wait_until(
+        "the rollback to reach the SDK",
+        Duration::from_secs(5),
+        || on_count(&client) == 0,
+    )
+    .await;
 
     let config = server.admin_get("/api/v1/client/config").await;
     let server_revision = config["revision"].as_u64().unwrap();
-    wait_until("the SDK to report the server's revision", Duration::from_secs(5), || {
-        client.status().revision == Some(server_revision)
-    })
+    wait_until(
+        "the SDK to report the server's revision",
+        Duration::from_secs(5),
+        || client.status().revision == Some(server_revision),
+    )
     .await;
     assert_eq!(server_revision, revision_before + 2);
     assert!(client.status().applied_ago.unwrap() < Duration::from_secs(5));
     assert!(ramp < Duration::from_secs(1), "ramp took {ramp:?}");
-    assert!(rollback < Duration::from_secs(1), "rollback took {rollback:?}");
+    assert!(
+        rollback < Duration::from_secs(1),
+        "rollback took {rollback:?}"
+    );
     client.shutdown().await;
 }
 
@@ -60,7 +86,12 @@ async fn with_streaming_off_the_sdk_follows_changes_by_polling_with_etags() {
     let user = ctx(json!({"targetingKey": "u1"}));
     assert!(!client.bool_value("polled", &user, true));
     server.put_flag(bool_flag("polled", 100.0)).await;
-    wait_until("the poll to pick the change up", Duration::from_secs(5), || client.bool_value("polled", &user, false)).await;
+    wait_until(
+        "the poll to pick the change up",
+        Duration::from_secs(5),
+        || client.bool_value("polled", &user, false),
+    )
+    .await;
     assert!(!client.status().streaming);
     // Unchanged config: the polls get 304s and nothing is applied again (the config applied
     // grows older while several polls go by).
