@@ -136,11 +136,12 @@ async fn the_demo_ramps_the_healthy_module_and_rollgate_rolls_the_faulty_one_bac
     }
     assert_eq!(outcome.users_on_faulty_after, 0);
 
-    // Reach (issue 10 item 4, built on the server in parallel): until the server reports
-    // `modules[].reach`, the field is absent and this block does not run. Once it is merged,
-    // the field is always there; then this assertion should become unconditional.
-    if let Some(reach) = points.get("reach") {
-        assert_eq!(reach["rollback"], true, "{reach:#}");
-        assert_eq!(reach["share"], 1.0, "{reach:#}");
-    }
+    // Reach: the rollback's change was applied by every live client (the 3 app servers),
+    // within a second at the 99th percentile, as the clients' reports told the server.
+    let reach = &points["reach"];
+    assert_eq!(reach["rollback"], true, "{reach:#}");
+    assert_eq!(reach["live_clients"], 3, "{reach:#}");
+    assert_eq!(reach["confirmed"], 3, "{reach:#}");
+    assert_eq!(reach["state"], "confirmed", "{reach:#}");
+    assert!(reach["p99_ms"].as_u64().unwrap() <= 1_000, "{reach:#}");
 }
