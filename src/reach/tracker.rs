@@ -57,6 +57,8 @@ pub struct Report<'a> {
     pub revision: u64,
     /// How long before sending it applied `revision`.
     pub applied_ms_ago: u64,
+    /// The client is shutting down: this is its last report, and it stops counting as live.
+    pub closing: bool,
 }
 
 /// What a change was about.
@@ -220,6 +222,14 @@ impl Tracker {
                 move_count(&mut self.by_revision, Some(c.revision), revision);
                 c.revision = revision;
             }
+            if r.closing {
+                self.by_seen.remove(&seen);
+                self.forget(r.id);
+            }
+            return;
+        }
+        if r.closing {
+            // A client closing without having counted: nothing to forget.
             return;
         }
         if self.clients.len() >= self.settings.max_clients.max(1) {

@@ -35,7 +35,38 @@ fn report(id: &str, revision: u64, applied_ms_ago: u64) -> Report<'_> {
         id,
         revision,
         applied_ms_ago,
+        closing: false,
     }
+}
+
+#[test]
+fn a_closing_client_stops_counting_at_once_and_keeps_its_latency_sample() {
+    let mut t = Tracker::new(settings(), 4);
+    for id in ["a", "b"] {
+        t.report(report(id, 4, 0), 1_000);
+    }
+    t.change(change(5, "f", true, 2_000));
+    // "a" applies revision 5 and closes in the same report; "b" stays on 4.
+    let closing = Report {
+        closing: true,
+        ..report("a", 5, 100)
+    };
+    t.report(closing, 2_500);
+    assert_eq!(t.live_clients(2_600), 1);
+    let figures = t.latest_of_flag(2_600, "f").unwrap();
+    assert_eq!((figures.live_clients, figures.confirmed), (1, 0));
+    // A client that closes without ever having counted is simply not added.
+    t.report(
+        Report {
+            closing: true,
+            ..report("c", 5, 0)
+        },
+        2_700,
+    );
+    assert_eq!(t.live_clients(2_800), 1);
+    // The closed id may come back (a restarted process reusing it) and counts again.
+    t.report(report("a", 5, 0), 2_900);
+    assert_eq!(t.live_clients(3_000), 2);
 }
 
 #[test]
@@ -288,7 +319,7 @@ proptest! {
                     let capped = revision.min(announced);
                     let entry = model.entry(id.clone()).or_insert(((now, seq), capped));
                     *entry = ((now, seq), entry.1.max(capped));
-                    t.report(Report { id: &id, revision, applied_ms_ago: 0 }, now);
+                    t.report(Report { id: &id, revision, applied_ms_ago: 0, closing: false }, now);
                 }
                 Step::Change { at } => {
                     now += at % 300;

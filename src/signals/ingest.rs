@@ -43,6 +43,9 @@ pub struct ClientReport<'a> {
     /// Name/version of the client library (at most 64 characters).
     #[serde(default, borrow)]
     pub sdk: Option<Cow<'a, str>>,
+    /// The client's last report before it shuts down: it stops counting as live at once.
+    #[serde(default)]
+    pub closing: bool,
 }
 
 impl ClientReport<'_> {
@@ -52,6 +55,7 @@ impl ClientReport<'_> {
             id: &self.id,
             revision: self.revision,
             applied_ms_ago: self.applied_ms_ago,
+            closing: self.closing,
         }
     }
 }

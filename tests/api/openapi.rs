@@ -334,7 +334,7 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
     .await;
 
     // The client report of a batch (docs/clients.md), in a heartbeat.
-    let client = json!({"id": "tab-1", "revision": 3.0, "applied_ms_ago": 850, "sdk": "rollgate-rust/0.1.0"});
+    let client = json!({"id": "tab-1", "revision": 3.0, "applied_ms_ago": 850, "sdk": "rollgate-rust/0.1.0", "closing": false});
     mirror_agrees(&doc, "ClientReport", &client, async |c| {
         let r = app
             .client

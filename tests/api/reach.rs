@@ -560,3 +560,36 @@ async fn a_bad_client_report_is_refused_naming_the_field() {
         assert_eq!(r.status(), status, "{query}");
     }
 }
+
+#[tokio::test]
+async fn a_closing_client_stops_counting_at_once() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    app.put_flag(bool_flag("menu", 0.0)).await;
+    let now = revision(&app, &token).await;
+    for id in ["a", "b"] {
+        heartbeat(&app, &token, id, now, 0).await;
+    }
+    assert_eq!(reach_of(&app, "menu").await["live_clients"], 2);
+
+    // "a" shuts down: its last batch says so, and it is no longer a live client, so a change
+    // made after it left can still be confirmed by every client that is running.
+    let last = json!({"id": "a", "revision": now, "applied_ms_ago": 0, "closing": true});
+    let (status, body) = post_batch(&app, &token, json!({"signals": [], "client": last})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(reach_of(&app, "menu").await["live_clients"], 1);
+    let (status, body) = post_batch(
+        &app,
+        &token,
+        json!({"signals": [], "client": {"id": "b", "revision": now, "applied_ms_ago": 0, "closing": "yes"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("client"),
+        "{body}"
+    );
+}

@@ -363,6 +363,9 @@ pub struct ClientReportSchema {
     #[serde(default)]
     #[schema(max_length = 64)]
     pub sdk: Option<String>,
+    /// The client's last report before it shuts down: it stops counting as live at once.
+    #[serde(default)]
+    pub closing: bool,
 }
 
 /// One signal.
