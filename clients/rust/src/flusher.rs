@@ -9,6 +9,8 @@
 //!   it (counted): sending it again cannot succeed.
 //! - With nothing to send, a heartbeat (`{"signals": [], "client": …}`) goes at the heartbeat
 //!   interval, when there is a revision to report.
+//! - On shutdown, the last batches (a heartbeat if nothing else is pending) say
+//!   `"closing": true`, so the server stops counting this client as live at once.
 //! - A server that rejects the `client` field (older than the protocol) gets batches without
 //!   it from then on.
 //! - Retired snapshots are drained until no reader holds them (then once more, and dropped).
@@ -35,6 +37,9 @@ struct ClientReport<'a> {
     revision: u64,
     applied_ms_ago: u64,
     sdk: &'a str,
+    /// The last batches, sent on shutdown: the server stops counting this client as live.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    closing: bool,
 }
 
 enum Sent {
@@ -54,6 +59,8 @@ struct Flusher {
     /// batch, which would then never pass), doubled back on each success.
     batch_limit: usize,
     last_sent: Instant,
+    /// The shutdown round: its batches carry `closing` (docs/clients.md).
+    closing: bool,
 }
 
 /// The task: runs until shutdown, then flushes once more.
@@ -67,6 +74,7 @@ pub(crate) async fn run(
         retry_at: None,
         batch_limit: shared_max_batch(&shared),
         last_sent: Instant::now(),
+        closing: false,
     };
     let mut tick = tokio::time::interval(f.shared.options.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,6 +119,7 @@ impl Flusher {
 
     /// One round: drain, then send everything pending (unless a 429 asked to wait).
     async fn round(&mut self, closing: bool) {
+        self.closing = closing;
         self.drain_snapshots();
         if let Some(at) = self.retry_at {
             let now = Instant::now();
@@ -126,7 +135,8 @@ impl Flusher {
         }
         let pending = self.shared.pending.take_all();
         if pending.is_empty() {
-            if self.last_sent.elapsed() >= self.shared.options.heartbeat_interval {
+            // A heartbeat when one is due, and always on shutdown (the closing report).
+            if closing || self.last_sent.elapsed() >= self.shared.options.heartbeat_interval {
                 if let Some(client) = self.client_report() {
                     let _ = self.send(&[], Some(client)).await;
                     self.last_sent = Instant::now();
@@ -201,6 +211,7 @@ impl Flusher {
             revision,
             applied_ms_ago: u64::try_from(ago).unwrap_or(u64::MAX).min(86_400_000),
             sdk: SDK,
+            closing: self.closing,
         })
     }
 

@@ -67,6 +67,11 @@ async fn reach_counts_the_sdk_that_applied_a_change_and_the_one_that_did_not() {
     assert_eq!(change["share"], 0.5, "{change}");
     assert!(change["p50_ms"].as_u64().unwrap() < 2_000, "{change}");
     assert_eq!(stale.status().revision, Some(revision - 1));
+
+    // Shutting down sends the closing report: the server stops counting each SDK at once
+    // (not a live window later), so a restarted app leaves no client behind that never confirms.
     streaming.shutdown().await;
+    assert_eq!(server.admin_get("/api/v1/reach").await["live_clients"], 1);
     stale.shutdown().await;
+    assert_eq!(server.admin_get("/api/v1/reach").await["live_clients"], 0);
 }
