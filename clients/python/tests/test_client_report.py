@@ -101,3 +101,59 @@ def test_an_idle_hook_sends_heartbeats_when_the_server_takes_the_report(server, 
         assert hook._client_report() is None
     assert server.totals(flag, "exposure") == {"off": 0, "on": 1}
     hook.close()
+
+
+def live_clients(server) -> int:
+    return server.call("GET", "/api/v1/reach?limit=1")["live_clients"]
+
+
+def test_close_sends_a_closing_report_and_the_server_stops_counting_the_hook(
+    server, unique, ofrep_client
+):
+    # Arrange: a hook the server counts as live (its flush carried the client report)
+    flag = server.put_flag(unique("closing"), rollout=100.0)
+    token = server.client_token()
+    hook = RollgateSignalsHook(server.url, token, flush_interval=60.0)
+    client = ofrep_client(server, token, hook)
+    client.get_boolean_details(flag, False, ctx("u"))
+    before = live_clients(server)
+    assert hook.flush(timeout=10), hook.stats()
+    counted = live_clients(server)
+    assert counted == before + 1, (before, counted)
+    assert hook.stats()["queued"] == 0
+
+    # Act: nothing is queued; close still sends its last batch, a bare closing report
+    assert hook.close(timeout=10), hook.stats()
+
+    # Assert: the server stopped counting the hook at once, not 60 s later
+    assert live_clients(server) == counted - 1
+    stats = hook.stats()
+    assert stats["sent_batches"] == 2 and stats["heartbeats"] == 1, stats
+    # An evaluation and a flush after close send nothing: the hook does not come back to life.
+    client.get_boolean_details(flag, False, ctx("u"))
+    hook.flush(timeout=10)
+    assert live_clients(server) == counted - 1
+    assert hook.stats()["sent_batches"] == 2
+    assert server.totals(flag, "exposure") == {"off": 0, "on": 1}
+
+
+def test_the_closing_report_rides_on_the_last_batch_of_signals(server, unique, ofrep_client):
+    # Arrange: a live hook with exposures still queued at close
+    flag = server.put_flag(unique("closing-signals"), rollout=100.0)
+    token = server.client_token()
+    hook = RollgateSignalsHook(server.url, token, flush_interval=60.0)
+    client = ofrep_client(server, token, hook)
+    client.get_boolean_details(flag, False, ctx("u0"))
+    assert hook.flush(timeout=10), hook.stats()
+    counted = live_clients(server)
+    for i in range(1, 4):
+        client.get_boolean_details(flag, False, ctx(f"u{i}"))
+
+    # Act
+    assert hook.close(timeout=10), hook.stats()
+
+    # Assert: one request carried both the exposures and the closing report
+    assert live_clients(server) == counted - 1
+    assert server.totals(flag, "exposure") == {"off": 0, "on": 4}
+    stats = hook.stats()
+    assert stats["sent_batches"] == 2 and stats["heartbeats"] == 0 and stats["dropped"] == 0, stats

@@ -98,6 +98,38 @@ def test_close_returns_within_its_timeout_when_the_server_hangs(memory_client, h
     assert memory_client.get_boolean_value("f", False, ctx("after-close")) is True
 
 
+def test_the_closing_report_returns_within_the_timeout_when_the_server_hangs(hung_server_url):
+    # Arrange: a hook that has seen a revision (so close sends a closing report) and has
+    # nothing queued; the server never answers, a request may take 30 s
+    api.set_provider(
+        InMemoryProvider(
+            {"f": InMemoryFlag("on", {"off": False, "on": True}, flag_metadata={"revision": 7})}
+        ),
+        domain="memory-revision",
+    )
+    client = api.get_client("memory-revision")
+    hook = RollgateSignalsHook(hung_server_url, "token", flush_interval=60.0, request_timeout=30.0)
+    client.add_hooks([hook])
+    try:
+        client.get_boolean_value("f", False, ctx("u"))
+        assert hook.revision == 7
+        with hook._lock:  # only the closing report is left to send
+            hook._counts.clear()
+
+        # Act
+        started = time.monotonic()
+        closed = hook.close(timeout=1.0)
+        took = time.monotonic() - started
+
+        # Assert: the closing report was tried, given up at the deadline; nothing raised
+        assert closed is False
+        assert took < 1.5, took
+        stats = hook.stats()
+        assert stats["failed_batches"] == 1 and stats["sent_batches"] == 0, stats
+    finally:
+        api.shutdown()
+
+
 class _FailingThenReal(http.server.BaseHTTPRequestHandler):
     """Answers 500 to the first `failures` requests, then relays each one to the real server."""
 

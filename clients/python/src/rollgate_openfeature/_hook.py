@@ -15,6 +15,9 @@ Invariants:
   ``value`` is its own signal. A batch that got no answer or a 5xx is put back (within the
   bound) and retried with backoff; a 429 is retried after its ``Retry-After``; any other
   refusal drops the batch and counts it.
+* ``close`` sends the last batch: its ``client`` report says ``"closing": true`` (an empty
+  batch when nothing is queued) so the server stops counting this client as live at once.
+  Nothing is sent after it (``_send`` checks ``_closed`` under ``_send_lock``).
 """
 
 from __future__ import annotations
@@ -348,9 +351,11 @@ class RollgateSignalsHook(Hook):
     def close(self, timeout: float = 5.0) -> bool:
         """Flushes once, then stops the background thread; returns within ``timeout``.
 
-        Returns True when everything queued was accepted; what is left is counted in
-        ``dropped``. Evaluations after ``close`` are still counted but never sent.
-        Idempotent; never raises.
+        The last batch carries the client report with ``"closing": true`` (an empty batch
+        when nothing is queued, once a revision is known), so the server stops counting this
+        hook as a live client at once. Returns True when everything queued, and that report,
+        was accepted; what is left is counted in ``dropped``. Evaluations after ``close`` are
+        still counted but never sent (nor is anything by ``flush``). Idempotent; never raises.
         """
         try:
             deadline = time.monotonic() + max(float(timeout), 0.0)
@@ -359,7 +364,7 @@ class RollgateSignalsHook(Hook):
                     return True
                 self._closed = True
             self._wake.set()
-            done = self._flush(deadline, wait_rate_limit=True)
+            done = self._flush(deadline, wait_rate_limit=True, closing=True)
             if not done:
                 with self._lock:
                     left = sum(self._counts.values()) + sum(v[3] for v in self._valued)
@@ -371,11 +376,11 @@ class RollgateSignalsHook(Hook):
             self._internal_error("close")
             return False
 
-    def _flush(self, deadline: float, wait_rate_limit: bool) -> bool:
+    def _flush(self, deadline: float, wait_rate_limit: bool, closing: bool = False) -> bool:
         if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False
         try:
-            return self._send(deadline, wait_rate_limit, heartbeat=False)
+            return self._send(deadline, wait_rate_limit, heartbeat=False, closing=closing)
         finally:
             self._send_lock.release()
 
@@ -420,16 +425,24 @@ class RollgateSignalsHook(Hook):
                         continue
                     self._stats["dropped"] += s["count"]
 
-    def _send(self, deadline: float, wait_rate_limit: bool, heartbeat: bool) -> bool:
+    def _send(
+        self, deadline: float, wait_rate_limit: bool, heartbeat: bool, closing: bool = False
+    ) -> bool:
         """Sends everything queued, one batch after another, until ``deadline``.
 
         Called with ``_send_lock`` held. ``heartbeat``: send an empty batch (with the client
-        report) when nothing is queued.
+        report) when nothing is queued. ``closing``: the send of ``close``; its last batch
+        (an empty one when nothing is queued) reports ``"closing": true``. Once closed, any
+        other send does nothing: a batch after the closing one would count the hook as live
+        again.
         """
+        if self._closed and not closing:
+            with self._lock:
+                return not (self._counts or self._valued)
         batches = _wire.chunk(self._take(), self._max_batch)
         client = self._client_report()
         if not batches:
-            if not (heartbeat and client is not None):
+            if not ((heartbeat or closing) and client is not None):
                 return True
             batches = [[]]
         i = 0
@@ -447,10 +460,13 @@ class RollgateSignalsHook(Hook):
             if remaining <= 0:
                 self._put_back(batches[i:])
                 return False
+            report = client
+            if client is not None and closing and i == len(batches) - 1:
+                report = dict(client, closing=True)
             outcome = _wire.post(
                 self._url,
                 self._token,
-                _wire.encode(batch, client),
+                _wire.encode(batch, report),
                 min(self._request_timeout, remaining),
             )
             if outcome.ok:
