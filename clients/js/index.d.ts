@@ -116,7 +116,7 @@ export declare class RollgateSignals {
   report(flagKey: string, metric: string, measure?: Measure, context?: AttributionContext): boolean;
   /** Sends everything pending; never rejects. */
   flush(): Promise<void>;
-  /** Flushes once and stops; never rejects. */
+  /** Flushes once (the last batch says `client.closing: true`, so the server stops counting this client as live) and stops; never rejects. */
   close(): Promise<void>;
   /** Counters (a copy). */
   stats(): RollgateSignalsStats;

@@ -231,7 +231,11 @@ export class RollgateSignals {
     return this._guard(this._send(false, true));
   }
 
-  /** Flushes once, then stops the timer and the page-hide listener. Never rejects. */
+  /**
+   * Flushes once, then stops the timer and the page-hide listener. Never rejects. The last batch
+   * says `client.closing: true` (even an empty one, once a revision is known), so the server
+   * stops counting this client as live at once (docs/clients.md).
+   */
   close() {
     if (this._disabled || this._closed) return Promise.resolve();
     this._closed = true;
@@ -241,7 +245,7 @@ export class RollgateSignals {
       w.removeEventListener('pagehide', this._onHide);
       globalThis.document.removeEventListener('visibilitychange', this._onHide);
     }
-    return this._guard(this._send(false, true));
+    return this._guard(this._send(false, true, true));
   }
 
   /** Counters for observability (and tests). A copy; never throws. */
@@ -397,10 +401,12 @@ export class RollgateSignals {
 
   // --- Sending -------------------------------------------------------------------------------
 
-  _clientObject(now) {
+  _clientObject(now, closing) {
     if (this._clientReport !== 'on' || this._revision < 0) return undefined;
     const ago = Math.min(Math.max(Math.round(now - this._appliedAt), 0), MAX_APPLIED_MS_AGO);
-    return { id: this.id, revision: this._revision, applied_ms_ago: ago, sdk: SDK_NAME };
+    const client = { id: this.id, revision: this._revision, applied_ms_ago: ago, sdk: SDK_NAME };
+    if (closing) client.closing = true;
+    return client;
   }
 
   _tick() {
@@ -422,15 +428,16 @@ export class RollgateSignals {
   /**
    * One send of everything pending, after any send in flight (sends never overlap). `wait`:
    * an explicit flush waits out a 429's Retry-After instead of leaving the signals queued.
+   * `closing`: the last send of `close()` (never a page-hide flush: a hidden page may return).
    */
-  _send(keepalive, wait = false) {
+  _send(keepalive, wait = false, closing = false) {
     const run = async () => {
       if (wait) {
         // Only a 429 is waited out (it says when); a failing server is tried once right away.
         const pause = Math.min(this._rateLimitedUntil - Date.now(), this._timeoutMs);
         if (pause > 0) await new Promise((r) => setTimeout(r, pause));
       }
-      await this._sendPending(keepalive);
+      await this._sendPending(keepalive, closing);
     };
     const previous = this._inflight || Promise.resolve();
     const next = previous.then(run, run).catch((e) => this._failed(e));
@@ -441,20 +448,23 @@ export class RollgateSignals {
     return next;
   }
 
-  async _sendPending(keepalive) {
+  async _sendPending(keepalive, closing) {
     const now = Date.now();
     const signals = this._drain();
     if (signals.length === 0) {
       // The heartbeat: nothing to report, but the server should know this client is alive.
-      if (this._clientObject(now) === undefined || now - this._lastSentAt < this._heartbeatMs) return;
-      await this._post([], keepalive);
+      // On close, the same empty batch says this client is gone (no heartbeat wait).
+      if (this._clientObject(now) === undefined) return;
+      if (!closing && now - this._lastSentAt < this._heartbeatMs) return;
+      await this._post([], keepalive, closing);
       return;
     }
     const batches = this._batches(signals, keepalive);
     for (let i = 0; i < batches.length; i += 1) {
       let outcome;
       try {
-        outcome = await this._post(batches[i], keepalive);
+        // Only the last batch says closing: the client is gone once the server has it.
+        outcome = await this._post(batches[i], keepalive, closing && i === batches.length - 1);
       } catch (e) {
         // e.g. a custom `fetch` answering something that is not a Response: keep the signals.
         outcome = this._retryLater(`signals: ${e && e.message ? e.message : e}`);
@@ -467,9 +477,9 @@ export class RollgateSignals {
   }
 
   /** Posts one batch: 'done' (sent, or refused for good and counted) or 'retry' (requeue it). */
-  async _post(batch, keepalive) {
+  async _post(batch, keepalive, closing = false) {
     const now = Date.now();
-    const client = this._clientObject(now);
+    const client = this._clientObject(now, closing);
     const body = client === undefined ? { signals: batch } : { signals: batch, client };
     let res;
     try {
@@ -519,7 +529,7 @@ export class RollgateSignals {
     // stop sending the report and send the signals again, so an older server still gets them.
     if (res.status === 400 && client !== undefined && /"field"\s*:\s*"client/.test(text)) {
       this._clientReport = 'refused';
-      return this._post(batch, keepalive);
+      return this._post(batch, keepalive, closing);
     }
     // Any other refusal (401, 403, 400, 413, 422) will not change by retrying.
     this._stats.droppedRefused += batch.reduce((n, s) => n + s.count, 0);

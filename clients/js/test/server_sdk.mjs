@@ -132,7 +132,45 @@ async function main() {
   }
   await beat.close();
 
-  await signals.close();
+  if (SERVER_TAKES_CLIENT) {
+    // A page-hide flush is not a goodbye (a hidden page may come back): it carries the client
+    // report without `closing`, and the server keeps counting the page as live.
+    const page = observedFetch();
+    const liveBefore = (await admin('GET', '/api/v1/reach')).live_clients;
+    globalThis.document = Object.assign(new EventTarget(), { visibilityState: 'visible' });
+    globalThis.window = new EventTarget();
+    const hidden = new RollgateSignals({ baseUrl: URL_BASE, token, flushIntervalMs: 60_000, fetch: page.fetch });
+    hidden.after({ flagKey: 'sig-static', context: {} }, { variant: 'on', flagMetadata: { revision: maxRevision } });
+    globalThis.document.visibilityState = 'hidden';
+    globalThis.document.dispatchEvent(new Event('visibilitychange'));
+    const hideSent = await until(() => page.calls.some((c) => c.status === 200), 5000);
+    delete globalThis.window;
+    delete globalThis.document;
+    const liveHidden = (await admin('GET', '/api/v1/reach')).live_clients;
+    check('a page-hide flush sends the client report without closing, and the page still counts as live',
+      hideSent && page.calls.length === 1 && page.calls[0].body.client?.id === hidden.id && page.calls[0].body.client.closing === undefined &&
+        liveHidden === liveBefore + 1,
+      JSON.stringify({ liveBefore, liveHidden, calls: page.calls.map((c) => [c.status, c.body]) }));
+    await hidden.close();
+
+    // close() with nothing queued: the last batch is empty and says `closing: true`, and the
+    // server stops counting this hook as live at once (not 60 s later).
+    await signals.flush();
+    const sentBefore = seen.calls.length;
+    const live = (await admin('GET', '/api/v1/reach')).live_clients;
+    check('before close, the server counts this hook as live', live >= 1 && seen.calls.every((c) => c.body.client?.closing === undefined),
+      JSON.stringify({ live, closing: seen.calls.filter((c) => c.body.client?.closing !== undefined).map((c) => c.body) }));
+    await signals.close();
+    const last = seen.calls[seen.calls.length - 1];
+    check('close() sends one last, empty batch whose client report says closing: true',
+      seen.calls.length === sentBefore + 1 && last.status === 200 && last.body.signals.length === 0 &&
+        last.body.client?.id === signals.id && last.body.client.closing === true,
+      JSON.stringify(seen.calls.slice(sentBefore).map((c) => [c.status, c.body])));
+    const liveAfter = (await admin('GET', '/api/v1/reach')).live_clients;
+    check('after close(), the server counts one live client fewer', liveAfter === live - 1, `${live} before close, ${liveAfter} after`);
+  } else {
+    await signals.close();
+  }
   await OpenFeature.close();
   const calls = seen.calls.length;
   check('after close, an evaluation is not sent (timer stopped)', signals.after({ flagKey: 'sig-static', context: {} }, { variant: 'on', flagMetadata: {} }) === undefined && signals.stats().droppedClosed === 1 && seen.calls.length === calls);
