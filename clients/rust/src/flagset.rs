@@ -10,13 +10,14 @@
 
 use crate::counters::Striped;
 use rollgate_eval::{Context, Evaluation, FlagDef, SegmentDef, Snapshot};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// One compiled config, as published to evaluating threads.
 pub(crate) struct FlagSet {
     pub(crate) snapshot: Snapshot,
-    index: HashMap<Box<str>, usize>,
+    index: FxHashMap<Box<str>, usize>,
     /// First exposure slot of each flag, parallel to `snapshot.flags()`.
     bases: Vec<usize>,
     last_served_base: usize,
@@ -47,7 +48,7 @@ impl FlagSet {
         }
         let mut bases = Vec::with_capacity(snapshot.len());
         let mut next = 0usize;
-        let mut index = HashMap::with_capacity(snapshot.len());
+        let mut index = FxHashMap::with_capacity_and_hasher(snapshot.len(), Default::default());
         for (i, flag) in snapshot.flags().iter().enumerate() {
             index.insert(Box::from(flag.key()), i);
             bases.push(next);
