@@ -15,7 +15,7 @@
 //!   it from then on.
 //! - Retired snapshots are drained until no reader holds them (then once more, and dropped).
 
-use crate::client::{Shared, SDK};
+use crate::shared::{Shared, SDK};
 use crate::signals::{to_wire, Acc, SeriesKey, WireSignal};
 use serde::Serialize;
 use std::collections::HashMap;

@@ -60,16 +60,19 @@
 mod client;
 mod counters;
 mod error;
+mod flags;
 mod flagset;
 mod flusher;
 mod options;
 mod provider;
+mod shared;
 mod signals;
 mod sse;
 mod sync;
 
-pub use client::{Client, Flags, Served, Status};
+pub use client::{Client, Status};
 pub use error::{BuildError, EvaluationError};
+pub use flags::{Flags, Served};
 pub use options::ClientBuilder;
 pub use provider::RollgateProvider;
 pub use signals::Measure;

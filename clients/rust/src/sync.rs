@@ -17,8 +17,8 @@
 //! - Events of one chunk are applied in order and published together (one compilation).
 //! - The server down later: the last config stays in force.
 
-use crate::client::Shared;
 use crate::flagset::FlagSet;
+use crate::shared::Shared;
 use crate::sse::{Event, Parser};
 use rollgate_eval::{FlagDef, SegmentDef};
 use serde::Deserialize;
