@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
-#[path = "../examples/ordering-app.rs"]
+#[path = "../examples/ordering-app/main.rs"]
 mod ordering_app;
 
 use clap::Parser;
