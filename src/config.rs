@@ -1,6 +1,7 @@
 //! Command line and configuration: clap flags with environment fallbacks, then an optional
 //! TOML file (`--config`), then defaults. Flags win over environment, environment over file.
 
+use crate::cluster::ClusterConfig;
 use crate::proxies::TrustedProxies;
 use crate::reach::Settings as ReachSettings;
 use crate::state::{Limits, Timing};
@@ -83,6 +84,19 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// PostgreSQL URL: run as one node of a cluster sharing this database (docs/cluster.md)
+    /// [default: none, the embedded sled store only].
+    #[arg(long, env = "ROLLGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// This node's stable name in a cluster [default: generated once, kept in the data dir].
+    #[arg(long, env = "ROLLGATE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// How long the controller lease lasts without renewal, in a cluster [default: 5s].
+    #[arg(long, env = "ROLLGATE_LEASE_TTL")]
+    pub lease_ttl: Option<String>,
+    /// Safety poll of the change feed beside LISTEN/NOTIFY, in a cluster [default: 1s].
+    #[arg(long, env = "ROLLGATE_FEED_POLL")]
+    pub feed_poll: Option<String>,
 }
 
 /// The `--config` file.
@@ -109,6 +123,10 @@ struct FileConfig {
     reach_target: Option<f64>,
     reach_timeout: Option<String>,
     reach_live_window: Option<String>,
+    database_url: Option<String>,
+    node_id: Option<String>,
+    lease_ttl: Option<String>,
+    feed_poll: Option<String>,
 }
 
 /// Validated server configuration.
@@ -136,6 +154,8 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Reach tracking: live window, target share, timeout of a rollback (docs/clients.md).
     pub reach: ReachSettings,
+    /// Cluster mode on PostgreSQL (`None`: a single node on sled).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -165,6 +185,7 @@ impl Config {
             webhooks: WebhookConfig::new(Vec::new(), None),
             trusted_proxies: TrustedProxies::default(),
             reach: ReachSettings::default(),
+            cluster: None,
         }
     }
 
@@ -185,6 +206,7 @@ impl Config {
             );
         }
         let reach = reach_settings(&file, d.reach)?;
+        let cluster = cluster_settings(&args, &file)?;
         let workers = args.workers.or(file.workers).unwrap_or(d.workers);
         anyhow::ensure!(
             (1..=256).contains(&workers),
@@ -248,6 +270,7 @@ impl Config {
                 w
             },
             reach,
+            cluster,
             trusted_proxies: {
                 let entries = if args.trusted_proxies.is_empty() {
                     file.trusted_proxies.unwrap_or_default()
@@ -259,6 +282,46 @@ impl Config {
             },
         })
     }
+}
+
+/// The cluster settings, when a database URL is given (flag or env over the file).
+fn cluster_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<ClusterConfig>> {
+    let Some(url) = args
+        .database_url
+        .clone()
+        .or(file.database_url.clone())
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut c = ClusterConfig::new(url.trim());
+    c.node_id = args.node_id.clone().or(file.node_id.clone());
+    if let Some(id) = &c.node_id {
+        anyhow::ensure!(
+            (1..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "node_id must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.'"
+        );
+    }
+    let bounded = |text: Option<&str>, field: &str| -> anyhow::Result<Option<Duration>> {
+        let d = duration(text, field)?;
+        if let Some(d) = d {
+            anyhow::ensure!(
+                (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d),
+                "{field} must be between 100ms and 1h"
+            );
+        }
+        Ok(d)
+    };
+    let lease = args.lease_ttl.as_deref().or(file.lease_ttl.as_deref());
+    if let Some(ttl) = bounded(lease, "lease_ttl")? {
+        c.lease_ttl = ttl;
+    }
+    let poll = args.feed_poll.as_deref().or(file.feed_poll.as_deref());
+    if let Some(poll) = bounded(poll, "feed_poll")? {
+        c.feed_poll = poll;
+    }
+    Ok(Some(c))
 }
 
 /// `reach_target` (0 < t ≤ 1), `reach_timeout` and `reach_live_window` (at least 100 ms, at most
