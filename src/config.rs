@@ -31,6 +31,8 @@ pub enum Command {
         #[arg(long, env = "ROLLGATE_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Copy a single node's sled data dir into an empty PostgreSQL database (cluster mode).
+    Migrate(crate::cli::migrate::MigrateArgs),
     /// Ops commands against a running server (`flags`, `release`, `audit`, `watch`).
     #[command(flatten)]
     Ops(crate::cli::OpsCommand),
@@ -299,7 +301,9 @@ fn cluster_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Optio
     if let Some(id) = &c.node_id {
         anyhow::ensure!(
             (1..=64).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
             "node_id must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.'"
         );
     }

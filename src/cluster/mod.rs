@@ -1,8 +1,12 @@
 //! Cluster mode: the PostgreSQL backend shared by several nodes (see docs/cluster.md).
 //!
 //! - `schema.rs`: versioned migrations; `db.rs`: the pool, the `LISTEN` connection, migrating.
+//! - `lease.rs`: the fenced controller lease (`PgLease`, `check_fence`), on the database clock.
+//! - `migrate.rs`: `rollgate migrate`, copying a sled data dir into an empty database.
 
 pub mod db;
+pub mod lease;
+pub mod migrate;
 pub mod schema;
 
 use std::time::Duration;
@@ -57,4 +61,16 @@ pub enum ClusterError {
     /// This node's lease epoch is no longer current: its decision was not committed.
     #[error("fenced: lease epoch {epoch} is no longer current")]
     Fenced { epoch: i64 },
+    /// The database did not answer in time.
+    #[error("database did not answer in time: {0}")]
+    Timeout(&'static str),
+    /// `rollgate migrate` found the database already holding state; it wrote nothing.
+    #[error("the database already holds rollgate state ({0}); migrate refuses to merge into it")]
+    NotEmpty(String),
+    /// The sled data dir being migrated could not be read.
+    #[error("reading the data dir: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// An object could not be encoded as JSON.
+    #[error("encoding {what}: {message}")]
+    Encode { what: String, message: String },
 }
