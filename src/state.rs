@@ -131,7 +131,11 @@ impl AppState {
             tokens: Arc::new(tokens),
             policies: ArcSwap::from_pointee(parts.policies),
             metrics: Metrics::default(),
-            writer: tokio::sync::Mutex::new(Writer::new(releases)),
+            writer: tokio::sync::Mutex::new({
+                let mut w = Writer::new(releases);
+                w.node = parts.cluster.as_ref().map(|n| n.id.clone());
+                w
+            }),
             limits: parts.limits,
             timing: parts.timing,
             hub: Arc::new(ChangeHub::new(revision, 1024)),

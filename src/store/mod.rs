@@ -415,6 +415,7 @@ mod tests {
                             reason: None,
                             before: None,
                             after: None,
+                            node: None,
                         };
                         let change = Change::PutPolicy {
                             name: &name,

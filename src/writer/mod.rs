@@ -82,6 +82,8 @@ pub struct Writer {
     /// Guards armed on flags ramped by hand (a flag `policy`, no live release): one synthetic
     /// `held` module per flag, armed with fresh baselines when first seen (in memory).
     pub hand: BTreeMap<String, Module>,
+    /// In a cluster: this node's id, written into every audit entry it makes.
+    pub node: Option<String>,
 }
 
 impl Writer {
@@ -91,6 +93,7 @@ impl Writer {
             last_audit: Uuid::nil(),
             releases: releases.into_iter().map(|r| (r.id, r)).collect(),
             hand: BTreeMap::new(),
+            node: None,
         }
     }
 
@@ -112,6 +115,7 @@ impl Writer {
             reason: actor.reason.clone(),
             before: None,
             after: None,
+            node: self.node.clone(),
         }
     }
 
