@@ -82,7 +82,7 @@ impl Application {
             webhooks,
             proxies: config.trusted_proxies.clone(),
             reach: config.reach,
-            lease: Box::new(SingleNode),
+            lease: std::sync::Arc::new(SingleNode),
             cluster,
         };
         let state = web::Data::new(AppState::new(parts)?);

@@ -68,7 +68,7 @@ pub struct StateParts {
     /// This node's part of a cluster (`None`: a single node on sled).
     pub cluster: Option<Arc<Node>>,
     /// Whether this node may act as the controller.
-    pub lease: Box<dyn Lease>,
+    pub lease: Arc<dyn Lease>,
 }
 
 /// Everything the handlers share.
@@ -103,7 +103,7 @@ pub struct AppState {
     /// Per-token signal rate limits.
     pub rate_limiter: crate::signals::RateLimiter,
     /// Whether this node may act as the controller.
-    pub lease: Box<dyn Lease>,
+    pub lease: Arc<dyn Lease>,
     /// Peers whose forwarded headers are believed.
     pub proxies: TrustedProxies,
     /// Which live clients applied which change (fed by signal batches and commits).
