@@ -400,6 +400,7 @@ mod tests {
             reason: None,
             before: None,
             after: None,
+            node: None,
         };
         let policy = r#"{"name":"p"}"#;
         store
