@@ -19,6 +19,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The binary's `migrate`: (exit code, stdout, stderr).
 async fn migrate(data: &Path, url: &str) -> (i32, String, String) {
@@ -40,7 +41,8 @@ async fn migrate(data: &Path, url: &str) -> (i32, String, String) {
 }
 
 /// Runs the server on `data`, fills it through the API, sends signals, stops it with SIGTERM.
-async fn a_used_data_dir(data: &Path) {
+/// Returns the client token's secret and the release's id.
+async fn a_used_data_dir(data: &Path) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let server = start_binary(data, &policies_dir()).await;
     let app = TestApp {
@@ -76,12 +78,13 @@ async fn a_used_data_dir(data: &Path) {
         .unwrap();
     assert!(r.status().is_success(), "PUT policy: {}", r.status());
     let token = app.create_token("shop", "client").await;
-    app.create_release(json!({
-        "name": "membership-v2",
-        "modules": [{"flag": "qr-ordering"}, {"flag": "points"}],
-        "stages": {"percentages": [1, 50, 100], "min_duration": "1h", "min_exposures": 0}
-    }))
-    .await;
+    let release = app
+        .create_release(json!({
+            "name": "membership-v2",
+            "modules": [{"flag": "qr-ordering"}, {"flag": "points"}],
+            "stages": {"percentages": [1, 50, 100], "min_duration": "1h", "min_exposures": 0}
+        }))
+        .await;
     let (status, _) = app
         .signals(
             &token,
@@ -106,6 +109,50 @@ async fn a_used_data_dir(data: &Path) {
         .expect("stopped within 10 s of SIGTERM")
         .unwrap();
     assert!(exit.success(), "{exit}");
+    (token, release)
+}
+
+/// `rollgate serve` as a cluster node on `url` with a fresh data dir.
+async fn cluster_node(url: &str) -> (TestApp, tokio::process::Child) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            url,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--policies-dir")
+        .arg(policies_dir())
+        .env("ROLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("rollgate listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("the cluster node exited before listening");
+    })
+    .await
+    .expect("the cluster node did not start within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    let app = TestApp {
+        address,
+        admin_token: ADMIN_TOKEN.into(),
+        client: reqwest::Client::new(),
+        _data_dir: dir,
+    };
+    (app, child)
 }
 
 /// What the sled store holds, as the rows the migration must write: kind → key → body.
@@ -213,7 +260,7 @@ async fn snapshot(db: &tokio_postgres::Client) -> Vec<String> {
 async fn a_used_data_dir_is_copied_whole_and_a_second_run_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    a_used_data_dir(&data).await;
+    let (token, release) = a_used_data_dir(&data).await;
     let pg = TestPg::fresh().await;
 
     let (code, stdout, stderr) = migrate(&data, &pg.url).await;
@@ -339,11 +386,30 @@ async fn a_used_data_dir_is_copied_whole_and_a_second_run_is_refused() {
         "{stderr_again}"
     );
     assert_eq!(snapshot(&db).await, before);
+
+    // A cluster node started on the database serves what was migrated: the client token, the
+    // segment inside a flag's rule, the release.
+    let (node, _child) = cluster_node(&pg.url).await;
+    let (status, senior) = node
+        .evaluate(&token, "discount", json!({"targetingKey": "u1", "age": 61}))
+        .await;
+    assert_eq!(
+        (status, &senior["variant"]),
+        (200, &json!("off")),
+        "{senior}"
+    );
+    let (_, junior) = node
+        .evaluate(&token, "discount", json!({"targetingKey": "u1", "age": 30}))
+        .await;
+    assert_eq!(junior["variant"], "on", "{junior}");
+    let migrated = node.admin_get(&format!("/api/v1/releases/{release}")).await;
+    assert_eq!(migrated["name"], "membership-v2");
 }
 
 #[tokio::test]
 async fn an_unreachable_database_exits_with_code_2() {
-    let dir = tempfile::tempdir().unwrap(); // an empty data dir: sled starts an empty store
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap()); // (the database is tried before the dir is opened)
 
     let (code, _, stderr) = migrate(
         dir.path(),
@@ -353,4 +419,31 @@ async fn an_unreachable_database_exits_with_code_2() {
 
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot reach the database"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_directory_that_is_not_a_data_dir_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let (code, _, stderr) = migrate(dir.path(), "postgres://rollgate@127.0.0.1:1/postgres").await;
+
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("is not a rollgate data directory"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn the_data_dir_of_a_running_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _server = start_binary(&data, &policies_dir()).await;
+    let pg = TestPg::fresh().await;
+
+    let (code, _, stderr) = migrate(&data, &pg.url).await;
+
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is its server still running?"), "{stderr}");
 }

@@ -54,23 +54,26 @@ enum Failure {
 }
 
 async fn migrate_dir(args: &MigrateArgs) -> Result<migrate::MigrateReport, Failure> {
-    if !args.from_data_dir.is_dir() {
+    let dir = &args.from_data_dir;
+    // sled keeps its settings in `conf`: without it this is not a data dir (and opening it
+    // would create an empty store and "migrate" nothing).
+    if !dir.join("conf").is_file() {
         return Err(Failure::Other(format!(
-            "{} is not a data directory",
-            args.from_data_dir.display()
+            "{} is not a rollgate data directory",
+            dir.display()
         )));
     }
-    let store = Store::open(&args.from_data_dir).map_err(|e| {
-        Failure::Other(format!(
-            "opening {} (is its server still running?): {e}",
-            args.from_data_dir.display()
-        ))
-    })?;
     let (mut client, connection) = db::connect(&args.to).await.map_err(|e| match e {
         ClusterError::Url(_) => Failure::Other(e.to_string()),
         e => Failure::Unreachable(e),
     })?;
     let driver = tokio::spawn(connection);
+    let store = Store::open(dir).map_err(|e| {
+        Failure::Other(format!(
+            "opening {} (is its server still running?): {e}",
+            dir.display()
+        ))
+    })?;
     let result = migrate::from_sled(&store, &mut client).await;
     drop(client);
     let _ = driver.await;
