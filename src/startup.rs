@@ -21,6 +21,8 @@ use tokio::sync::watch;
 
 /// A built, bound, not yet running server.
 pub struct Application {
+    /// A cluster node's controller lease (its renewal loop starts with the server).
+    lease: Option<std::sync::Arc<crate::cluster::lease::PgLease>>,
     port: u16,
     host: String,
     server: Server,
@@ -50,6 +52,12 @@ impl Application {
                 Some(std::sync::Arc::new(node))
             }
         };
+        // The controller lease of a cluster node: its holder name is the node id and this
+        // process's incarnation, so a restarted node is a new holder (a new epoch).
+        let pg_lease = cluster.as_ref().map(|node| {
+            let holder = format!("{}/{}", node.id, uuid::Uuid::now_v7().simple());
+            crate::cluster::lease::PgLease::new(holder, node.config.lease_ttl)
+        });
         for (name, source) in store.policies()? {
             let policy: Policy = serde_json::from_str(&source)
                 .with_context(|| format!("stored policy {name} is corrupt"))?;
@@ -82,7 +90,10 @@ impl Application {
             webhooks,
             proxies: config.trusted_proxies.clone(),
             reach: config.reach,
-            lease: std::sync::Arc::new(SingleNode),
+            lease: match &pg_lease {
+                Some(lease) => lease.clone(),
+                None => std::sync::Arc::new(SingleNode),
+            },
             cluster,
         };
         let state = web::Data::new(AppState::new(parts)?);
@@ -138,6 +149,7 @@ impl Application {
             server,
             state,
             generated_admin_token,
+            lease: pg_lease,
         })
     }
 
@@ -159,8 +171,15 @@ impl Application {
                 let url = node.config.database_url.clone();
                 let listen = crate::cluster::listen::run(url, node.wakes.clone(), stopped.clone());
                 tasks.push(tokio::spawn(listen));
-                let follow = crate::follow::run(state.clone(), node.clone(), stopped);
+                let follow = crate::follow::run(state.clone(), node.clone(), stopped.clone());
                 tasks.push(tokio::spawn(follow));
+                if let Some(lease) = &self.lease {
+                    let woken = state.clone();
+                    let run = lease.clone().run(node.pool.clone(), stopped, move || {
+                        woken.wakeup.notify_one()
+                    });
+                    tasks.push(tokio::spawn(run));
+                }
             }
         }
         (stop, tasks)

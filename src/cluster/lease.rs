@@ -286,8 +286,8 @@ impl Lease for PgLease {
 /// locks the lease row `FOR SHARE` (a takeover then waits for this transaction to end) and
 /// checks that it still names `fence.holder` and `fence.epoch` and has not expired on the
 /// database's clock. `Err(ClusterError::Fenced)` otherwise; the caller then rolls back.
-pub async fn check_fence(
-    tx: &tokio_postgres::Transaction<'_>,
+pub async fn check_fence<C: tokio_postgres::GenericClient>(
+    tx: &C,
     fence: &Fence,
 ) -> Result<(), ClusterError> {
     let row = tx.query_opt(FENCE, &[&NAME]).await?;

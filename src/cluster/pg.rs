@@ -276,17 +276,8 @@ impl WriteTx {
         fence: Option<&Fence>,
     ) -> Result<u64, ClusterError> {
         if let Some(fence) = fence {
-            let current = self
-                .client
-                .query_opt(
-                    "SELECT 1 FROM rollgate_lease WHERE name = 'controller' AND holder = $1 \
-                     AND epoch = $2 AND expires_at > clock_timestamp() FOR SHARE",
-                    &[&fence.holder, &fence.epoch],
-                )
-                .await?;
-            if current.is_none() {
-                return Err(ClusterError::Fenced { epoch: fence.epoch });
-            }
+            let client: &Client = &self.client;
+            super::lease::check_fence(client, fence).await?;
         }
         let first = self.head + 1;
         for (i, row) in rows.iter().enumerate() {
