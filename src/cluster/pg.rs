@@ -290,7 +290,7 @@ impl WriteTx {
                 .await?;
             let (table, key) = row.kind.table();
             let cast = if row.kind == Kind::Release {
-                "::uuid"
+                "::text::uuid"
             } else {
                 ""
             };
