@@ -18,7 +18,12 @@ cd "$(dirname "$0")/.."
 # API tests that are about the single node's embedded store itself, so they are left out of the
 # cluster-mode run (they still run, in single-node mode, in the workspace run above it):
 # - fsync::  counts sled's fdatasync calls under strace (a cluster node commits to PostgreSQL);
-SINGLE_NODE_ONLY='test(/^fsync::/)'
+# - the u64 counter ceiling (signals::…counter_ceiling…, guards::saturated_exposure_counts…):
+#   cluster totals are PostgreSQL bigints, clamped at i64::MAX (docs/cluster.md, Signals);
+# - durability::revisions_survive_sigkill_and_keep_growing: the single node's revision
+#   numbering and what a restarted node forgets of it (cluster revisions are global, and the
+#   cluster's resume on any node is tests/cluster/feed.rs).
+SINGLE_NODE_ONLY='test(/^fsync::/) | test(=signals::in_bound_batches_repeated_at_the_counter_ceiling_saturate_without_wrapping) | test(=guards::saturated_exposure_counts_raise_no_sample_ratio_mismatch_and_hold_the_stage) | test(=durability::revisions_survive_sigkill_and_keep_growing)'
 
 echo "== interop dependencies (OpenFeature Python + JS SDKs)"
 bash tests/interop/setup.sh

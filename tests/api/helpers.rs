@@ -412,6 +412,30 @@ impl TestApp {
 // Cluster mode: scripts/test.sh runs this whole suite a second time with
 // ROLLGATE_TEST_CLUSTER=1, every server then being a cluster node on a database of its own.
 
+/// Whether this run of the suite is the cluster-mode one (`ROLLGATE_TEST_CLUSTER=1`).
+pub fn cluster_mode() -> bool {
+    std::env::var("ROLLGATE_TEST_CLUSTER").as_deref() == Ok("1")
+}
+
+/// The revision a test would name on a single node, or in cluster mode the one the server has
+/// applied: cluster revisions are global and also count token, policy and release changes
+/// (docs/cluster.md), so only their order, not their numbers, is the contract there.
+pub async fn revision_now(app: &TestApp, single_node: u64) -> u64 {
+    if !cluster_mode() {
+        return single_node;
+    }
+    app.client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["revision"]
+        .as_u64()
+        .expect("/readyz names the applied revision")
+}
+
 /// A fresh database (`t_<uuid>`) on the `ROLLGATE_TEST_PG` server; dropped with the test app.
 pub struct TestDatabase {
     /// The database's URL.
@@ -424,7 +448,7 @@ impl TestDatabase {
     /// A fresh database when the suite runs in cluster mode (`ROLLGATE_TEST_CLUSTER=1`), else
     /// `None`.
     pub async fn in_cluster_mode() -> Option<TestDatabase> {
-        if std::env::var("ROLLGATE_TEST_CLUSTER").as_deref() != Ok("1") {
+        if !cluster_mode() {
             return None;
         }
         let server = std::env::var("ROLLGATE_TEST_PG")

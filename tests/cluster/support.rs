@@ -374,11 +374,18 @@ pub async fn counted(db: &Database, flag: &str, variant: &str, metric: &str) -> 
         .get(0)
 }
 
-/// The value of the unlabelled series `name` in Prometheus text.
+/// The value of the first series of metric `name` (with or without labels) in Prometheus text.
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .find_map(|v| v.trim().parse().ok())
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse().ok()
+        })
+        .next()
 }
 
 // ---- Clusters and waiting -------------------------------------------------------------------
