@@ -1,5 +1,6 @@
 //! Test harness: a real server on an ephemeral port with a throwaway data dir.
 
+use rollgate::cluster::ClusterConfig;
 use rollgate::config::Config;
 use rollgate::startup::Application;
 use serde_json::{json, Value};
@@ -16,6 +17,8 @@ pub struct TestApp {
     pub admin_token: String,
     pub client: reqwest::Client,
     pub _data_dir: tempfile::TempDir,
+    /// In cluster mode, the server's database (dropped with the app).
+    pub _database: Option<TestDatabase>,
 }
 
 /// The repository's `policies/` directory.
@@ -23,16 +26,25 @@ pub fn policies_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
-/// Starts a server in-process on 127.0.0.1:0 with a fresh data dir.
+/// Starts a server in-process on 127.0.0.1:0 with a fresh data dir (and, in cluster mode, a
+/// fresh database: see `TestDatabase`).
 pub async fn spawn_app() -> TestApp {
-    let data_dir = tempfile::tempdir().expect("tempdir");
+    spawn_app_with(|_| {}).await
+}
+
+/// The test configuration: port 0, `data_dir`, the repository's policies, the admin token.
+fn test_config(data_dir: PathBuf) -> Config {
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".into();
-    config.data_dir = data_dir.path().join("data");
+    config.data_dir = data_dir;
     config.policies_dir = policies_dir();
     config.admin_token = Some(ADMIN_TOKEN.into());
     config.workers = 2;
-    let app = Application::build(config).await.expect("build app");
+    config
+}
+
+/// Runs the built server in the background.
+fn serve(app: Application, data_dir: tempfile::TempDir, database: Option<TestDatabase>) -> TestApp {
     let address = app.url();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -40,6 +52,7 @@ pub async fn spawn_app() -> TestApp {
         admin_token: ADMIN_TOKEN.into(),
         client: reqwest::Client::new(),
         _data_dir: data_dir,
+        _database: database,
     }
 }
 
@@ -118,12 +131,19 @@ pub struct ServerProcess {
 }
 
 /// Starts `rollgate serve` on port 0 with `data_dir`, waiting for its listening line.
+/// In cluster mode, the node also gets `--database-url`: one database per data dir, so a
+/// restart on the same data dir finds the same database.
 pub async fn start_binary(data_dir: &std::path::Path, policies: &std::path::Path) -> ServerProcess {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+    command
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--policies-dir")
-        .arg(policies)
+        .arg(policies);
+    if let Some(url) = TestDatabase::of_data_dir(data_dir).await {
+        command.arg("--database-url").arg(url);
+    }
+    let mut child = command
         .env("ROLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -216,22 +236,14 @@ impl TestApp {
 /// Starts a server with `tweak` applied to the test configuration.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::defaults();
-    config.bind = "127.0.0.1:0".into();
-    config.data_dir = data_dir.path().join("data");
-    config.policies_dir = policies_dir();
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.workers = 2;
+    let mut config = test_config(data_dir.path().join("data"));
+    let database = TestDatabase::in_cluster_mode().await;
+    if let Some(db) = &database {
+        config.cluster = Some(ClusterConfig::new(&db.url));
+    }
     tweak(&mut config);
     let app = Application::build(config).await.expect("build app");
-    let address = app.url();
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        admin_token: ADMIN_TOKEN.into(),
-        client: reqwest::Client::new(),
-        _data_dir: data_dir,
-    }
+    serve(app, data_dir, database)
 }
 
 /// One Server-Sent Event.
@@ -340,19 +352,18 @@ impl SseReader {
 pub async fn spawn_app_with_aggregates(aggregates: Value) -> TestApp {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let data = data_dir.path().join("data");
-    {
+    let mut config = test_config(data.clone());
+    let database = TestDatabase::in_cluster_mode().await;
+    if let Some(db) = &database {
+        db.seed_aggregates(&aggregates).await;
+        config.cluster = Some(ClusterConfig::new(&db.url));
+    } else {
         let store = rollgate::store::Store::open(&data).expect("open store");
         store
             .put_aggregates_if_changed(&aggregates, &mut None)
             .await
             .expect("seed aggregates");
     }
-    let mut config = Config::defaults();
-    config.bind = "127.0.0.1:0".into();
-    config.data_dir = data;
-    config.policies_dir = policies_dir();
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.workers = 2;
     // sled releases the data dir's lock from its background thread some time after the seeding
     // store is dropped; there is nothing to await, so the build is retried for a bounded time.
     let mut attempts = 0;
@@ -367,14 +378,7 @@ pub async fn spawn_app_with_aggregates(aggregates: Value) -> TestApp {
             Err(e) => panic!("build app: {e:#}"),
         }
     };
-    let address = app.url();
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        admin_token: ADMIN_TOKEN.into(),
-        client: reqwest::Client::new(),
-        _data_dir: data_dir,
-    }
+    serve(app, data_dir, database)
 }
 
 impl TestApp {
@@ -403,4 +407,170 @@ impl TestApp {
             .find_map(|l| l.strip_prefix(series.as_str()))
             .map(|v| v.trim().parse().expect("a number"))
     }
+}
+
+// Cluster mode: scripts/test.sh runs this whole suite a second time with
+// ROLLGATE_TEST_CLUSTER=1, every server then being a cluster node on a database of its own.
+
+/// Whether this run of the suite is the cluster-mode one (`ROLLGATE_TEST_CLUSTER=1`).
+pub fn cluster_mode() -> bool {
+    std::env::var("ROLLGATE_TEST_CLUSTER").as_deref() == Ok("1")
+}
+
+/// The revision a test would name on a single node, or in cluster mode the one the server has
+/// applied: cluster revisions are global and also count token, policy and release changes
+/// (docs/cluster.md), so only their order, not their numbers, is the contract there.
+pub async fn revision_now(app: &TestApp, single_node: u64) -> u64 {
+    if !cluster_mode() {
+        return single_node;
+    }
+    app.client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["revision"]
+        .as_u64()
+        .expect("/readyz names the applied revision")
+}
+
+/// A fresh database (`t_<uuid>`) on the `ROLLGATE_TEST_PG` server; dropped with the test app.
+pub struct TestDatabase {
+    /// The database's URL.
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// A fresh database when the suite runs in cluster mode (`ROLLGATE_TEST_CLUSTER=1`), else
+    /// `None`.
+    pub async fn in_cluster_mode() -> Option<TestDatabase> {
+        if !cluster_mode() {
+            return None;
+        }
+        let server = std::env::var("ROLLGATE_TEST_PG")
+            .expect("ROLLGATE_TEST_CLUSTER=1 needs ROLLGATE_TEST_PG (scripts/test.sh sets both)");
+        Some(TestDatabase::create(&server).await)
+    }
+
+    /// Creates a fresh database on the server at `server` (a `postgres://…` URL).
+    pub async fn create(server: &str) -> TestDatabase {
+        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        pg_connect(server)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        TestDatabase {
+            url: with_database(server, &name),
+            server: server.to_owned(),
+            name,
+        }
+    }
+
+    /// In cluster mode, the database of the binary started on `data_dir` (created on first
+    /// use, kept for the test's process, so a restart on the same data dir finds it again).
+    pub async fn of_data_dir(data_dir: &std::path::Path) -> Option<String> {
+        static BY_DIR: std::sync::Mutex<Vec<(PathBuf, TestDatabase)>> =
+            std::sync::Mutex::new(Vec::new());
+        let known = |dirs: &[(PathBuf, TestDatabase)]| {
+            dirs.iter()
+                .find(|(dir, _)| dir == data_dir)
+                .map(|(_, db)| db.url.clone())
+        };
+        if let Some(url) = known(&BY_DIR.lock().unwrap()) {
+            return Some(url);
+        }
+        let db = TestDatabase::in_cluster_mode().await?;
+        let url = db.url.clone();
+        BY_DIR.lock().unwrap().push((data_dir.to_path_buf(), db));
+        Some(url)
+    }
+
+    /// Migrates the database and stores `aggregates` (the form `spawn_app_with_aggregates`
+    /// takes) as the global signal totals, as an earlier run of the cluster would have left them.
+    pub async fn seed_aggregates(&self, aggregates: &Value) {
+        let mut client = pg_connect(&self.url).await;
+        rollgate::cluster::db::migrate(&mut client)
+            .await
+            .expect("migrate");
+        let objects = |v: &Value| v.as_object().cloned().unwrap_or_default();
+        let bigint = |v: &Value| {
+            i64::try_from(v.as_u64().unwrap_or(0)).expect("a seeded count fits a bigint")
+        };
+        for (flag, variants) in objects(&aggregates["series"]) {
+            for (variant, metrics) in objects(&variants) {
+                for (metric, t) in objects(&metrics) {
+                    client
+                        .execute(
+                            "INSERT INTO rollgate_signal_totals (flag, variant, metric, count, sum, valued) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                            &[&flag, &variant, &metric, &bigint(&t["count"]),
+                              &t["sum"].as_f64().unwrap_or(0.0), &bigint(&t["valued"])],
+                        )
+                        .await
+                        .expect("seed a signal total");
+                }
+            }
+        }
+        for (flag, ms) in objects(&aggregates["last_signal_ms"]) {
+            client
+                .execute(
+                    "INSERT INTO rollgate_signal_seen (flag, last_signal_ms) VALUES ($1, $2)",
+                    &[&flag, &bigint(&ms)],
+                )
+                .await
+                .expect("seed a last signal time");
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    /// Drops the database (its server's connections too), so a suite of hundreds of tests does
+    /// not fill the shared server's disk. Runs on a thread of its own: drop cannot await.
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                pg_connect(&server)
+                    .await
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test database: {e}");
+        }
+    }
+}
+
+/// A connection to `url`, driven in the background.
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// `server` (`postgres://user@host:port/db?params`) with its database replaced by `name`.
+pub fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (server, String::new()),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
 }

@@ -1,6 +1,6 @@
 //! OFREP single and bulk evaluation, exactly per the protocol.
 
-use crate::helpers::{bool_flag, spawn_app, TestApp};
+use crate::helpers::{bool_flag, revision_now, spawn_app, TestApp};
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde_json::{json, Value};
 
@@ -23,13 +23,15 @@ async fn static_flag_evaluates_with_key_value_variant_reason_and_metadata() {
     let (app, token) = app_with_client().await;
     app.put_flag(bool_flag("everyone", 100.0)).await;
 
+    let revision = revision_now(&app, 1).await;
+
     let (status, body) = app.evaluate(&token, "everyone", json!({})).await;
 
     // The metadata names the config revision the answer came from: one flag written, so 1.
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"key": "everyone", "value": true, "reason": "STATIC", "variant": "on", "metadata": {"revision": 1}})
+        json!({"key": "everyone", "value": true, "reason": "STATIC", "variant": "on", "metadata": {"revision": revision}})
     );
 }
 
@@ -265,6 +267,7 @@ async fn bulk_evaluates_every_flag_and_reports_per_flag_errors() {
     let (app, token) = app_with_client().await;
     app.put_flag(bool_flag("a-static", 100.0)).await;
     app.put_flag(targeted_flag("b-split")).await;
+    let revision = revision_now(&app, 2).await;
 
     let r = app
         .client
@@ -282,7 +285,7 @@ async fn bulk_evaluates_every_flag_and_reports_per_flag_errors() {
     assert_eq!(flags.len(), 2);
     assert_eq!(
         flags[0],
-        json!({"key": "a-static", "value": true, "reason": "STATIC", "variant": "on", "metadata": {"revision": 2}})
+        json!({"key": "a-static", "value": true, "reason": "STATIC", "variant": "on", "metadata": {"revision": revision}})
     );
     assert_eq!(flags[1]["key"], "b-split");
     assert_eq!(flags[1]["errorCode"], "TARGETING_KEY_MISSING");

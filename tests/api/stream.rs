@@ -1,6 +1,6 @@
 //! The change stream: config on connect, every change exactly once and in order, resume.
 
-use crate::helpers::{bool_flag, spawn_app, spawn_app_with, SseReader};
+use crate::helpers::{bool_flag, revision_now, spawn_app, spawn_app_with, SseReader};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -10,14 +10,15 @@ async fn a_subscriber_gets_the_config_then_every_change_once_in_order() {
     let app = spawn_app().await;
     let token = app.create_token("web", "client").await;
     app.put_flag(bool_flag("qr", 0.0)).await;
+    let base = revision_now(&app, 1).await;
     let mut stream = SseReader::open(&app, "/api/v1/stream", &token, None).await;
 
     let config = stream.next_event().await;
     assert_eq!(config.event, "config");
     assert_eq!(config.json()["flags"][0]["key"], "qr");
     // Ids are config revisions: the one flag written so far is revision 1.
-    assert_eq!(config.id.as_deref(), Some("1"));
-    assert_eq!(config.json()["revision"], 1);
+    assert_eq!(config.id, Some(base.to_string()));
+    assert_eq!(config.json()["revision"], base);
 
     for pct in [1, 5, 25, 50, 100] {
         app.admin(Method::PUT, "/api/v1/flags/qr/rollout")
@@ -46,7 +47,7 @@ async fn a_subscriber_gets_the_config_then_every_change_once_in_order() {
     let seqs: Vec<u64> = seen.iter().map(|(id, _)| id.parse().unwrap()).collect();
     assert_eq!(
         seqs,
-        [2, 3, 4, 5, 6],
+        [base + 1, base + 2, base + 3, base + 4, base + 5],
         "consecutive revisions after the config's"
     );
 }
