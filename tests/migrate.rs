@@ -50,6 +50,7 @@ async fn a_used_data_dir(data: &Path) -> (String, String) {
         admin_token: ADMIN_TOKEN.into(),
         client: reqwest::Client::new(),
         _data_dir: dir,
+        _database: None,
     };
     let seniors =
         json!({"key": "seniors", "when": [{"attribute": "age", "op": "gte", "values": [60]}]});
@@ -151,6 +152,7 @@ async fn cluster_node(url: &str) -> (TestApp, tokio::process::Child) {
         admin_token: ADMIN_TOKEN.into(),
         client: reqwest::Client::new(),
         _data_dir: dir,
+        _database: None,
     };
     (app, child)
 }
