@@ -116,6 +116,7 @@ start() {
     local name="$1" out="$WORK/$1.stdout" err="$WORK/$1.log" i
     shift
     mkdir -p "$WORK/data-$name"
+    : >"$out"
     env ROLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROLLGATE" serve --bind 127.0.0.1:0 \
         --data-dir "$WORK/data-$name" --policies-dir "$WORK/policies" "$@" >"$out" 2>"$err" &
     LAST_PID=$!
