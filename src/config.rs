@@ -31,6 +31,8 @@ pub enum Command {
         #[arg(long, env = "ROLLGATE_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Copy a single node's sled data dir into an empty PostgreSQL database (cluster mode).
+    Migrate(crate::cli::migrate::MigrateArgs),
     /// Ops commands against a running server (`flags`, `release`, `audit`, `watch`).
     #[command(flatten)]
     Ops(crate::cli::OpsCommand),

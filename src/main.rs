@@ -23,6 +23,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Migrate(args) => rollgate::cli::migrate::run(args),
         Command::Ops(command) => rollgate::cli::run(command),
     }
 }

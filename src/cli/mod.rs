@@ -5,6 +5,9 @@
 //! asks [`client::Client`] and hands the answer to a pure renderer (`output`, or the group's
 //! own `render_*` functions). `--json` prints the server's JSON document unchanged for scripts.
 //!
+//! `rollgate migrate` (migrate.rs) is the one command that talks to no server: it copies a
+//! stopped node's data dir into PostgreSQL.
+//!
 //! Exit codes: `0` success, `1` the server refused the request (its `error.message` is
 //! printed) or the input was bad, `2` the server is unreachable, `3` the token is missing,
 //! refused or lacks the admin role. Messages go to stderr, results to stdout.
@@ -12,6 +15,7 @@
 pub mod audit;
 pub mod client;
 pub mod flags;
+pub mod migrate;
 pub mod output;
 pub mod release;
 pub mod watch;

@@ -4,10 +4,14 @@
 //! - `pg.rs`: loading the state, reading the feed, the write transaction (head lock, fence).
 //! - `boot.rs`: starting a node (migrate, bring the local replica up to the database, or start degraded).
 //! - `listen.rs`: the `LISTEN` connection that wakes the feed follower and the controller.
+//! - `lease.rs`: the fenced controller lease (`PgLease`, `check_fence`), on the database clock.
+//! - `migrate.rs`: `rollgate migrate`, copying a sled data dir into an empty database.
 
 pub mod boot;
 pub mod db;
+pub mod lease;
 pub mod listen;
+pub mod migrate;
 pub mod pg;
 pub mod schema;
 
@@ -63,6 +67,18 @@ pub enum ClusterError {
     /// This node's lease epoch is no longer current: its decision was not committed.
     #[error("fenced: lease epoch {epoch} is no longer current")]
     Fenced { epoch: i64 },
+    /// The database did not answer in time.
+    #[error("database did not answer in time: {0}")]
+    Timeout(&'static str),
+    /// `rollgate migrate` found the database already holding state; it wrote nothing.
+    #[error("the database already holds rollgate state ({0}); migrate refuses to merge into it")]
+    NotEmpty(String),
+    /// The sled data dir being migrated could not be read.
+    #[error("reading the data dir: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// An object could not be encoded as JSON.
+    #[error("encoding {what}: {message}")]
+    Encode { what: String, message: String },
 }
 
 /// This node's part of the cluster: its name, settings, the pool, and what wakes its tasks.

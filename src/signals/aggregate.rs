@@ -208,6 +208,11 @@ impl SavedAggregates {
             })
         })
     }
+
+    /// When each saved flag last received a signal (Unix ms).
+    pub fn last_signals(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.last_signal_ms.iter().map(|(f, ms)| (f.as_str(), *ms))
+    }
 }
 
 impl Aggregates {

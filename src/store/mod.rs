@@ -343,6 +343,14 @@ impl Store {
     pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         audit::query(&self.audit, query)
     }
+
+    /// Every audit entry, oldest first (`rollgate migrate`), read lazily.
+    pub fn audit_oldest_first(&self) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
+        self.audit.iter().map(|item| {
+            let (k, v) = item?;
+            codec::decode(&v).map_err(|m| corrupt("audit", &k, m))
+        })
+    }
 }
 
 fn load_all<T: DeserializeOwned>(
