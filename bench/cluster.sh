@@ -2,7 +2,7 @@
 # Cluster benchmarks of rollgate (issue 11), on loopback only: 3 nodes on one throwaway
 # PostgreSQL against a single-node server (the reference), both in the same run.
 #
-#   bench/cluster.sh                  # all three (about 4 minutes after the build)
+#   bench/cluster.sh                  # all three (about 3 minutes after the build)
 #   bench/cluster.sh reach            # or: eval, ingest (several may be given)
 #   BENCH_SECONDS=3 bench/cluster.sh  # shorter ingestion and evaluation runs
 #
@@ -236,6 +236,7 @@ for s in "${SCENARIOS[@]}"; do
             add "reach $kind, write response -> last of $SUBSCRIBERS, cluster" \
                 "p50 $(field $c p50_ms) ms, p99 $(field $c p99_ms) ms, max $(field $c max_ms) ms (target p99 <= 100 ms: $(field $c target_p99))"
             add "  from the write's send, cluster" "p50 $(field $c send_p50_ms) ms, p99 $(field $c send_p99_ms) ms; first -> last subscriber p99 $(field $c spread_p99_ms) ms"
+            [[ "$kind" != rollback ]] || add "  rollbacks seen before their signal was sent, cluster" "$(field $c early)"
             add "  single server (reference)" \
                 "p50 $(field $r p50_ms) ms, p99 $(field $r p99_ms) ms, max $(field $r max_ms) ms; from the send p99 $(field $r send_p99_ms) ms"
             add "  ratio cluster / single" "p50 $(ratio "$(field $c p50_ms)" "$(field $r p50_ms)")x, p99 $(ratio "$(field $c p99_ms)" "$(field $r p99_ms)")x, from the send p99 $(ratio "$(field $c send_p99_ms)" "$(field $r send_p99_ms)")x"

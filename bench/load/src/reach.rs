@@ -85,16 +85,31 @@ async fn await_all(
         last_remote: None,
     };
     let mut unexpected = 0usize;
+    let before = seen.to_vec();
     while a.all.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
         let e = match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(e)) => e,
             Ok(None) => bail!("every subscriber task ended"),
-            Err(_) => bail!(
-                "timed out: {} of {n} subscribers had the change to {}% ({unexpected} other events)",
-                a.all.len(),
-                millis as f64 / 1000.0
-            ),
+            Err(_) => {
+                let mut per_node =
+                    vec![(0usize, 0usize); node_of.iter().max().map_or(1, |m| m + 1)];
+                for (conn, node) in node_of.iter().enumerate() {
+                    per_node[*node].1 += 1;
+                    per_node[*node].0 += usize::from(seen[conn] > before[conn]);
+                }
+                let per_node: Vec<String> = per_node
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (got, of))| format!("node {i}: {got}/{of}"))
+                    .collect();
+                bail!(
+                    "timed out: {} of {n} subscribers had the change to {}% ({}; {unexpected} other events)",
+                    a.all.len(),
+                    millis as f64 / 1000.0,
+                    per_node.join(", ")
+                )
+            }
         };
         match e.kind {
             Kind::Change {
@@ -308,6 +323,9 @@ pub async fn run(admin: Server, args: Args) -> Result<()> {
     let mut main = Samples::default();
     let mut resumes = Samples::default();
     let mut expected_events = 0u32;
+    // Rollbacks that reached a subscriber before their data_loss signal was even sent: a
+    // controller rolled back on an older signal (after the resume), not on this one.
+    let mut early = 0usize;
     match args.change {
         Change::Rollout => {
             for i in 0..m {
@@ -391,6 +409,9 @@ pub async fn run(admin: Server, args: Args) -> Result<()> {
                 )
                 .await
                 .with_context(|| format!("iteration {i}: rollback after data_loss on node {w}"))?;
+                if a.all[0] < t.sent {
+                    early += 1;
+                }
                 main.push(t.sent, t.answered, &a);
                 let r = (i + 1) % k;
                 let url = format!("{}/api/v1/releases/{id}/resume", nodes[r].base);
@@ -417,6 +438,12 @@ pub async fn run(admin: Server, args: Args) -> Result<()> {
     }
 
     let exactly_once = seen.iter().all(|c| *c == expected_events);
+    if early > 0 {
+        println!(
+            "  {early} of {m} rollbacks reached a subscriber BEFORE their data_loss signal was \
+             sent: a controller rolled back again on an older signal after the resume"
+        );
+    }
     println!("  over {m} changes ({n} subscribers on {k} node(s) each):");
     main.print(
         match args.change {
@@ -437,7 +464,7 @@ pub async fn run(admin: Server, args: Args) -> Result<()> {
     let (_, fl99, _, _) = summary(&main.first_to_last);
     println!(
         "summary: reach change={} nodes={k} subscribers={n} changes={m} p50_ms={} p99_ms={} \
-         max_ms={} send_p50_ms={} send_p99_ms={} spread_p99_ms={} target_p99={}",
+         max_ms={} send_p50_ms={} send_p99_ms={} spread_p99_ms={} early={early} target_p99={}",
         match args.change {
             Change::Rollout => "rollout",
             Change::Rollback => "rollback",
@@ -456,6 +483,9 @@ pub async fn run(admin: Server, args: Args) -> Result<()> {
     );
     if !exactly_once {
         bail!("some subscriber missed or duplicated a change");
+    }
+    if early > 0 {
+        bail!("{early} rollbacks were not caused by the signal they are timed from");
     }
     Ok(())
 }
