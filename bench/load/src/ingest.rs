@@ -39,6 +39,17 @@ pub struct Args {
     /// The server's process id, to report its CPU time per batch (skipped without it).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Other nodes of a cluster (base URLs, comma separated or repeated) whose /metrics are
+    /// also read afterwards: a node that mirrors the global totals (the leader) must show
+    /// exactly what was accepted here.
+    #[arg(long = "also-check", value_delimiter = ',')]
+    pub also_check: Vec<String>,
+    /// The signals/s the summary checks against.
+    #[arg(long, default_value_t = 1_000_000.0)]
+    pub target_per_s: f64,
+    /// How long to wait for the counts to settle (a cluster flushes them asynchronously).
+    #[arg(long, default_value_t = 0.0)]
+    pub settle_s: f64,
 }
 
 #[derive(Deserialize)]
@@ -238,12 +249,13 @@ pub async fn run(server: Server, args: Args) -> Result<()> {
         println!("  first problem: {f}");
     }
     println!(
-        "  accepted {} signals ({} rejected) -> {:.0} signals/s ({:.0} requests/s) (target >= 1,000,000) [{}]",
+        "  accepted {} signals ({} rejected) -> {:.0} signals/s ({:.0} requests/s) (target >= {:.0}) [{}]",
         all.accepted,
         all.rejected,
         rate,
         all.ok as f64 / elapsed,
-        if rate >= 1_000_000.0 { "met" } else { "MISSED" }
+        args.target_per_s,
+        if rate >= args.target_per_s { "met" } else { "MISSED" }
     );
     println!(
         "  request latency: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
@@ -289,36 +301,35 @@ pub async fn run(server: Server, args: Args) -> Result<()> {
     }
 
     // --- server-side counts -------------------------------------------------------------
-    let metrics = server.metrics().await?;
-    let seen = signals_total(&metrics, &key);
-    let mut exact = true;
+    let want: BTreeMap<(String, String), f64> = expected
+        .iter()
+        .map(|(s, n)| (s.clone(), (n * all.ok) as f64))
+        .collect();
+    let settle = Instant::now() + Duration::from_secs_f64(args.settle_s.max(0.0));
+    let (mut exact, lines) = settled_counts(&server, &key, &want, settle).await?;
     println!("  /metrics rollgate_signals_total for flag {key} vs what was accepted:");
-    let mut series: Vec<(String, String)> = expected.keys().cloned().collect();
-    for s in seen.keys() {
-        if !series.contains(s) {
-            series.push(s.clone());
-        }
+    for l in lines {
+        println!("{l}");
     }
-    for (variant, metric) in &series {
-        let want = expected
-            .get(&(variant.clone(), metric.clone()))
-            .copied()
-            .unwrap_or(0)
-            * all.ok;
-        let got = seen.get(&(variant.clone(), metric.clone())).copied();
-        let same = got == Some(want as f64);
-        exact &= same;
+    let mut others_exact = 0;
+    for url in &args.also_check {
+        let other = Server::new(url, &server.token)?;
+        let (same, lines) = settled_counts(&other, &key, &want, settle).await?;
         println!(
-            "    {variant:>3} {metric:<14} sent {want:>10}  server {:>10}  {}",
-            got.map_or("absent".to_owned(), |g| format!("{g:.0}")),
-            if same { "ok" } else { "MISMATCH" }
+            "  {url}: {}",
+            if same {
+                "the same totals, exactly".to_owned()
+            } else {
+                format!("not the same:\n{}", lines.join("\n"))
+            }
         );
+        others_exact += usize::from(same);
     }
     if all.accepted != all.ok * batch {
         exact = false;
     }
     println!(
-        "summary: ingest{} batch={} connections={} seconds={} signals_per_s={rate:.0} p50_ms={:.3} p99_ms={:.3} counts_exact={} target={}",
+        "summary: ingest{} batch={} connections={} seconds={} signals_per_s={rate:.0} p50_ms={:.3} p99_ms={:.3} counts_exact={} others_exact={others_exact}/{} flag={key} accepted={} target={}",
         if args.watched { " watched" } else { "" },
         args.batch,
         args.connections,
@@ -326,7 +337,9 @@ pub async fn run(server: Server, args: Args) -> Result<()> {
         p50 as f64 / 1000.0,
         p99 as f64 / 1000.0,
         if exact { "yes" } else { "NO" },
-        if rate >= 1_000_000.0 { "met" } else { "MISSED" }
+        args.also_check.len(),
+        all.accepted,
+        if rate >= args.target_per_s { "met" } else { "MISSED" }
     );
     if !exact {
         bail!("server-side counts do not match what was accepted");
@@ -380,6 +393,40 @@ pub fn build_body(
         Bytes::from(serde_json::to_vec(&json!({ "signals": signals }))?),
         expected,
     ))
+}
+
+/// Reads the flag's counts from `server`'s /metrics until they equal `want` or `until` passes;
+/// whether they did, and one line per series.
+async fn settled_counts(
+    server: &Server,
+    key: &str,
+    want: &BTreeMap<(String, String), f64>,
+    until: Instant,
+) -> Result<(bool, Vec<String>)> {
+    loop {
+        let seen = signals_total(&server.metrics().await?, key);
+        let mut series: Vec<&(String, String)> = want.keys().collect();
+        series.extend(seen.keys().filter(|s| !want.contains_key(*s)));
+        let mut same = true;
+        let mut lines = Vec::new();
+        for s in series {
+            let w = want.get(s).copied().unwrap_or(0.0);
+            let got = seen.get(s).copied();
+            let ok = got == Some(w);
+            same &= ok;
+            lines.push(format!(
+                "    {:>3} {:<14} sent {w:>10.0}  server {:>10}  {}",
+                s.0,
+                s.1,
+                got.map_or("absent".to_owned(), |g| format!("{g:.0}")),
+                if ok { "ok" } else { "MISMATCH" }
+            ));
+        }
+        if same || Instant::now() >= until {
+            return Ok((same, lines));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `rollgate_signals_total{flag="KEY",variant=…,metric=…} N` lines of one flag.

@@ -4,15 +4,18 @@
 //!   rollgate-load ingest --url URL --token ADMIN --batch 1000 --connections 32 --seconds 10
 //!   rollgate-load detect --url URL --token ADMIN --iterations 100
 //!   rollgate-load soak --url URL --token ADMIN --server-pid PID --seconds 600
+//!   rollgate-load reach --url NODE1 --node NODE2,NODE3 --token ADMIN --change rollout|rollback
 //!
 //! Loopback only. Every wait is bounded. Each scenario creates its own uniquely named flag,
 //! client token (and release), so runs can share a server. `bench/control.sh` starts a server
-//! and runs all three; see `bench/README.md`.
+//! and runs all three; `bench/cluster.sh` runs `reach` and `ingest` on a 3-node cluster and on
+//! a single server; see `bench/README.md`.
 
 mod common;
 mod detect;
 mod fanout;
 mod ingest;
+mod reach;
 mod soak;
 mod sse;
 
@@ -53,6 +56,8 @@ enum Command {
     Detect(detect::Args),
     /// Minutes of mixed load; RSS and open fds of the server each minute, flat or not.
     Soak(soak::Args),
+    /// A change committed on one node -> the LAST of N subscribers spread over every node.
+    Reach(reach::Args),
 }
 
 fn main() -> Result<()> {
@@ -71,6 +76,7 @@ fn main() -> Result<()> {
             Command::Ingest(a) => ingest::run(server, a).await,
             Command::Detect(a) => detect::run(server, a).await,
             Command::Soak(a) => soak::run(server, a).await,
+            Command::Reach(a) => reach::run(server, a).await,
         }
     })
 }
