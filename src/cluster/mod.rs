@@ -1,9 +1,11 @@
 //! Cluster mode: the PostgreSQL backend shared by several nodes (see docs/cluster.md).
 //!
 //! - `schema.rs`: versioned migrations; `db.rs`: the pool, the `LISTEN` connection, migrating.
+//! - `signals.rs`: the signal outbox flushed exactly once into global totals, and reading them.
 
 pub mod db;
 pub mod schema;
+pub mod signals;
 
 use std::time::Duration;
 
@@ -54,6 +56,9 @@ pub enum ClusterError {
         key: String,
         message: String,
     },
+    /// The node's local store (its signal outbox) failed.
+    #[error("local store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// This node's lease epoch is no longer current: its decision was not committed.
     #[error("fenced: lease epoch {epoch} is no longer current")]
     Fenced { epoch: i64 },
