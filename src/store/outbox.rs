@@ -209,6 +209,27 @@ mod tests {
         assert_eq!(store.outbox_next_seq(), 6);
     }
 
+    // Holding the stall across awaits is the point: the append's sync waits behind it.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn an_append_still_syncing_is_not_pending_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stalled = store.syncer.stall();
+        let append = tokio::spawn({
+            let store = store.clone();
+            async move { store.outbox_append(&delta(1)).await }
+        });
+        while store.outbox_len() == 0 {
+            tokio::task::yield_now().await;
+        }
+
+        assert!(store.outbox_pending(10).unwrap().is_empty());
+        drop(stalled);
+        let seq = append.await.unwrap().unwrap();
+        assert_eq!(store.outbox_pending(10).unwrap(), [(seq, delta(1))]);
+    }
+
     #[tokio::test]
     async fn the_node_id_is_generated_once_and_a_configured_one_replaces_it() {
         let dir = tempfile::tempdir().unwrap();
