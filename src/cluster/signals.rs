@@ -234,11 +234,14 @@ pub async fn run_flusher(
     let mut backoff = Duration::ZERO;
     loop {
         let wait = if backoff.is_zero() { every } else { backoff };
-        let stopping = tokio::select! {
-            _ = wake.notified() => false,
-            _ = tokio::time::sleep(wait) => false,
-            changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
-        };
+        // While backing off, new batches do not cut the wait short: an unreachable database
+        // is not retried once per batch (the retry after the wait sends them too).
+        let stopping = *shutdown.borrow()
+            || tokio::select! {
+                _ = wake.notified(), if backoff.is_zero() => false,
+                _ = tokio::time::sleep(wait) => false,
+                changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+            };
         if stopping {
             let last = drain(&store, &pool, &node);
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), last).await {
