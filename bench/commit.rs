@@ -118,6 +118,7 @@ fn change(task: usize, i: usize) -> (FlagDef, AuditEntry) {
         reason: None,
         before: Some(def(i + 99)),
         after: Some(def(i)),
+        node: None,
     };
     (flag, entry)
 }

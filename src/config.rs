@@ -299,7 +299,9 @@ fn cluster_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Optio
     if let Some(id) = &c.node_id {
         anyhow::ensure!(
             (1..=64).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
             "node_id must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_', '.'"
         );
     }

@@ -12,6 +12,11 @@
 //!   restarts. The ring holds only this run's events, so an id older than the ring (or ahead
 //!   of the store, or not a number) gets a fresh `config` instead of a replay; the current
 //!   revision replays nothing.
+//! - In a cluster the revisions are global (docs/cluster.md) and ids may skip numbers (token,
+//!   policy and release changes take revisions too): [`ChangeHub::publish_at`] publishes at a
+//!   given revision and [`ChangeHub::advance`] moves past revisions with no event. A resume is
+//!   a replay when the id is at or after the `floor` (the revision before the oldest event
+//!   the ring still holds).
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -49,7 +54,8 @@ pub enum Resume {
 #[derive(Debug)]
 pub struct ChangeHub {
     next_seq: AtomicU64,
-    ring: Mutex<VecDeque<Arc<ChangeEvent>>>,
+    /// The ring and its floor: every event after the floor is in the ring.
+    ring: Mutex<(u64, VecDeque<Arc<ChangeEvent>>)>,
     tx: broadcast::Sender<Arc<ChangeEvent>>,
     subscribers: AtomicI64,
     closing: tokio::sync::watch::Sender<bool>,
@@ -61,7 +67,7 @@ impl ChangeHub {
         let (tx, _) = broadcast::channel(capacity.max(16));
         ChangeHub {
             next_seq: AtomicU64::new(revision + 1),
-            ring: Mutex::new(VecDeque::with_capacity(RING)),
+            ring: Mutex::new((revision, VecDeque::with_capacity(RING))),
             tx,
             subscribers: AtomicI64::new(0),
             closing: tokio::sync::watch::Sender::new(false),
@@ -81,28 +87,53 @@ impl ChangeHub {
     /// Publishes one event (called by the control path under the writer lock, after the
     /// commit that stored revision `last_seq() + 1`); returns its revision.
     pub fn publish(&self, data: Vec<u8>, unix_s: u64) -> u64 {
-        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
-        let id = self.event_id(seq);
+        let seq = self.last_seq() + 1;
+        self.publish_at(seq, data, unix_s);
+        seq
+    }
+
+    /// Publishes one event at `revision`, which must be above [`ChangeHub::last_seq`] (called
+    /// under the writer lock, after the commit that stored it); an older revision is ignored.
+    pub fn publish_at(&self, revision: u64, data: Vec<u8>, unix_s: u64) {
+        if revision <= self.last_seq() {
+            tracing::error!(
+                revision,
+                last = self.last_seq(),
+                "change event out of order; not published"
+            );
+            return;
+        }
+        let id = self.event_id(revision);
         let data = String::from_utf8_lossy(&data);
         let change_frame = Bytes::from(format!("id: {id}\nevent: change\ndata: {data}\n\n"));
         let ofrep_frame = Bytes::from(format!(
             "id: {id}\nevent: message\ndata: {{\"type\":\"refetchEvaluation\",\"etag\":\"{id}\",\"lastModified\":{unix_s}}}\n\n"
         ));
         let event = Arc::new(ChangeEvent {
-            seq,
+            seq: revision,
             change_frame,
             ofrep_frame,
         });
         {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-            if ring.len() == RING {
-                ring.pop_front();
+            let (floor, events) = &mut *ring;
+            if events.len() == RING {
+                if let Some(oldest) = events.pop_front() {
+                    *floor = oldest.seq;
+                }
             }
-            ring.push_back(event.clone());
+            events.push_back(event.clone());
+            self.next_seq.store(revision + 1, Ordering::Release);
         }
         // No receiver is fine: nobody is streaming.
         let _ = self.tx.send(event);
-        seq
+    }
+
+    /// Moves the last revision to `revision` without an event (a cluster change that is not a
+    /// flag or segment: a token, policy or release). Never moves back.
+    pub fn advance(&self, revision: u64) {
+        let _ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        self.next_seq.fetch_max(revision + 1, Ordering::AcqRel);
     }
 
     /// Subscribes, deciding what a client that last saw `last_event_id` must receive first.
@@ -114,11 +145,11 @@ impl ChangeHub {
     ) -> (broadcast::Receiver<Arc<ChangeEvent>>, Resume) {
         let rx = self.tx.subscribe();
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let (floor, ring) = (&ring.0, &ring.1);
         let last = self.next_seq.load(Ordering::Acquire) - 1;
         let resume = match last_event_id.and_then(|id| self.parse_id(id)) {
             Some(seen) if seen <= last => {
-                let oldest = ring.front().map_or(last + 1, |e| e.seq);
-                if seen + 1 >= oldest {
+                if seen >= *floor {
                     Resume::Replay {
                         after: seen,
                         events: ring.iter().filter(|e| e.seq > seen).cloned().collect(),
@@ -197,6 +228,27 @@ mod tests {
         for r in [before_this_run, garbage, future] {
             assert!(matches!(r, Resume::Fresh { seq: 13 }));
         }
+    }
+
+    #[test]
+    fn cluster_revisions_may_skip_numbers_and_still_resume() {
+        let hub = ChangeHub::new(10, 64);
+        hub.publish_at(12, b"a".to_vec(), 0);
+        hub.advance(14);
+        hub.publish_at(15, b"b".to_vec(), 0);
+        hub.publish_at(15, b"again".to_vec(), 0);
+        assert_eq!(hub.last_seq(), 15);
+
+        let (_, from_13) = hub.subscribe(Some("13"));
+        let (_, from_10) = hub.subscribe(Some("10"));
+        let (_, from_9) = hub.subscribe(Some("9"));
+        let seqs = |r: Resume| match r {
+            Resume::Replay { events, .. } => events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            Resume::Fresh { .. } => panic!("expected a replay"),
+        };
+        assert_eq!(seqs(from_13), [15]);
+        assert_eq!(seqs(from_10), [12, 15]);
+        assert!(matches!(from_9, Resume::Fresh { seq: 15 }));
     }
 
     #[test]

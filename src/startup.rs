@@ -6,6 +6,7 @@ use crate::api;
 use crate::auth::{Actor, Role};
 use crate::config::Config;
 use crate::controller::runner;
+use crate::lease::SingleNode;
 use crate::live::Live;
 use crate::policies::{self, Policy};
 use crate::state::AppState;
@@ -35,6 +36,20 @@ impl Application {
             .context("invalid policy file; refusing to start")?;
         let store = Store::open(&config.data_dir)
             .with_context(|| format!("opening data dir {}", config.data_dir.display()))?;
+        let cluster = match &config.cluster {
+            None => None,
+            Some(c) => {
+                // TODO(issue 11): the node id kept in the data dir (Store::node_id).
+                let id = c
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+                let node = crate::cluster::boot::open(c, &store, id)
+                    .await
+                    .context("joining the cluster")?;
+                Some(std::sync::Arc::new(node))
+            }
+        };
         for (name, source) in store.policies()? {
             let policy: Policy = serde_json::from_str(&source)
                 .with_context(|| format!("stored policy {name} is corrupt"))?;
@@ -67,9 +82,19 @@ impl Application {
             webhooks,
             proxies: config.trusted_proxies.clone(),
             reach: config.reach,
+            lease: std::sync::Arc::new(SingleNode),
+            cluster,
         };
         let state = web::Data::new(AppState::new(parts)?);
-        let generated_admin_token = bootstrap_admin(&state, config.admin_token.as_deref()).await?;
+        let generated_admin_token = match bootstrap_admin(&state, config.admin_token.as_deref())
+            .await
+        {
+            Err(e) if state.cluster.as_ref().is_some_and(|n| !n.db_up()) => {
+                tracing::warn!(error = %e, "admin token not bootstrapped: the database is unreachable");
+                None
+            }
+            other => other?,
+        };
         {
             // Guards must act on the first signal batch after a restart, not the first commit.
             let mut writer = state.writer.lock().await;
@@ -119,14 +144,25 @@ impl Application {
     /// Starts the controller, the aggregate flusher and the reach check; they stop with the server.
     fn spawn_background(&self) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
         let (stop, stopped) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(runner::run_controller(self.state.clone(), stopped.clone())),
-            tokio::spawn(runner::run_aggregate_flusher(
-                self.state.clone(),
-                stopped.clone(),
-            )),
-            tokio::spawn(runner::run_reach_check(self.state.clone(), stopped)),
+        let state = &self.state;
+        let mut tasks = vec![
+            tokio::spawn(runner::run_controller(state.clone(), stopped.clone())),
+            tokio::spawn(runner::run_reach_check(state.clone(), stopped.clone())),
         ];
+        match &state.cluster {
+            // A single node keeps its aggregates in its own store.
+            None => tasks.push(tokio::spawn(runner::run_aggregate_flusher(
+                state.clone(),
+                stopped,
+            ))),
+            Some(node) => {
+                let url = node.config.database_url.clone();
+                let listen = crate::cluster::listen::run(url, node.wakes.clone(), stopped.clone());
+                tasks.push(tokio::spawn(listen));
+                let follow = crate::follow::run(state.clone(), node.clone(), stopped);
+                tasks.push(tokio::spawn(follow));
+            }
+        }
         (stop, tasks)
     }
 

@@ -3,8 +3,10 @@
 //! `writer`, `signals`, `auth`); this file only holds and builds the parts.
 
 use crate::auth::TokenBook;
+use crate::cluster::pg::WriteTx;
+use crate::cluster::Node;
 use crate::hub::ChangeHub;
-use crate::lease::{Lease, SingleNode};
+use crate::lease::Lease;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::policies::PolicySet;
@@ -13,7 +15,7 @@ use crate::reach::Reach;
 use crate::signals::Aggregates;
 use crate::store::{Store, StoreError};
 use crate::webhooks::Webhooks;
-use crate::writer::{Batch, OpsError, Sinks, Writer};
+use crate::writer::{Batch, OpsError, Sinks, WriteGuard, Writer};
 use arc_swap::ArcSwap;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -63,6 +65,10 @@ pub struct StateParts {
     pub proxies: TrustedProxies,
     /// Reach tracking: the window, bounds, target share and timeout.
     pub reach: crate::reach::Settings,
+    /// This node's part of a cluster (`None`: a single node on sled).
+    pub cluster: Option<Arc<Node>>,
+    /// Whether this node may act as the controller.
+    pub lease: Arc<dyn Lease>,
 }
 
 /// Everything the handlers share.
@@ -97,11 +103,13 @@ pub struct AppState {
     /// Per-token signal rate limits.
     pub rate_limiter: crate::signals::RateLimiter,
     /// Whether this node may act as the controller.
-    pub lease: Box<dyn Lease>,
+    pub lease: Arc<dyn Lease>,
     /// Peers whose forwarded headers are believed.
     pub proxies: TrustedProxies,
     /// Which live clients applied which change (fed by signal batches and commits).
     pub reach: Reach,
+    /// This node's part of a cluster (`None`: a single node on sled; docs/cluster.md).
+    pub cluster: Option<Arc<Node>>,
 }
 
 impl AppState {
@@ -123,7 +131,11 @@ impl AppState {
             tokens: Arc::new(tokens),
             policies: ArcSwap::from_pointee(parts.policies),
             metrics: Metrics::default(),
-            writer: tokio::sync::Mutex::new(Writer::new(releases)),
+            writer: tokio::sync::Mutex::new({
+                let mut w = Writer::new(releases);
+                w.node = parts.cluster.as_ref().map(|n| n.id.clone());
+                w
+            }),
             limits: parts.limits,
             timing: parts.timing,
             hub: Arc::new(ChangeHub::new(revision, 1024)),
@@ -132,9 +144,10 @@ impl AppState {
             watched: ArcSwap::from_pointee(HashSet::new()),
             wakeup: tokio::sync::Notify::new(),
             rate_limiter: crate::signals::RateLimiter::default(),
-            lease: Box::new(SingleNode),
+            lease: parts.lease,
             proxies: parts.proxies,
             reach: Reach::new(parts.reach, revision),
+            cluster: parts.cluster,
         })
     }
 
@@ -142,6 +155,7 @@ impl AppState {
     pub fn sinks(&self) -> Sinks<'_> {
         Sinks {
             store: &self.store,
+            pool: self.cluster.as_deref().map(|c| &c.pool),
             live: &self.live,
             tokens: &self.tokens,
             policies: &self.policies,
@@ -151,8 +165,38 @@ impl AppState {
         }
     }
 
+    /// Takes the single writer. In a cluster it also begins the database transaction that
+    /// holds the global head lock and applies whatever other nodes committed before it, so
+    /// the change is built on the newest state; with the database unreachable it fails
+    /// ([`OpsError::Cluster`], answered 503) and nothing is written.
+    pub async fn write(&self) -> Result<WriteGuard<'_>, OpsError> {
+        let w = self.writer.lock().await;
+        let Some(node) = &self.cluster else {
+            return Ok(WriteGuard::local(w));
+        };
+        let tx = match WriteTx::begin(&node.pool).await {
+            Ok(tx) => tx,
+            Err(e) => {
+                node.set_db_up(false);
+                return Err(e.into());
+            }
+        };
+        node.set_db_up(true);
+        let applied = self.hub.last_seq();
+        let rows = if tx.head() > applied {
+            tx.rows_after(applied).await?
+        } else {
+            Vec::new()
+        };
+        let mut guard = WriteGuard::cluster(w, tx);
+        if !rows.is_empty() {
+            self.sinks().apply_feed(&mut guard, rows).await?;
+        }
+        Ok(guard)
+    }
+
     /// Commits `batch` durably, then publishes it (see [`Sinks::commit`]).
-    pub async fn commit(&self, w: &mut Writer, batch: Batch) -> Result<(), OpsError> {
+    pub async fn commit(&self, w: &mut WriteGuard<'_>, batch: Batch) -> Result<(), OpsError> {
         self.sinks().commit(w, batch).await
     }
 }

@@ -78,7 +78,18 @@ pub async fn list(
         since,
         limit,
     };
-    let entries = state.store.audit(&query)?;
+    // In a cluster the audit log lives in the database (every node's entries).
+    let entries = match &state.cluster {
+        None => state.store.audit(&query)?,
+        Some(node) => {
+            let read = async {
+                let client = node.pool.get().await?;
+                crate::cluster::pg::audit(&client, &query).await
+            };
+            read.await
+                .map_err(|e| ApiError::from(crate::writer::OpsError::from(e)))?
+        }
+    };
     Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": entries })))
 }
 

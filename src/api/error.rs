@@ -5,6 +5,7 @@
 //! internal details; those go to the log. Messages speak JSON, not Rust ([`client_message`]).
 
 use crate::auth::AuthError;
+use crate::cluster::ClusterError;
 use crate::store::StoreError;
 use crate::writer::OpsError;
 use actix_web::http::{header, StatusCode};
@@ -50,6 +51,10 @@ pub enum ApiError {
     /// Something failed on our side; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
+    /// A cluster node cannot reach its database: writes are refused until it returns
+    /// (evaluation, streams and signal intake go on). Details are logged.
+    #[error("the database is unreachable: changes are refused until it returns (evaluation, streams and signals continue); retry later")]
+    Unavailable(String),
 }
 
 #[derive(Serialize)]
@@ -94,6 +99,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -120,12 +126,17 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(detail) = self {
-            tracing::error!(%detail, "internal error");
+        match self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "write refused: database unreachable")
+            }
+            _ => {}
         }
         let body = ErrorBody {
             error: ErrorDetail {
@@ -141,6 +152,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "2"));
             }
             _ => {}
         }
@@ -158,6 +172,11 @@ impl From<OpsError> for ApiError {
             },
             OpsError::Conflict(m) => ApiError::Conflict(m),
             OpsError::Encode { .. } | OpsError::Store(_) => ApiError::Internal(e.to_string()),
+            OpsError::Cluster(ClusterError::Fenced { .. }) => ApiError::Conflict(e.to_string()),
+            OpsError::Cluster(ClusterError::Corrupt { .. } | ClusterError::SchemaTooNew { .. }) => {
+                ApiError::Internal(e.to_string())
+            }
+            OpsError::Cluster(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }

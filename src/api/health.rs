@@ -21,18 +21,43 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /readyz` — the store answers and flags are loaded (no token).
+/// `GET /readyz` — the node can serve (no token). Body: `status` (`ready`, or `degraded` when a
+/// cluster node cannot reach its database: it still serves evaluation, streams and signal
+/// intake from its last applied state, and refuses writes), `flags`, `revision` (applied),
+/// `writes`, and in a cluster `node`, `database`, `leader`. `?writes=true` asks whether
+/// writes are possible: 503 while they are not.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = HealthStatus), (status = 503, body = HealthStatus, description = "Store unavailable")))]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.tokens() {
-        Ok(_) => HttpResponse::Ok()
-            .json(serde_json::json!({"status": "ready", "flags": state.live.load().flags().len()})),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
-        }
+    params(("writes" = Option<bool>, Query, description = "Also require that writes are accepted (503 while a cluster node cannot reach its database)")),
+    responses((status = 200, body = HealthStatus), (status = 503, body = HealthStatus, description = "Store unavailable (or, with `writes=true`, writes refused)")))]
+pub async fn readyz(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
+    if let Err(e) = state.store.tokens() {
+        tracing::error!(error = %e, "readiness check failed");
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "unavailable"}));
     }
+    let flags = state.live.load().flags().len();
+    let revision = state.hub.last_seq();
+    let Some(node) = &state.cluster else {
+        return HttpResponse::Ok().json(
+            serde_json::json!({"status": "ready", "flags": flags, "revision": revision, "writes": true}),
+        );
+    };
+    let up = node.db_up();
+    let body = serde_json::json!({
+        "status": if up { "ready" } else { "degraded" },
+        "flags": flags,
+        "revision": revision,
+        "writes": up,
+        "node": node.id,
+        "database": if up { "up" } else { "unreachable" },
+        "leader": state.lease.held(),
+    });
+    let writes_asked = form_urlencoded::parse(req.query_string().as_bytes())
+        .any(|(k, v)| k == "writes" && (v == "true" || v == "1"));
+    if !up && writes_asked {
+        return HttpResponse::ServiceUnavailable().json(body);
+    }
+    HttpResponse::Ok().json(body)
 }
 
 /// `GET /metrics` — Prometheus text format (any valid token: it names flags).

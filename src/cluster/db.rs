@@ -12,9 +12,8 @@ pub type Pool = deadpool_postgres::Pool;
 
 /// Parses `url` and builds a pool of at most `size` connections; connects lazily.
 pub fn pool(url: &str, size: usize) -> Result<Pool, ClusterError> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| ClusterError::Url(format!("{e}")))?;
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| ClusterError::Url(format!("{e}")))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(3));
     }
@@ -48,9 +47,8 @@ pub async fn connect(
     ),
     ClusterError,
 > {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| ClusterError::Url(format!("{e}")))?;
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| ClusterError::Url(format!("{e}")))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(3));
     }
@@ -88,8 +86,11 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32, Cluster
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = i as i32 + 1;
         tx.batch_execute(sql).await?;
-        tx.execute("INSERT INTO rollgate_schema (version) VALUES ($1)", &[&version])
-            .await?;
+        tx.execute(
+            "INSERT INTO rollgate_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
         tracing::info!(version, "database schema migrated");
     }
     tx.commit().await?;

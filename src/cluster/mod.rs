@@ -1,9 +1,15 @@
 //! Cluster mode: the PostgreSQL backend shared by several nodes (see docs/cluster.md).
 //!
 //! - `schema.rs`: versioned migrations; `db.rs`: the pool, the `LISTEN` connection, migrating.
+//! - `pg.rs`: loading the state, reading the feed, the write transaction (head lock, fence).
+//! - `boot.rs`: starting a node (migrate, bring the local replica up to the database, or start degraded).
+//! - `listen.rs`: the `LISTEN` connection that wakes the feed follower and the controller.
 //! - `signals.rs`: the signal outbox flushed exactly once into global totals, and reading them.
 
+pub mod boot;
 pub mod db;
+pub mod listen;
+pub mod pg;
 pub mod schema;
 pub mod signals;
 
@@ -62,4 +68,55 @@ pub enum ClusterError {
     /// This node's lease epoch is no longer current: its decision was not committed.
     #[error("fenced: lease epoch {epoch} is no longer current")]
     Fenced { epoch: i64 },
+}
+
+/// This node's part of the cluster: its name, settings, the pool, and what wakes its tasks.
+#[derive(Debug)]
+pub struct Node {
+    /// The stable node id (signal batch ids, logs).
+    pub id: String,
+    /// The settings.
+    pub config: ClusterConfig,
+    /// Connections for the control path (never evaluation).
+    pub pool: db::Pool,
+    /// Wakes for the feed follower and the controller.
+    pub wakes: listen::Wakes,
+    /// Whether the last database operation succeeded (writes are refused while it is down).
+    pub db_up: std::sync::atomic::AtomicBool,
+}
+
+impl Node {
+    /// A node named `id` on `pool`.
+    pub fn new(id: String, config: ClusterConfig, pool: db::Pool) -> Self {
+        Node {
+            id,
+            config,
+            pool,
+            wakes: listen::Wakes {
+                feed: Default::default(),
+                signals: Default::default(),
+                connected: Default::default(),
+            },
+            db_up: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Records whether the database answered.
+    pub fn set_db_up(&self, up: bool) {
+        let was = self.db_up.swap(up, std::sync::atomic::Ordering::Relaxed);
+        if was != up {
+            if up {
+                tracing::info!("database reachable: writes accepted");
+            } else {
+                tracing::warn!(
+                    "database unreachable: serving the last applied state, refusing writes"
+                );
+            }
+        }
+    }
+
+    /// Whether writes are currently possible.
+    pub fn db_up(&self) -> bool {
+        self.db_up.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }

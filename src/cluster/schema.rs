@@ -20,12 +20,15 @@ CREATE TABLE rollgate_head (
 INSERT INTO rollgate_head VALUES (1, 0);
 
 -- The change feed: one row per changed object, in revision order. `body` is the object's JSON
--- (NULL = deleted). Kinds: flag, segment, token, policy, release.
+-- (NULL = deleted). Kinds: flag, segment, token, policy, release. `cause` is the JSON of what
+-- caused a flag or segment change (actor, action, reason, audit id, release), as stream events
+-- carry it.
 CREATE TABLE rollgate_feed (
     revision     bigint PRIMARY KEY,
     kind         text NOT NULL,
     key          text NOT NULL,
     body         text,
+    cause        text,
     committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 

@@ -114,7 +114,7 @@ async fn apply_one(
             return module_alert(state, actor, flag, alert.critical).await;
         }
     }
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let action = if alert.firing {
         "alert.ignored"
     } else {
@@ -141,7 +141,7 @@ async fn module_alert(
     flag: &str,
     critical: bool,
 ) -> Result<(&'static str, String), OpsError> {
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let mut turn = Turn::new(state);
     let Some(current) = turn.flag(flag) else {
         return Err(OpsError::NotFound {

@@ -55,7 +55,7 @@ pub async fn create_release(
     };
     let release = build_release(plan, policy, Uuid::now_v7(), crate::clock::now_rfc3339())
         .map_err(|e| invalid(e.field, e.message))?;
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let live = state.live.load();
     for (i, m) in release.modules.iter().enumerate() {
         if live.get(&m.flag).is_none() {
@@ -103,7 +103,7 @@ pub async fn release_command(
     id: &str,
     cmd: ReleaseCommand,
 ) -> Result<Release, OpsError> {
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let id = w.find_release(id)?;
     let mut release = w.releases[&id].clone();
     let mut turn = Turn::new(state);

@@ -107,6 +107,53 @@ pub fn families(state: &AppState, releases: &[Release]) -> Vec<Family> {
         hooks,
     ];
     out.extend(reach_families(state, now));
+    out.extend(node_families(state));
+    out
+}
+
+/// The applied revision (every node), and in a cluster the node's view of it: database
+/// reachable, notification connection up, controller lease held.
+fn node_families(state: &AppState) -> Vec<Family> {
+    let mut applied = Family::gauge(
+        "applied_revision",
+        "The last revision this node applied (in a cluster: the global revision of docs/cluster.md)",
+    );
+    applied.push(vec![], state.hub.last_seq() as f64);
+    let mut out = vec![applied];
+    if let Some(node) = &state.cluster {
+        let node_label = || vec![("node", node.id.clone())];
+        let flag = |b: bool| f64::from(u8::from(b));
+        for (name, help, value) in [
+            (
+                "cluster_database_up",
+                "1 while the database answers (writes are accepted)",
+                node.db_up(),
+            ),
+            (
+                "cluster_listening",
+                "1 while the notification connection is up",
+                node.wakes.connected.load(Relaxed),
+            ),
+            (
+                "cluster_leader",
+                "1 while this node holds the controller lease",
+                state.lease.held(),
+            ),
+        ] {
+            let mut family = Family::gauge(name, help);
+            family.push(node_label(), flag(value));
+            out.push(family);
+        }
+        let mut epoch = Family::gauge(
+            "cluster_lease_epoch",
+            "The epoch of the controller lease this node holds (0 when it holds none)",
+        );
+        epoch.push(
+            node_label(),
+            state.lease.fence().map_or(0, |f| f.epoch) as f64,
+        );
+        out.push(epoch);
+    }
     out
 }
 

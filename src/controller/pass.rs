@@ -6,7 +6,7 @@ use super::hand;
 use super::transition::Turn;
 use super::watch;
 use crate::state::AppState;
-use crate::writer::OpsError;
+use crate::writer::{OpsError, WriteGuard};
 use uuid::Uuid;
 
 /// One controller pass over every running release, or only those watching `only` flags.
@@ -15,7 +15,11 @@ pub async fn run(state: &AppState, only: Option<&[String]>) -> Result<(), OpsErr
     if !state.lease.held() {
         return Ok(());
     }
-    let mut w = state.writer.lock().await;
+    // Decided on this node's applied state under the local lock only: a pass that decides
+    // nothing costs no database round trip. A decision commits under the lease's fence and
+    // only if no other node wrote since (otherwise the commit refuses it, and the next pass,
+    // on the newer state, decides again).
+    let mut w = WriteGuard::local(state.writer.lock().await);
     let mut turn = Turn::new(state);
     let ids: Vec<Uuid> = w
         .releases
@@ -34,6 +38,7 @@ pub async fn run(state: &AppState, only: Option<&[String]>) -> Result<(), OpsErr
     if turn.batch.releases.is_empty() && turn.batch.audit.is_empty() {
         return Ok(());
     }
+    turn.batch.fence = state.lease.fence();
     turn.commit(&mut w).await?;
     watch::refresh(state, &mut w);
     Ok(())

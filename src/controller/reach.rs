@@ -35,7 +35,7 @@ pub async fn check(state: &AppState) -> Result<(), OpsError> {
     }
     let target = state.reach.settings().target;
     let actor = Actor::controller();
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let mut batch = Batch::default();
     for outcome in outcomes {
         let (figures, kind, action) = match outcome {

@@ -9,7 +9,7 @@ use crate::policies::{Policy, PolicySet, Scope};
 use crate::release::{Cohort, ModuleState, Release, ReleaseState};
 use crate::state::AppState;
 use crate::webhooks::{WebhookEvent, WebhookKind};
-use crate::writer::{Batch, OpsError, Writer};
+use crate::writer::{Batch, OpsError, WriteGuard, Writer};
 use rollgate_eval::FlagDef;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -229,7 +229,7 @@ impl<'a> Turn<'a> {
     }
 
     /// Commits everything this turn built, in one batch.
-    pub async fn commit(mut self, w: &mut Writer) -> Result<(), OpsError> {
+    pub async fn commit(mut self, w: &mut WriteGuard<'_>) -> Result<(), OpsError> {
         self.batch.flags.extend(self.edited.into_values());
         self.state.commit(w, self.batch).await
     }

@@ -26,7 +26,7 @@ pub async fn put(
     let in_force = state.live.load_full();
     keep_salt(&mut def, in_force.get(path_key).map(|f| &f.def), salt_given);
     let ahead = prepare_ahead(state, vec![def.clone()], Vec::new()).await?;
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let live = state.live.load();
     let before = live.get(&def.key).map(|f| f.def.clone());
     keep_salt(&mut def, before.as_ref(), salt_given);
@@ -48,7 +48,7 @@ pub async fn put(
 
 /// Deletes a flag (refused while a live release ramps it).
 pub async fn delete(state: &AppState, actor: &Actor, key: &str) -> Result<(), OpsError> {
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let live = state.live.load();
     let before = live.get(key).ok_or_else(|| OpsError::NotFound {
         what: "flag",
@@ -114,7 +114,7 @@ async fn edit(
         }
         None => None,
     };
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let live = state.live.load_full();
     let current = live.get(key).ok_or_else(|| OpsError::NotFound {
         what: "flag",

@@ -9,7 +9,7 @@ use crate::writer::{Batch, OpsError};
 
 /// Creates or replaces a policy. Returns whether it was created.
 pub async fn put(state: &AppState, actor: &Actor, policy: Policy) -> Result<bool, OpsError> {
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let before = state.policies.load().get(&policy.name).cloned();
     let mut entry = w.audit_upsert(actor, "policy", before.as_ref(), &policy)?;
     entry.subject = Some(policy.name.clone());

@@ -17,7 +17,7 @@ pub async fn put(
     same_key(&def.key, path_key)?;
     validate_segment(&def).map_err(|e| invalid(e.field, e.message))?;
     let ahead = prepare_ahead(state, Vec::new(), vec![def.clone()]).await?;
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let before = state.live.load().segments.get(&def.key).cloned();
     let mut entry = w.audit_upsert(actor, "segment", before.as_ref(), &def)?;
     entry.subject = Some(def.key.clone());

@@ -30,7 +30,7 @@ pub async fn store(
     if !valid_token_name(name) {
         return Err(invalid("name", "must be 1 to 64 of [A-Za-z0-9._-]"));
     }
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     if !replace && state.store.tokens()?.iter().any(|t| t.name == name) {
         return Err(OpsError::Conflict(format!(
             "a token named {name:?} already exists"
@@ -56,7 +56,7 @@ pub async fn store(
 
 /// Revokes a token. The last admin token cannot be revoked (that would lock everyone out).
 pub async fn revoke(state: &AppState, actor: &Actor, name: &str) -> Result<(), OpsError> {
-    let mut w = state.writer.lock().await;
+    let mut w = state.write().await?;
     let tokens = state.store.tokens()?;
     let Some(target) = tokens.iter().find(|t| t.name == name) else {
         return Err(OpsError::NotFound {

@@ -35,6 +35,9 @@ pub struct AuditEntry {
     pub before: Option<Value>,
     /// State after the change (`null` when deleted).
     pub after: Option<Value>,
+    /// In a cluster: the node that wrote the entry (docs/cluster.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Filters for reading the audit log.

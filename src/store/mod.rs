@@ -330,6 +330,15 @@ impl Store {
         Ok(key)
     }
 
+    /// Replaces the server key (a cluster node takes the key all nodes share).
+    pub fn set_server_key(&self, key: [u8; 32]) -> Result<(), StoreError> {
+        if self.meta.get("server_key")?.as_deref() != Some(key.as_slice()) {
+            self.meta.insert("server_key", &key)?;
+            self.syncer.sync_blocking()?;
+        }
+        Ok(())
+    }
+
     /// Forces everything written so far to stable storage: sled writes its log buffer
     /// (`pwrite` + `sync_file_range`), then the syncer `fdatasync`s it; one such step is
     /// shared by concurrent callers. (Not sled's `flush_async`, which deadlocks when several
@@ -414,6 +423,7 @@ mod tests {
                             reason: None,
                             before: None,
                             after: None,
+                            node: None,
                         };
                         let change = Change::PutPolicy {
                             name: &name,

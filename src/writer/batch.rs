@@ -31,6 +31,9 @@ pub struct Batch {
     pub webhooks: Vec<WebhookEvent>,
     /// The next snapshot, prepared before the writer lock (see [`super::Ahead`]).
     pub ahead: Option<Ahead>,
+    /// A controller decision's fence: in a cluster the commit checks, in the same
+    /// transaction, that this lease tenure is still current (`None`: not a decision).
+    pub fence: Option<crate::lease::Fence>,
 }
 
 impl Batch {

@@ -1,23 +1,30 @@
-//! The one commit: store (one transaction, flushed), then the reach tracker, the live snapshot,
-//! the change hub, then the webhooks. Validation problems (a flag that does not compile) are found before
-//! anything is written, so a refused batch leaves everything as it was.
+//! The one commit: store (one transaction, flushed; in a cluster, the database's transaction
+//! under the head lock, then the node's local replica), then the reach tracker, the live
+//! snapshot, the change hub, then the webhooks. Validation problems (a flag that does not
+//! compile) are found before anything is written, so a refused batch leaves everything as it was.
 
-use super::{events, invalid, Batch, OpsError, Writer};
+use super::events::{self, Announced};
+use super::{invalid, Batch, OpsError, WriteGuard, Writer};
 use crate::auth::TokenBook;
+use crate::cluster::db::Pool;
+use crate::cluster::pg::{Kind, NewRow, WriteTx};
 use crate::hub::ChangeHub;
 use crate::live::Live;
-use crate::policies::PolicySet;
-use crate::reach::Reach;
+use crate::policies::{Policy, PolicySet};
+use crate::reach::{Reach, Subject};
+use crate::release::Release;
 use crate::store::{Change, Store};
-use crate::webhooks::Webhooks;
+use crate::webhooks::{WebhookEvent, Webhooks};
 use arc_swap::ArcSwap;
 use rollgate_eval::{compile_flag, FlagDef, SegmentDef};
 use std::sync::Arc;
 
 /// Where a commit goes: the durable store and everything published from it.
 pub struct Sinks<'a> {
-    /// Durable storage.
+    /// Durable storage (in a cluster: the node's local replica).
     pub store: &'a Store,
+    /// The cluster's database; `None` on a single node.
+    pub pool: Option<&'a Pool>,
     /// The snapshot evaluation reads.
     pub live: &'a ArcSwap<Live>,
     /// The token index.
@@ -32,18 +39,27 @@ pub struct Sinks<'a> {
     pub reach: &'a Reach,
 }
 
+/// What a durable commit publishes.
+pub(super) struct Publish {
+    pub next: Option<Live>,
+    pub announced: Vec<Announced>,
+    /// The last revision the commit wrote (the hub moves to it).
+    pub head: u64,
+    pub tokens_changed: bool,
+    pub policies: Vec<Policy>,
+    pub releases: Vec<Release>,
+    pub webhooks: Vec<WebhookEvent>,
+}
+
 impl Sinks<'_> {
     /// Commits `batch` durably, then publishes it. Never calls back into the controller.
-    pub async fn commit(&self, w: &mut Writer, mut batch: Batch) -> Result<(), OpsError> {
+    pub async fn commit(&self, w: &mut WriteGuard<'_>, mut batch: Batch) -> Result<(), OpsError> {
         let live = self.live.load_full();
         let ahead = batch.ahead.take();
-        let mut next = match ahead.and_then(|a| a.fits(&live, &batch)) {
+        let next = match ahead.and_then(|a| a.fits(&live, &batch)) {
             Some(next) => Some(next),
             None => next_snapshot(&live, &batch)?,
         };
-        // One revision per change event, stored with the change (docs/clients.md).
-        let announced = batch.flags.len() + batch.deleted_flags.len() + batch.segments.len();
-        let revision = (announced > 0).then(|| self.hub.last_seq() + announced as u64);
         let policy_sources = batch
             .policies
             .iter()
@@ -65,49 +81,150 @@ impl Sinks<'_> {
                 .iter()
                 .map(|(name, source)| Change::PutPolicy { name, source }),
         );
-        changes.extend(revision.map(Change::Revision));
-        self.store.commit_all(&changes, &batch.audit).await?;
-
-        // Durable. The reach tracker hears of the changes before any client can see them.
-        if let Some(revision) = revision {
-            self.reach.changed(events::reach_changes(
-                &batch.flags,
-                &batch.deleted_flags,
-                &batch.segments,
-                &batch.audit,
-                revision + 1 - announced as u64,
-                crate::clock::now_ms(),
-            ));
-        }
-        // Publish.
-        if let (Some(next), Some(revision)) = (next.as_mut(), revision) {
-            next.revision = revision;
-        }
-        if let Some(next) = next {
-            self.live.store(Arc::new(next));
-        }
-        if !batch.tokens.is_empty() || !batch.deleted_tokens.is_empty() {
-            self.tokens.rebuild(&self.store.tokens()?);
-        }
-        for policy in batch.policies {
-            let set = self.policies.load();
-            self.policies.store(Arc::new(set.with(policy)));
-        }
-        for release in batch.releases {
-            w.releases.insert(release.id, release);
-        }
-        events::announce(
-            self.hub,
+        // One revision per change event, stored with the change (docs/clients.md); in a
+        // cluster, one per changed object, handed out by the database (docs/cluster.md).
+        let first = self.hub.last_seq() + 1;
+        let announced = events::of_batch(
             &batch.flags,
             &batch.deleted_flags,
             &batch.segments,
             &batch.audit,
+            first,
         );
-        for event in batch.webhooks {
+        let head = match self.pool {
+            None => {
+                let head = first + announced.len() as u64 - 1;
+                changes.extend((!announced.is_empty()).then_some(Change::Revision(head)));
+                self.store.commit_all(&changes, &batch.audit).await?;
+                head
+            }
+            Some(pool) => {
+                let tx = match w.tx.take() {
+                    Some(tx) => tx,
+                    None => WriteTx::begin(pool).await?,
+                };
+                if tx.head() != first - 1 {
+                    return Err(OpsError::Conflict(format!(
+                        "the cluster moved to revision {} while this node was at {}; retry",
+                        tx.head(),
+                        first - 1
+                    )));
+                }
+                let rows = rows_of(&batch, &announced, &policy_sources)?;
+                let at = tx.commit(&rows, &batch.audit, batch.fence.as_ref()).await?;
+                debug_assert_eq!(at, first);
+                let head = first + rows.len() as u64 - 1;
+                changes.push(Change::Revision(head));
+                // The change is committed for the whole cluster: a failing local replica only
+                // costs this node its restart-while-the-database-is-down state.
+                if let Err(e) = self.store.commit_all(&changes, &[]).await {
+                    tracing::error!(error = %e, revision = head, "local replica not updated");
+                }
+                head
+            }
+        };
+        let tokens_changed = !batch.tokens.is_empty() || !batch.deleted_tokens.is_empty();
+        self.publish(
+            w,
+            Publish {
+                next,
+                announced,
+                head,
+                tokens_changed,
+                policies: batch.policies,
+                releases: batch.releases,
+                webhooks: batch.webhooks,
+            },
+        )
+    }
+
+    /// Publishes what was just made durable. The reach tracker hears of the changes before
+    /// any client can see them.
+    pub(super) fn publish(&self, w: &mut Writer, p: Publish) -> Result<(), OpsError> {
+        if !p.announced.is_empty() {
+            self.reach
+                .changed(events::reach_changes(&p.announced, crate::clock::now_ms()));
+        }
+        if let Some(mut next) = p.next {
+            if let Some(last) = p.announced.last() {
+                next.revision = last.revision;
+            }
+            self.live.store(Arc::new(next));
+        }
+        if p.tokens_changed {
+            self.tokens.rebuild(&self.store.tokens()?);
+        }
+        for policy in p.policies {
+            let set = self.policies.load();
+            self.policies.store(Arc::new(set.with(policy)));
+        }
+        for release in p.releases {
+            w.releases.insert(release.id, release);
+        }
+        events::announce(self.hub, &p.announced);
+        self.hub.advance(p.head);
+        for event in p.webhooks {
             self.webhooks.notify(event);
         }
         Ok(())
     }
+}
+
+/// The feed rows of a batch, in revision order: the announced changes first (segments, flags,
+/// deleted flags, numbered like `announced`), then releases, tokens, deleted tokens, policies.
+fn rows_of(
+    batch: &Batch,
+    announced: &[Announced],
+    policies: &[(String, String)],
+) -> Result<Vec<NewRow>, OpsError> {
+    let json = |what: &'static str, v: Result<String, serde_json::Error>| {
+        v.map_err(|source| OpsError::Encode { what, source })
+    };
+    let mut rows = Vec::with_capacity(announced.len() + batch.releases.len() + batch.tokens.len());
+    for a in announced {
+        rows.push(NewRow {
+            kind: match a.subject {
+                Subject::Flag => Kind::Flag,
+                Subject::Segment => Kind::Segment,
+            },
+            key: a.key.clone(),
+            body: (!a.body.is_null()).then(|| a.body.to_string()),
+            cause: Some(a.cause.to_string()),
+        });
+    }
+    for r in &batch.releases {
+        rows.push(NewRow {
+            kind: Kind::Release,
+            key: r.id.to_string(),
+            body: Some(json("release", serde_json::to_string(r))?),
+            cause: None,
+        });
+    }
+    for t in &batch.tokens {
+        rows.push(NewRow {
+            kind: Kind::Token,
+            key: t.name.clone(),
+            body: Some(json("token", serde_json::to_string(t))?),
+            cause: None,
+        });
+    }
+    for name in &batch.deleted_tokens {
+        rows.push(NewRow {
+            kind: Kind::Token,
+            key: name.clone(),
+            body: None,
+            cause: None,
+        });
+    }
+    for (name, source) in policies {
+        rows.push(NewRow {
+            kind: Kind::Policy,
+            key: name.clone(),
+            body: Some(source.clone()),
+            cause: None,
+        });
+    }
+    Ok(rows)
 }
 
 /// The heavy part of a commit — compiling flags, recompiling a segment's flags — done before
@@ -171,7 +288,7 @@ impl Ahead {
 }
 
 /// The snapshot after `batch`, or `None` when it changes no flag or segment.
-fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, OpsError> {
+pub(super) fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, OpsError> {
     let mut next = None::<Live>;
     for segment in &batch.segments {
         let base = next.as_ref().unwrap_or(live);

@@ -1,6 +1,7 @@
 //! The change events a commit publishes to streaming clients: one per flag or segment change,
-//! carrying its revision and its cause (actor, action, reason, audit id) from the batch's audit
-//! entries; and the same changes as the reach tracker records them.
+//! carrying its revision and its cause (actor, action, reason, audit id, release); and the same
+//! changes as the reach tracker records them. A local commit finds each cause in its batch's
+//! audit entries; a change applied from the cluster's feed carries it in its feed row.
 
 use crate::hub::ChangeHub;
 use crate::reach::{Change, Subject};
@@ -12,77 +13,96 @@ use serde_json::{json, Value};
 /// ramped by hand set to 0 % (by its guards or an alert).
 const ROLLBACK_ACTIONS: [&str; 2] = ["module.rollback", "flag.rollback"];
 
-/// The batch's last audit entry about `key`.
-fn cause_of<'a>(audit: &'a [AuditEntry], key: &str) -> Option<&'a AuditEntry> {
+/// One flag or segment change to announce.
+#[derive(Debug, Clone)]
+pub struct Announced {
+    /// Its revision (the stream event id).
+    pub revision: u64,
+    /// Flag or segment.
+    pub subject: Subject,
+    /// Its key.
+    pub key: String,
+    /// The new definition; `Value::Null` when deleted.
+    pub body: Value,
+    /// What caused it (`{}` when unknown).
+    pub cause: Value,
+}
+
+/// The cause of `key`'s change: the batch's last audit entry about it.
+pub fn cause_of(audit: &[AuditEntry], key: &str) -> Value {
     audit
         .iter()
         .rev()
         .find(|e| e.flag.as_deref() == Some(key) || e.subject.as_deref() == Some(key))
+        .map_or(json!({}), |e| {
+            json!({"actor": e.actor, "action": e.action, "reason": e.reason, "audit_id": e.id, "release": e.release})
+        })
 }
 
-/// The changes of a batch for the reach tracker, numbered from `first` in the order
-/// [`announce`] publishes them (segments, flags, deleted flags), committed at `at_ms`.
-pub(super) fn reach_changes(
+/// A batch's changes in publishing order (segments, flags, deleted flags), numbered from `first`.
+pub fn of_batch(
     flags: &[FlagDef],
     deleted: &[String],
     segments: &[SegmentDef],
     audit: &[AuditEntry],
     first: u64,
-    at_ms: u64,
-) -> Vec<Change> {
-    let subjects = segments
+) -> Vec<Announced> {
+    let segments = segments
         .iter()
-        .map(|s| (Subject::Segment, s.key.as_str()))
-        .chain(flags.iter().map(|f| (Subject::Flag, f.key.as_str())))
-        .chain(deleted.iter().map(|k| (Subject::Flag, k.as_str())));
-    subjects
+        .map(|s| (Subject::Segment, s.key.clone(), json!(s)));
+    let flags = flags
+        .iter()
+        .map(|f| (Subject::Flag, f.key.clone(), json!(f)));
+    let deleted = deleted
+        .iter()
+        .map(|k| (Subject::Flag, k.clone(), Value::Null));
+    segments
+        .chain(flags)
+        .chain(deleted)
         .zip(first..)
-        .map(|((subject, key), revision)| {
-            let cause = cause_of(audit, key);
-            let action = cause.map(|e| e.action.clone());
+        .map(|((subject, key, body), revision)| Announced {
+            revision,
+            subject,
+            cause: cause_of(audit, &key),
+            key,
+            body,
+        })
+        .collect()
+}
+
+/// The changes for the reach tracker, committed at `at_ms`.
+pub(super) fn reach_changes(announced: &[Announced], at_ms: u64) -> Vec<Change> {
+    announced
+        .iter()
+        .map(|a| {
+            let action = a.cause["action"].as_str().map(str::to_owned);
             Change {
-                revision,
-                subject,
-                key: key.to_owned(),
-                rollback: subject == Subject::Flag
+                revision: a.revision,
+                subject: a.subject,
+                key: a.key.clone(),
+                rollback: a.subject == Subject::Flag
                     && action
                         .as_deref()
                         .is_some_and(|a| ROLLBACK_ACTIONS.contains(&a)),
                 action,
-                release: cause.and_then(|e| e.release.clone()),
+                release: a.cause["release"].as_str().map(str::to_owned),
                 at_ms,
             }
         })
         .collect()
 }
 
-/// Publishes one stream event per flag or segment change.
-pub(super) fn announce(
-    hub: &ChangeHub,
-    flags: &[FlagDef],
-    deleted: &[String],
-    segments: &[SegmentDef],
-    audit: &[AuditEntry],
-) {
+/// Publishes one stream event per change, at its revision.
+pub(super) fn announce(hub: &ChangeHub, announced: &[Announced]) {
     let unix_s = crate::clock::now_ms() / 1000;
-    let cause = |key: &str| -> Value {
-        cause_of(audit, key).map_or(json!({}), |e| {
-                json!({"actor": e.actor, "action": e.action, "reason": e.reason, "audit_id": e.id, "release": e.release})
-            })
-    };
-    // Events are published one after another under the writer lock: the next one's revision is
-    // always `last_seq() + 1`.
-    let next = || hub.last_seq() + 1;
-    for s in segments {
-        let data = json!({"type": "segment", "key": s.key, "action": "upsert", "segment": s, "revision": next(), "cause": cause(&s.key)});
-        hub.publish(data.to_string().into_bytes(), unix_s);
-    }
-    for f in flags {
-        let data = json!({"type": "flag", "key": f.key, "action": "upsert", "flag": f, "revision": next(), "cause": cause(&f.key)});
-        hub.publish(data.to_string().into_bytes(), unix_s);
-    }
-    for key in deleted {
-        let data = json!({"type": "flag", "key": key, "action": "delete", "flag": null, "revision": next(), "cause": cause(key)});
-        hub.publish(data.to_string().into_bytes(), unix_s);
+    for a in announced {
+        let (kind, action) = match (a.subject, a.body.is_null()) {
+            (Subject::Segment, _) => ("segment", "upsert"),
+            (Subject::Flag, false) => ("flag", "upsert"),
+            (Subject::Flag, true) => ("flag", "delete"),
+        };
+        let mut data = json!({"type": kind, "key": a.key, "action": action, "revision": a.revision, "cause": a.cause});
+        data[kind] = a.body.clone();
+        hub.publish_at(a.revision, data.to_string().into_bytes(), unix_s);
     }
 }

@@ -8,6 +8,10 @@
 //! clients, the webhooks. So what clients see is never ahead of disk, and an acknowledged
 //! change survives `kill -9`.
 //!
+//! In a cluster (docs/cluster.md) the commit goes to PostgreSQL under the global head lock,
+//! then to the node's local replica; `feed.rs` applies what other nodes committed, publishing
+//! it the same way.
+//!
 //! This room is the seam for durable writes and for the change feed: nothing here calls back
 //! into the controller or the API; whoever owns derived state (the controller's watched set)
 //! refreshes it after its commit. Evaluation never takes the writer lock.
@@ -15,9 +19,12 @@
 mod batch;
 mod commit;
 mod events;
+mod feed;
+mod guard;
 
 pub use batch::Batch;
 pub use commit::{Ahead, Sinks};
+pub use guard::WriteGuard;
 
 use crate::auth::Actor;
 use crate::release::{Module, Release};
@@ -48,6 +55,9 @@ pub enum OpsError {
     /// Storage failed; nothing was acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster's database failed or refused (unreachable, or a decision fenced off).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A 422 naming `field`.
@@ -72,6 +82,8 @@ pub struct Writer {
     /// Guards armed on flags ramped by hand (a flag `policy`, no live release): one synthetic
     /// `held` module per flag, armed with fresh baselines when first seen (in memory).
     pub hand: BTreeMap<String, Module>,
+    /// In a cluster: this node's id, written into every audit entry it makes.
+    pub node: Option<String>,
 }
 
 impl Writer {
@@ -81,6 +93,7 @@ impl Writer {
             last_audit: Uuid::nil(),
             releases: releases.into_iter().map(|r| (r.id, r)).collect(),
             hand: BTreeMap::new(),
+            node: None,
         }
     }
 
@@ -102,6 +115,7 @@ impl Writer {
             reason: actor.reason.clone(),
             before: None,
             after: None,
+            node: self.node.clone(),
         }
     }
 

@@ -418,9 +418,26 @@ pub struct SignalErrorSchema {
 /// `{"status": "ok"}` / `{"status": "ready", "flags": N}`.
 #[derive(ToSchema)]
 pub struct HealthStatus {
+    /// `ok` (healthz), `ready`, `degraded` (a cluster node without its database: serving, not
+    /// writing) or `unavailable`.
     status: String,
     #[schema(nullable = false)]
     flags: Option<u64>,
+    /// The last applied revision.
+    #[schema(nullable = false)]
+    revision: Option<u64>,
+    /// Whether writes are accepted.
+    #[schema(nullable = false)]
+    writes: Option<bool>,
+    /// Cluster only: this node's id.
+    #[schema(nullable = false)]
+    node: Option<String>,
+    /// Cluster only: `up` or `unreachable`.
+    #[schema(nullable = false)]
+    database: Option<String>,
+    /// Cluster only: whether this node holds the controller lease.
+    #[schema(nullable = false)]
+    leader: Option<bool>,
 }
 
 /// `GET /api/v1/policies`.
