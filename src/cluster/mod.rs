@@ -6,6 +6,7 @@
 //! - `listen.rs`: the `LISTEN` connection that wakes the feed follower and the controller.
 //! - `lease.rs`: the fenced controller lease (`PgLease`, `check_fence`), on the database clock.
 //! - `migrate.rs`: `rollgate migrate`, copying a sled data dir into an empty database.
+//! - `signals.rs`: the signal outbox flushed exactly once into global totals, and reading them.
 
 pub mod boot;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod listen;
 pub mod migrate;
 pub mod pg;
 pub mod schema;
+pub mod signals;
 
 use std::time::Duration;
 
@@ -73,8 +75,9 @@ pub enum ClusterError {
     /// `rollgate migrate` found the database already holding state; it wrote nothing.
     #[error("the database already holds rollgate state ({0}); migrate refuses to merge into it")]
     NotEmpty(String),
-    /// The sled data dir being migrated could not be read.
-    #[error("reading the data dir: {0}")]
+    /// The node's local store (its replica, its signal outbox, or the sled data dir being
+    /// migrated) failed.
+    #[error("local store: {0}")]
     Store(#[from] crate::store::StoreError),
     /// An object could not be encoded as JSON.
     #[error("encoding {what}: {message}")]

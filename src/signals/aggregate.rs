@@ -39,6 +39,17 @@ impl Series {
         self.add_many(count, sum, valued);
     }
 
+    /// Raises the series to `t` (the global totals): a count is never lowered; the sum is
+    /// taken with the count it belongs to.
+    fn raise_to(&self, t: &MetricTotals) {
+        let before = self.count.fetch_max(t.count, Ordering::Relaxed);
+        if t.count >= before {
+            self.sum_bits
+                .store(saturating_sum(0.0, t.sum).to_bits(), Ordering::Relaxed);
+        }
+        self.valued.fetch_max(t.valued, Ordering::Relaxed);
+    }
+
     fn totals(&self) -> MetricTotals {
         MetricTotals {
             count: self.count.load(Ordering::Relaxed),
@@ -101,8 +112,9 @@ pub struct Aggregates {
     flags: RwLock<HashMap<Box<str>, Arc<FlagSeries>>>,
 }
 
-/// The persisted form: flag → variant → metric → totals, plus last-signal times.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The persisted form: flag → variant → metric → totals, plus last-signal times. Also the
+/// shape of one batch's delta in a cluster node's outbox and of the global totals.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedAggregates {
     series: BTreeMap<String, BTreeMap<String, BTreeMap<String, MetricTotals>>>,
     last_signal_ms: BTreeMap<String, u64>,
@@ -199,6 +211,47 @@ impl Aggregates {
 }
 
 impl SavedAggregates {
+    /// Adds `t` to the series (flag, variant, metric), saturating like [`Aggregates`].
+    pub fn add(&mut self, flag: &str, variant: &str, metric: &str, t: MetricTotals) {
+        let series = self
+            .series
+            .entry(flag.to_owned())
+            .or_default()
+            .entry(variant.to_owned())
+            .or_default()
+            .entry(metric.to_owned())
+            .or_default();
+        series.count = series.count.saturating_add(t.count);
+        series.valued = series.valued.saturating_add(t.valued);
+        series.sum = saturating_sum(series.sum, t.sum);
+    }
+
+    /// Marks `flag` as heard from at `ms` (keeps the latest).
+    pub fn touch(&mut self, flag: &str, ms: u64) {
+        let last = self.last_signal_ms.entry(flag.to_owned()).or_default();
+        *last = (*last).max(ms);
+    }
+
+    /// Adds every series and last-signal time of `other` to this one.
+    pub fn merge(&mut self, other: &SavedAggregates) {
+        for (flag, variant, metric, t) in other.iter() {
+            self.add(flag, variant, metric, *t);
+        }
+        for (flag, ms) in other.last_signals() {
+            self.touch(flag, ms);
+        }
+    }
+
+    /// True when it holds no series and no last-signal time.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.last_signal_ms.is_empty()
+    }
+
+    /// When each flag last received a signal (Unix ms).
+    pub fn last_signals(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.last_signal_ms.iter().map(|(f, ms)| (f.as_str(), *ms))
+    }
+
     /// Iterates the saved series.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &str, &MetricTotals)> {
         self.series.iter().flat_map(|(f, vs)| {
@@ -207,11 +260,6 @@ impl SavedAggregates {
                     .map(move |(m, t)| (f.as_str(), v.as_str(), m.as_str(), t))
             })
         })
-    }
-
-    /// When each saved flag last received a signal (Unix ms).
-    pub fn last_signals(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.last_signal_ms.iter().map(|(f, ms)| (f.as_str(), *ms))
     }
 }
 
@@ -236,6 +284,21 @@ impl Aggregates {
                 .store(ms, Ordering::Relaxed);
         }
         aggregates
+    }
+
+    /// Raises every series to the totals in `saved` (the global totals a cluster leader
+    /// mirrors before each controller pass): counts are never lowered, a sum follows its
+    /// count, last-signal times keep the latest. Series absent here are created.
+    pub fn set_totals(&self, saved: &SavedAggregates) {
+        for (flag, variant, metric, t) in saved.iter() {
+            let handle = self.variant(flag, variant);
+            get_or_insert(&handle.metrics, metric).raise_to(t);
+        }
+        for (flag, ms) in saved.last_signals() {
+            get_or_insert(&self.flags, flag)
+                .last_signal_ms
+                .fetch_max(ms, Ordering::Relaxed);
+        }
     }
 }
 
@@ -308,6 +371,71 @@ mod tests {
             let restored = Aggregates::restore(a.save());
             prop_assert_eq!(restored.totals("f", "on", "m"), a.totals("f", "on", "m"));
         }
+    }
+
+    fn totals(count: u64, sum: f64, valued: u64) -> MetricTotals {
+        MetricTotals { count, sum, valued }
+    }
+
+    #[test]
+    fn set_totals_raises_series_but_never_lowers_a_count() {
+        let a = Aggregates::default();
+        let v = a.variant("f", "on");
+        v.add("exposure", 10, None);
+        v.add("latency", 4, Some(1.0));
+        v.touch(500);
+        let mut global = SavedAggregates::default();
+        global.add("f", "on", "exposure", totals(7, 0.0, 0)); // behind the local count
+        global.add("f", "on", "latency", totals(9, 4.5, 9));
+        global.add("g", "off", "errors", totals(3, 0.0, 0)); // never seen locally
+        global.touch("f", 400);
+        global.touch("g", 900);
+
+        a.set_totals(&global);
+
+        assert_eq!(a.totals("f", "on", "exposure"), totals(10, 0.0, 0));
+        assert_eq!(a.totals("f", "on", "latency"), totals(9, 4.5, 9));
+        assert_eq!(a.totals("g", "off", "errors"), totals(3, 0.0, 0));
+        assert_eq!(a.last_signal_ms("f"), Some(500));
+        assert_eq!(a.last_signal_ms("g"), Some(900));
+        a.set_totals(&global);
+        assert_eq!(
+            a.save(),
+            {
+                let mut expected = SavedAggregates::default();
+                expected.add("f", "on", "exposure", totals(10, 0.0, 0));
+                expected.add("f", "on", "latency", totals(9, 4.5, 9));
+                expected.add("g", "off", "errors", totals(3, 0.0, 0));
+                expected.touch("f", 500);
+                expected.touch("g", 900);
+                expected
+            },
+            "applying the same totals twice changes nothing"
+        );
+    }
+
+    #[test]
+    fn merge_adds_series_saturating_and_keeps_the_latest_signal() {
+        let mut a = SavedAggregates::default();
+        a.add("f", "on", "latency", totals(u64::MAX - 1, f64::MAX, 2));
+        a.touch("f", 5);
+        let mut b = SavedAggregates::default();
+        b.add("f", "on", "latency", totals(5, f64::MAX, 1));
+        b.add("f", "off", "exposure", totals(1, 0.0, 0));
+        b.touch("f", 3);
+        assert!(SavedAggregates::default().is_empty() && !b.is_empty());
+
+        a.merge(&b);
+
+        let series: Vec<_> = a.iter().map(|(f, v, m, t)| (f, v, m, *t)).collect();
+        assert_eq!(
+            series,
+            [
+                ("f", "off", "exposure", totals(1, 0.0, 0)),
+                ("f", "on", "latency", totals(u64::MAX, f64::MAX, 3)),
+            ]
+        );
+        assert_eq!(a.last_signals().collect::<Vec<_>>(), [("f", 5)]);
     }
 
     #[test]

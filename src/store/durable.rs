@@ -139,6 +139,13 @@ impl Syncer {
         }
     }
 
+    /// Holds every step back until the returned guard is dropped (tests of what callers see
+    /// while a sync is running).
+    #[cfg(test)]
+    pub(super) fn stall(&self) -> impl Sized + '_ {
+        lock(&self.disk)
+    }
+
     /// Runs step number `epoch` on the blocking pool; it reports back even if nobody waits.
     fn spawn_sync(&self, epoch: u64) {
         let disk = Arc::clone(&self.disk);
@@ -146,6 +153,9 @@ impl Syncer {
         let finished = self.finished.clone();
         tokio::task::spawn_blocking(move || {
             let result = lock(&disk).step();
+            // Before waking the waiters: once they have dropped the store, this may be the
+            // last handle on the database, whose file lock must be gone when they reopen it.
+            drop(disk);
             let mut s = lock(&state);
             s.running = false;
             if let Err(e) = result {

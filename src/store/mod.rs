@@ -1,7 +1,8 @@
 //! The durable store: the only module that touches sled.
 //!
 //! Trees: `meta` (schema version, the config revision, the saved aggregates), `flags`, `segments`, `tokens` (SHA-256 hashes only, never
-//! secrets), `policies` and `audit` (append-only, keyed by time-ordered UUIDv7).
+//! secrets), `policies` and `audit` (append-only, keyed by time-ordered UUIDv7); in cluster
+//! mode `outbox` (signal batches not yet counted in PostgreSQL; `outbox.rs`).
 //!
 //! Invariants:
 //! - Every change and its audit entry are written in one sled transaction, then the database
@@ -17,6 +18,7 @@
 mod audit;
 mod codec;
 mod durable;
+mod outbox;
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use durable::Durability;
@@ -87,6 +89,8 @@ pub struct Store {
     releases: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    outbox: sled::Tree,
+    outbox_state: Arc<outbox::OutboxState>,
 }
 
 /// A change to apply atomically with its audit entry.
@@ -147,6 +151,8 @@ impl Store {
                 }
             }
         }
+        let outbox = db.open_tree("outbox")?;
+        let outbox_state = Arc::new(outbox::OutboxState::open(&outbox, &meta)?);
         Ok(Store {
             flags: db.open_tree("flags")?,
             segments: db.open_tree("segments")?,
@@ -155,6 +161,8 @@ impl Store {
             releases: db.open_tree("releases")?,
             audit: db.open_tree("audit")?,
             meta,
+            outbox,
+            outbox_state,
             syncer,
         })
     }
