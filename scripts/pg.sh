@@ -65,6 +65,10 @@ free_port() {
 
 template() {
     local bin="$1" tpl="$ROOT/target/pg-template"
+    mkdir -p "$ROOT/target"
+    # Parallel starts (tests) build the template once: the others wait for it.
+    exec 9>"$ROOT/target/pg-template.lock"
+    flock 9
     if [ ! -f "$tpl/ready" ]; then
         mkdir -p "$ROOT/target"
         local tmp
@@ -76,6 +80,7 @@ template() {
         rm -rf "$tpl"
         mv "$tmp" "$tpl" 2>/dev/null || rm -rf "$tmp"
     fi
+    flock -u 9
     echo "$tpl"
 }
 

@@ -1,4 +1,6 @@
-//! The feed follower of a cluster node: applies what other nodes committed, in revision order,
+//! What a cluster node follows in the database.
+//!
+//! The feed follower applies what other nodes committed, in revision order,
 //! as soon as `LISTEN/NOTIFY` says so and at least every safety-poll interval (`--feed-poll`),
 //! so a lost notification or a dead notification connection delays a change by at most that.
 //!
@@ -6,6 +8,11 @@
 //! revision on (rows this node already applied through its own commits are skipped). After
 //! applying, the controller's watched set is refreshed (a release started on another node is
 //! watched here too) and the controller is woken.
+//!
+//! The totals follower mirrors the global signal totals (every node's flushed outbox) into
+//! `state.signals` when a node flushes (`rollgate_signals`) and at least every second, then
+//! wakes the controller: the leader decides on global totals, and every node's status and
+//! metrics show them.
 
 use crate::cluster::{pg, Node};
 use crate::state::AppState;
@@ -75,4 +82,37 @@ pub async fn catch_up(state: &AppState, node: &Node) {
             return;
         }
     }
+}
+
+/// How often the global totals are read when no flush is announced.
+const TOTALS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Mirrors the global signal totals until `shutdown`.
+pub async fn run_totals(
+    state: web::Data<AppState>,
+    node: Arc<Node>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = node.wakes.signals.notified() => {}
+            _ = tokio::time::sleep(TOTALS_POLL) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        match crate::cluster::signals::totals(&node.pool, &[]).await {
+            Ok(totals) => {
+                state.signals.set_totals(&totals);
+                if state.lease.held() {
+                    state.wakeup.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the global signal totals failed; retrying")
+            }
+        }
+    }
+    tracing::debug!("totals follower stopped");
 }

@@ -41,11 +41,7 @@ impl Application {
         let cluster = match &config.cluster {
             None => None,
             Some(c) => {
-                // TODO(issue 11): the node id kept in the data dir (Store::node_id).
-                let id = c
-                    .node_id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+                let id = store.node_id(c.node_id.as_deref())?;
                 let node = crate::cluster::boot::open(c, &store, id)
                     .await
                     .context("joining the cluster")?;
@@ -173,6 +169,18 @@ impl Application {
                 tasks.push(tokio::spawn(listen));
                 let follow = crate::follow::run(state.clone(), node.clone(), stopped.clone());
                 tasks.push(tokio::spawn(follow));
+                let flush = crate::cluster::signals::run_flusher(
+                    state.store.clone(),
+                    node.pool.clone(),
+                    node.id.clone(),
+                    node.outbox.clone(),
+                    std::time::Duration::from_secs(1),
+                    stopped.clone(),
+                );
+                tasks.push(tokio::spawn(flush));
+                let totals =
+                    crate::follow::run_totals(state.clone(), node.clone(), stopped.clone());
+                tasks.push(tokio::spawn(totals));
                 if let Some(lease) = &self.lease {
                     let woken = state.clone();
                     let run = lease.clone().run(node.pool.clone(), stopped, move || {

@@ -3,7 +3,8 @@
 //! flags' modules before the answer is sent, so a zero-tolerance breach is rolled back within
 //! the request. The path reads top-down: parse → rate limit → reach (the batch's `client`
 //! report, one short lock) → ingest (signals) → controller pass (one verdict per module, one
-//! commit) → answer.
+//! commit) → answer. A cluster node instead counts the batch into its durable outbox and
+//! answers; the leader decides on the global totals (docs/cluster.md).
 
 use super::error::ApiError;
 use super::extract::{limited, Body};
@@ -13,7 +14,7 @@ use super::schemas::{
 };
 use crate::auth::Caller;
 use crate::controller::pass;
-use crate::signals::{ingest, SignalBatch};
+use crate::signals::{ingest, Aggregates, SignalBatch};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 
@@ -46,8 +47,26 @@ pub async fn ingest_batch(
     if let Some(client) = &batch.client {
         state.reach.heard(client.reach(), now);
     }
-    let report = ingest(&state.signals, &state.live.load(), &batch, now);
-    pass::after_signals(&state, &report.touched).await;
+    let report = match &state.cluster {
+        None => {
+            let report = ingest(&state.signals, &state.live.load(), &batch, now);
+            pass::after_signals(&state, &report.touched).await;
+            report
+        }
+        // A cluster node counts the batch into its durable outbox before answering; the
+        // flusher moves it into the global totals exactly once, and the leader decides on
+        // those (docs/cluster.md).
+        Some(node) => {
+            let delta = Aggregates::default();
+            let report = ingest(&delta, &state.live.load(), &batch, now);
+            let delta = delta.save();
+            if !delta.is_empty() {
+                state.store.outbox_append(&delta).await?;
+                node.outbox.notify_one();
+            }
+            report
+        }
+    };
     Ok(HttpResponse::Ok().json(report))
 }
 

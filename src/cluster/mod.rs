@@ -95,6 +95,8 @@ pub struct Node {
     pub pool: db::Pool,
     /// Wakes for the feed follower and the controller.
     pub wakes: listen::Wakes,
+    /// Wakes the outbox flusher (a signal batch was accepted).
+    pub outbox: std::sync::Arc<tokio::sync::Notify>,
     /// Whether the last database operation succeeded (writes are refused while it is down).
     pub db_up: std::sync::atomic::AtomicBool,
 }
@@ -111,6 +113,7 @@ impl Node {
                 signals: Default::default(),
                 connected: Default::default(),
             },
+            outbox: Default::default(),
             db_up: std::sync::atomic::AtomicBool::new(false),
         }
     }

@@ -144,6 +144,12 @@ fn node_families(state: &AppState) -> Vec<Family> {
             family.push(node_label(), flag(value));
             out.push(family);
         }
+        let mut outbox = Family::gauge(
+            "cluster_outbox_pending",
+            "Signal batches accepted by this node and not yet counted in the database",
+        );
+        outbox.push(node_label(), state.store.outbox_len() as f64);
+        out.push(outbox);
         let mut epoch = Family::gauge(
             "cluster_lease_epoch",
             "The epoch of the controller lease this node holds (0 when it holds none)",
