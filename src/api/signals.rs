@@ -63,6 +63,11 @@ pub async fn ingest_batch(
             if !delta.is_empty() {
                 state.store.outbox_append(&delta).await?;
                 node.outbox.notify_one();
+                // Counted here at once too (the global totals only ever raise it, never add
+                // it again), so this node reads its own writes, and a leader steps the touched
+                // modules before answering, as a single node does.
+                state.signals.add_saved(&delta);
+                pass::after_signals(&state, &report.touched).await;
             }
             report
         }

@@ -34,13 +34,17 @@ use std::time::{Duration, Instant};
 /// The lease row's name.
 const NAME: &str = "controller";
 
-/// Acquires or renews: matches only when this node holds the lease or it has expired; bumps
-/// the epoch when the holder changes. `SET` expressions read the row's old values.
+/// Acquires or renews: matches only when this node holds the lease, it has expired, or its
+/// holder is an earlier incarnation of this node (the part before `/` is the node id, unique
+/// per data dir: a restarted node need not wait out its dead predecessor's lease; two live
+/// processes given the same `--node-id` would take it from each other, which the fence keeps
+/// safe); bumps the epoch when the holder changes. `SET` expressions read the row's old values.
 const ACQUIRE: &str = "UPDATE rollgate_lease \
      SET epoch = CASE WHEN holder IS DISTINCT FROM $2 THEN epoch + 1 ELSE epoch END, \
          holder = $2, \
          expires_at = clock_timestamp() + $3::float8 * interval '1 second' \
-     WHERE name = $1 AND (holder = $2 OR expires_at < clock_timestamp()) \
+     WHERE name = $1 AND (holder = $2 OR expires_at < clock_timestamp() \
+         OR split_part(holder, '/', 1) = split_part($2, '/', 1)) \
      RETURNING epoch";
 
 /// Gives the lease up at once (the holder stays named for the record).

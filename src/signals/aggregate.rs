@@ -286,6 +286,20 @@ impl Aggregates {
         aggregates
     }
 
+    /// Adds the deltas in `saved` (a cluster node's own accepted batch, counted locally at
+    /// once so that it reads its own writes; the global totals then only ever raise it).
+    pub fn add_saved(&self, saved: &SavedAggregates) {
+        for (flag, variant, metric, t) in saved.iter() {
+            self.variant(flag, variant)
+                .add_totals(metric, t.count, t.sum, t.valued);
+        }
+        for (flag, ms) in saved.last_signals() {
+            get_or_insert(&self.flags, flag)
+                .last_signal_ms
+                .fetch_max(ms, Ordering::Relaxed);
+        }
+    }
+
     /// Raises every series to the totals in `saved` (the global totals a cluster leader
     /// mirrors before each controller pass): counts are never lowered, a sum follows its
     /// count, last-signal times keep the latest. Series absent here are created.
