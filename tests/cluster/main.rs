@@ -9,6 +9,7 @@
 mod helpers;
 mod support;
 
+mod boot;
 mod feed;
 mod leader;
 mod outage;
