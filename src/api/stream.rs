@@ -76,6 +76,26 @@ impl Format {
     }
 }
 
+/// How long a cluster node waits to catch up to a resuming client's `Last-Event-ID`.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// In a cluster a client may resume on a node that has not applied its `Last-Event-ID` yet
+/// (it read it from a node a few milliseconds ahead): the node catches up first (briefly), so
+/// the client never receives a config older than what it already has.
+async fn catch_up_to(state: &AppState, last_event_id: Option<&str>) {
+    let (Some(node), Some(seen)) = (
+        &state.cluster,
+        last_event_id.and_then(|id| id.trim().parse::<u64>().ok()),
+    ) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    while state.hub.last_seq() < seen && tokio::time::Instant::now() < deadline {
+        node.wakes.feed.notify_one();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// A header token, or else a `?token=` (stream-only or regular) for clients without headers;
 /// held for the life of the stream.
 fn hold_token(
@@ -178,6 +198,7 @@ pub async fn stream(
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
+    catch_up_to(&state, last_event_id).await;
     let subscription = Subscription::open(&state, token, last_event_id, format);
     let body = futures_util::stream::unfold(subscription, next_frame);
     Ok(HttpResponse::Ok()
