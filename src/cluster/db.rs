@@ -18,6 +18,11 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, ClusterError> {
         config.connect_timeout(Duration::from_secs(3));
     }
     config.application_name("rollgate");
+    // A node that stops (SIGSTOP, a long GC-like pause, a hung disk) while its write holds the
+    // global head lock must not freeze every other node's writes: the database ends a
+    // transaction left idle for 5 s (releasing the lock), and a writer waits at most 10 s for
+    // the lock before its request fails with 503.
+    config.options("-c idle_in_transaction_session_timeout=5000 -c lock_timeout=10000");
     config.keepalives_idle(Duration::from_secs(10));
     let manager = deadpool_postgres::Manager::from_config(
         config,

@@ -183,3 +183,57 @@ async fn a_node_whose_notification_connection_is_killed_catches_up_within_the_sa
         );
     }
 }
+
+/// A write refused after it took the global head lock (a 404, a 422) releases that lock at
+/// once: the other nodes' writes do not wait for anything.
+#[tokio::test]
+async fn refused_writes_on_one_node_never_hold_up_writes_on_another() {
+    let db = Database::fresh().await;
+    let nodes = start_nodes(2, &db).await;
+    nodes[0].put_flag(bool_flag("f", 10.0)).await;
+    for round in 0..20u32 {
+        let missing = nodes[0]
+            .admin(Method::PUT, "/api/v1/flags/no-such-flag/rollout")
+            .json(&json!({ "percentage": 5 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        let bad = nodes[0]
+            .admin(Method::PUT, "/api/v1/flags/f/rollout")
+            .json(&json!({ "percentage": 500 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 422);
+        let started = Instant::now();
+        set_rollout(&nodes[1], "f", round % 100).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "round {round}: the other node's write waited {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// A node frozen while its write holds the global head lock (here: a transaction begun the way
+/// every node begins one, then left idle) cannot freeze the cluster: the database ends the idle
+/// transaction after 5 s and the other nodes' writes go on.
+#[tokio::test]
+async fn a_head_lock_left_idle_by_a_frozen_node_is_released_by_the_database() {
+    let db = Database::fresh().await;
+    let nodes = start_nodes(1, &db).await;
+    nodes[0].put_flag(bool_flag("f", 10.0)).await;
+    let pool = rollgate::cluster::db::pool(&db.url, 1).unwrap();
+    let frozen = rollgate::cluster::pg::WriteTx::begin(&pool).await.unwrap();
+
+    let started = Instant::now();
+    set_rollout(&nodes[0], "f", 20).await;
+    let waited = started.elapsed();
+
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(9),
+        "the write waited for the idle transaction's end (5 s): {waited:?}"
+    );
+    drop(frozen);
+}
