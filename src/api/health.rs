@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::resource;
-use super::schemas::{HealthStatus, Unauthorized};
+use super::schemas::{HealthStatus, Malformed, Unauthorized};
 use crate::auth::Caller;
 use crate::controller::{metrics as control_metrics, status};
 use crate::state::AppState;
@@ -28,19 +28,33 @@ pub async fn healthz() -> HttpResponse {
 /// writes are possible: 503 while they are not.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     params(("writes" = Option<bool>, Query, description = "Also require that writes are accepted (503 while a cluster node cannot reach its database)")),
-    responses((status = 200, body = HealthStatus), (status = 503, body = HealthStatus, description = "Store unavailable (or, with `writes=true`, writes refused)")))]
-pub async fn readyz(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
+    responses((status = 200, body = HealthStatus), Malformed, (status = 503, body = HealthStatus, description = "Store unavailable (or, with `writes=true`, writes refused)")))]
+pub async fn readyz(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut writes_asked = false;
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if k == "writes" {
+            writes_asked |= match v.as_ref() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(ApiError::bad_field("writes", "must be true or false")),
+            };
+        }
+    }
     if let Err(e) = state.store.tokens() {
         tracing::error!(error = %e, "readiness check failed");
-        return HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "unavailable"}));
+        return Ok(
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        );
     }
     let flags = state.live.load().flags().len();
     let revision = state.hub.last_seq();
     let Some(node) = &state.cluster else {
-        return HttpResponse::Ok().json(
+        return Ok(HttpResponse::Ok().json(
             serde_json::json!({"status": "ready", "flags": flags, "revision": revision, "writes": true}),
-        );
+        ));
     };
     let up = node.db_up();
     let body = serde_json::json!({
@@ -52,12 +66,10 @@ pub async fn readyz(state: web::Data<AppState>, req: actix_web::HttpRequest) -> 
         "database": if up { "up" } else { "unreachable" },
         "leader": state.lease.held(),
     });
-    let writes_asked = form_urlencoded::parse(req.query_string().as_bytes())
-        .any(|(k, v)| k == "writes" && (v == "true" || v == "1"));
     if !up && writes_asked {
-        return HttpResponse::ServiceUnavailable().json(body);
+        return Ok(HttpResponse::ServiceUnavailable().json(body));
     }
-    HttpResponse::Ok().json(body)
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /metrics` — Prometheus text format (any valid token: it names flags).

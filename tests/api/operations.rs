@@ -18,6 +18,33 @@ async fn health_and_readiness_need_no_token() {
 }
 
 #[tokio::test]
+async fn readiness_for_writes_is_asked_with_a_boolean_and_reports_the_revision() {
+    let app = spawn_app().await;
+    app.put_flag(bool_flag("qr", 100.0)).await;
+
+    let writes = app
+        .client
+        .get(app.url("/readyz?writes=true"))
+        .send()
+        .await
+        .unwrap();
+    let bad = app
+        .client
+        .get(app.url("/readyz?writes=maybe"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(writes.status(), 200);
+    let body: Value = writes.json().await.unwrap();
+    assert_eq!(body["writes"], true);
+    assert!(body["revision"].as_u64().unwrap() >= 1, "{body}");
+    assert_eq!(bad.status(), 400);
+    let error: Value = bad.json().await.unwrap();
+    assert_eq!(error["error"]["field"], "writes");
+}
+
+#[tokio::test]
 async fn metrics_need_a_token_and_count_requests_and_evaluations_per_variant() {
     let app = spawn_app().await;
     let token = app.create_token("app", "client").await;
