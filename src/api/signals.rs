@@ -61,12 +61,15 @@ pub async fn ingest_batch(
             let report = ingest(&delta, &state.live.load(), &batch, now);
             let delta = delta.save();
             if !delta.is_empty() {
+                // Counted here at once too, so this node reads its own writes and a leader
+                // steps the touched modules before answering, as a single node does. Before
+                // the outbox append: once appended, the batch may be flushed and mirrored
+                // back as part of the global totals at any moment, and the mirror only ever
+                // raises a count — adding it after that would count it twice. (A failing
+                // append, a broken disk, leaves it counted here until a restart.)
+                state.signals.add_saved(&delta);
                 state.store.outbox_append(&delta).await?;
                 node.outbox.notify_one();
-                // Counted here at once too (the global totals only ever raise it, never add
-                // it again), so this node reads its own writes, and a leader steps the touched
-                // modules before answering, as a single node does.
-                state.signals.add_saved(&delta);
                 pass::after_signals(&state, &report.touched).await;
             }
             report

@@ -166,3 +166,33 @@ async fn a_crash_between_the_flush_commit_and_the_outbox_cleanup_counts_each_bat
 
     counted_exactly(&db, "f", 8).await;
 }
+
+/// Many batches at once on one node: the node's own figures (counted at once, then raised by
+/// the global totals it mirrors after every flush) never count a batch twice, whatever the
+/// order of the flush, the mirror and the answer; the database counts each batch once.
+#[tokio::test]
+async fn a_node_s_own_totals_never_count_a_batch_twice_while_it_flushes() {
+    let db = Database::fresh().await;
+    let nodes = start_nodes(2, &db).await;
+    nodes[0].put_flag(bool_flag("busy", 100.0)).await;
+    let token = nodes[0].create_token("app", "client").await;
+    let (batches, per_batch) = (400u64, 7u64);
+    let sends = (0..batches).map(|_| exposures(&nodes[0], &token, "busy", per_batch));
+    futures_util::future::join_all(sends).await;
+    let expected = batches * per_batch;
+
+    let own = nodes[0]
+        .signals_total(&token, "busy", "on", "exposure")
+        .await;
+    assert_eq!(own, Some(expected as f64), "the receiving node, at once");
+    counted_exactly(&db, "busy", expected as i64).await;
+    for n in &nodes {
+        let shown = n.signals_total(&token, "busy", "on", "exposure").await;
+        assert_eq!(
+            shown,
+            Some(expected as f64),
+            "on {} after the flush",
+            n.name
+        );
+    }
+}
