@@ -58,7 +58,9 @@ pub async fn after_signals(state: &AppState, touched: &[String]) {
         return;
     }
     if let Err(e) = run(state, Some(&flags)).await {
-        tracing::error!(error = %e, "guard evaluation after a signal batch failed; the controller retries");
+        // A cluster's refusals (another node wrote first, the fence) are handled as the
+        // controller loop handles them; anything else is logged. The loop retries.
+        super::runner::refused(state, e).await;
         state.wakeup.notify_one();
     }
 }
