@@ -31,6 +31,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::Path;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Key of the config revision in `meta`.
 const REVISION: &[u8] = b"revision";
@@ -88,6 +89,7 @@ pub struct Store {
     policies: sled::Tree,
     releases: sled::Tree,
     audit: sled::Tree,
+    drills: sled::Tree,
     meta: sled::Tree,
     outbox: sled::Tree,
     outbox_state: Arc<outbox::OutboxState>,
@@ -160,6 +162,7 @@ impl Store {
             policies: db.open_tree("policies")?,
             releases: db.open_tree("releases")?,
             audit: db.open_tree("audit")?,
+            drills: db.open_tree("drills")?,
             meta,
             outbox,
             outbox_state,
@@ -350,6 +353,34 @@ impl Store {
     /// Audit entries matching `query`, newest first.
     pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         audit::query(&self.audit, query)
+    }
+
+    /// Keeps a drill result (JSON) under its UUIDv7 `id`, durably, dropping the oldest beyond
+    /// `keep`.
+    pub async fn put_drill(&self, id: Uuid, body: &[u8], keep: usize) -> Result<(), StoreError> {
+        self.drills.insert(id.as_bytes(), body)?;
+        while self.drills.len() > keep {
+            match self.drills.pop_min()? {
+                Some(_) => {}
+                None => break,
+            }
+        }
+        self.flush().await
+    }
+
+    /// Up to `limit` kept drill results (JSON), newest first.
+    pub fn drills(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.drills
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|item| Ok(item?.1.to_vec()))
+            .collect()
+    }
+
+    /// The drill result (JSON) of `id`, if kept.
+    pub fn drill(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.drills.get(id.as_bytes())?.map(|v| v.to_vec()))
     }
 
     /// Every audit entry, oldest first (`rollgate migrate`), read lazily.
