@@ -365,3 +365,51 @@ async fn only_admin_tokens_run_and_read_drills() {
     }
     assert_eq!(app.admin_get("/api/v1/drills").await["drills"], json!([]));
 }
+
+/// `rollgate drill …` as the real binary against `app`; waits at most 20 s.
+async fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .arg("drill")
+        .args(args)
+        .env("ROLLGATE_URL", &app.address)
+        .env("ROLLGATE_TOKEN", &app.admin_token)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(std::time::Duration::from_secs(20), output)
+        .await
+        .expect("rollgate drill in time")
+        .expect("run rollgate")
+}
+
+#[tokio::test]
+async fn the_cli_prints_the_drill_and_exits_by_its_verdict() {
+    let app = spawn_app().await;
+    let passed = cli(&app, &["--flag", "drill.cli", "--wait", "1s"]).await;
+    let out = String::from_utf8_lossy(&passed.stdout).into_owned();
+    assert_eq!(passed.status.code(), Some(0), "{out}");
+    assert!(out.contains("of drill.cli: PASSED"), "{out}");
+    for word in [
+        "kill", "revive", "streams", "durable", "audit", "webhooks", "reach:",
+    ] {
+        assert!(out.contains(word), "{word}: {out}");
+    }
+    let json = cli(&app, &["--flag", "drill.cli", "--wait", "0s", "--json"]).await;
+    assert_eq!(json.status.code(), Some(0));
+    let result: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(result["flag"], "drill.cli");
+    assert_eq!(result["passed"], true);
+
+    // A live client that never applies the kill: the drill fails, exit code 1.
+    let token = app.create_token("sdk", "client").await;
+    heartbeat(&app, &token, "stuck", 0).await;
+    let failed = cli(&app, &["--flag", "drill.cli", "--wait", "200ms"]).await;
+    let out = String::from_utf8_lossy(&failed.stdout).into_owned();
+    let err = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert_eq!(failed.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("FAILED") && out.contains("FAIL"), "{out}");
+    assert!(err.contains("failed"), "{err}");
+    let list = app.admin_get("/api/v1/drills").await;
+    assert_eq!(list["drills"].as_array().unwrap().len(), 3);
+    assert_eq!(list["drills"][0]["passed"], false);
+}
