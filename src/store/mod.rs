@@ -483,4 +483,22 @@ mod tests {
             .expect("320 commits from 16 tasks finish within 60 s");
         assert_eq!(store.policies().expect("reads").len(), 16);
     }
+
+    #[tokio::test]
+    async fn drills_keep_the_newest_and_list_them_newest_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let ids: Vec<Uuid> = (0..5u128).map(|i| Uuid::from_u128(100 + i)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            store
+                .put_drill(*id, format!("{i}").as_bytes(), 3)
+                .await
+                .expect("kept");
+        }
+        let kept = store.drills(10).expect("lists");
+        assert_eq!(kept, [b"4".to_vec(), b"3".to_vec(), b"2".to_vec()]);
+        assert_eq!(store.drill(ids[0]).expect("reads"), None);
+        assert_eq!(store.drill(ids[4]).expect("reads"), Some(b"4".to_vec()));
+        assert_eq!(store.drills(1).expect("lists").len(), 1);
+    }
 }

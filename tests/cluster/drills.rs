@@ -48,4 +48,22 @@ async fn a_drill_run_on_one_node_is_listed_on_every_node() {
         }
     }
     assert!(ids.contains(&kill), "{ids:?}");
+
+    // At most 1,000 are kept: with 999 older results stored, the next drill drops the oldest.
+    db.query(
+        "INSERT INTO rollgate_drills (id, body) SELECT ('00000000-0000-7000-8000-' || lpad(i::text, 12, '0'))::uuid, $1 FROM generate_series(1, 999) i",
+        &[&result.to_string()],
+    )
+    .await;
+    let r = b.admin_post("/api/v1/drills", json!({"wait_ms": 0})).await;
+    assert_eq!(r.status(), 201);
+    let count: i64 = db.query("SELECT count(*) FROM rollgate_drills", &[]).await[0].get(0);
+    assert_eq!(count, 1000);
+    let oldest = db
+        .query(
+            "SELECT 1 FROM rollgate_drills WHERE id = '00000000-0000-7000-8000-000000000001'",
+            &[],
+        )
+        .await;
+    assert!(oldest.is_empty(), "the oldest result was dropped");
 }
