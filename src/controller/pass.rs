@@ -5,8 +5,10 @@
 use super::hand;
 use super::transition::Turn;
 use super::watch;
+use crate::auth::Actor;
+use crate::cluster::ClusterError;
 use crate::state::AppState;
-use crate::writer::{OpsError, WriteGuard};
+use crate::writer::{Batch, OpsError, WriteGuard};
 use uuid::Uuid;
 
 /// One controller pass over every running release, or only those watching `only` flags.
@@ -60,7 +62,38 @@ pub async fn after_signals(state: &AppState, touched: &[String]) {
     if let Err(e) = run(state, Some(&flags)).await {
         // A cluster's refusals (another node wrote first, the fence) are handled as the
         // controller loop handles them; anything else is logged. The loop retries.
-        super::runner::refused(state, e).await;
+        refused(state, e).await;
         state.wakeup.notify_one();
+    }
+}
+
+/// What a failed pass means. In a cluster a decision may be refused because another node wrote
+/// first (the pass decides again once this node has applied that write) or because this node's
+/// lease tenure ended (the fence: it is recorded in the audit log, and this node stops deciding).
+pub(super) async fn refused(state: &AppState, e: OpsError) {
+    match (e, &state.cluster) {
+        (OpsError::Conflict(why), Some(node)) => {
+            tracing::debug!(%why, "controller decision refused: the cluster moved on; deciding again");
+            node.wakes.feed.notify_one();
+        }
+        (OpsError::Cluster(ClusterError::Fenced { epoch }), _) => {
+            tracing::warn!(
+                epoch,
+                "controller decision refused by the fence: this node no longer holds the lease"
+            );
+            let reason = format!(
+                "lease epoch {epoch} is no longer current: this node's pending decision was not applied"
+            );
+            let record = async {
+                let mut w = state.write().await?;
+                let mut entry = w.audit(&Actor::controller(), "controller.fenced");
+                entry.reason = Some(reason);
+                state.commit(&mut w, Batch::audit_only(entry)).await
+            };
+            if let Err(e) = record.await {
+                tracing::warn!(error = %e, "recording the fenced decision failed");
+            }
+        }
+        (e, _) => tracing::error!(error = %e, "controller step failed; retrying on the next tick"),
     }
 }

@@ -5,10 +5,7 @@
 //! until it is durable. Every task stops when the shutdown signal fires; the flusher then
 //! persists the aggregates one last time.
 
-use crate::auth::Actor;
-use crate::cluster::ClusterError;
 use crate::state::AppState;
-use crate::writer::{Batch, OpsError};
 use actix_web::web;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -26,41 +23,10 @@ pub async fn run_controller(state: web::Data<AppState>, mut shutdown: watch::Rec
             break;
         }
         if let Err(e) = super::pass::run(&state, None).await {
-            refused(&state, e).await;
+            super::pass::refused(&state, e).await;
         }
     }
     tracing::debug!("controller stopped");
-}
-
-/// What a failed pass means. In a cluster a decision may be refused because another node wrote
-/// first (the pass decides again once this node has applied that write) or because this node's
-/// lease tenure ended (the fence: it is recorded in the audit log, and this node stops deciding).
-pub(super) async fn refused(state: &AppState, e: OpsError) {
-    match (e, &state.cluster) {
-        (OpsError::Conflict(why), Some(node)) => {
-            tracing::debug!(%why, "controller decision refused: the cluster moved on; deciding again");
-            node.wakes.feed.notify_one();
-        }
-        (OpsError::Cluster(ClusterError::Fenced { epoch }), _) => {
-            tracing::warn!(
-                epoch,
-                "controller decision refused by the fence: this node no longer holds the lease"
-            );
-            let reason = format!(
-                "lease epoch {epoch} is no longer current: this node's pending decision was not applied"
-            );
-            let record = async {
-                let mut w = state.write().await?;
-                let mut entry = w.audit(&Actor::controller(), "controller.fenced");
-                entry.reason = Some(reason);
-                state.commit(&mut w, Batch::audit_only(entry)).await
-            };
-            if let Err(e) = record.await {
-                tracing::warn!(error = %e, "recording the fenced decision failed");
-            }
-        }
-        (e, _) => tracing::error!(error = %e, "controller step failed; retrying on the next tick"),
-    }
 }
 
 /// Persists signal aggregates every `aggregate_flush` when they changed, and once more at
