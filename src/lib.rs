@@ -41,6 +41,7 @@ pub mod ops;
 pub mod policies;
 pub mod proxies;
 pub mod reach;
+pub mod rehearsal;
 pub mod release;
 pub mod signals;
 pub mod startup;
