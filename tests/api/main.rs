@@ -22,6 +22,7 @@ mod operations;
 mod policies;
 mod python_hook;
 mod reach;
+mod rehearsal;
 mod releases;
 mod segments;
 mod signals;
