@@ -1,4 +1,4 @@
-//! The ops CLI: `rollgate flags|release|audit|watch`, the same binary talking to a running
+//! The ops CLI: `rollgate flags|release|audit|policy|watch`, the same binary talking to a running
 //! server over HTTP (`ROLLGATE_URL`, `ROLLGATE_TOKEN`, or `--url` / `--token`).
 //!
 //! Shape: each command group has its clap arguments and a thin `run` in its own file that
@@ -17,6 +17,7 @@ pub mod client;
 pub mod flags;
 pub mod migrate;
 pub mod output;
+pub mod policy;
 pub mod release;
 pub mod watch;
 
@@ -59,6 +60,8 @@ pub enum OpsCommand {
     Release(release::ReleaseArgs),
     /// Read the audit log, newest first.
     Audit(audit::AuditArgs),
+    /// Rehearse a policy: simulated releases at a given traffic.
+    Policy(policy::PolicyArgs),
     /// Follow the live stream of changes until interrupted.
     Watch(watch::WatchArgs),
 }
@@ -69,6 +72,7 @@ pub fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Flags(args) => flags::run(args),
         OpsCommand::Release(args) => release::run(args),
         OpsCommand::Audit(args) => audit::run(args),
+        OpsCommand::Policy(args) => policy::run(args),
         OpsCommand::Watch(args) => watch::run(args),
     };
     match result {

@@ -210,3 +210,62 @@ async fn a_rehearsal_answers_with_figures_and_refuses_bad_input_naming_the_field
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn the_cli_prints_the_rehearsal_as_tables_and_the_servers_error() {
+    let app = spawn_app().await;
+    put_policy(&app).await;
+    let cli = |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(args)
+            .env("ROLLGATE_URL", &app.address)
+            .env("ROLLGATE_TOKEN", &app.admin_token)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+    };
+    let args = [
+        "policy",
+        "rehearse",
+        "rehearsed",
+        "--traffic",
+        "2000/min",
+        "--base",
+        "payment_error=0.005",
+        "--runs",
+        "10",
+        "--seed",
+        "4",
+    ];
+    let out = cli(&args).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("policy rehearsed — 10 runs per scenario"),
+        "{text}"
+    );
+    assert!(text.contains("A/A: ramp"), "{text}");
+    for factor in ["1.25×", "1.5×", "2×"] {
+        assert!(text.contains(factor), "{text}");
+    }
+    assert!(text.contains("payment_error"), "{text}");
+
+    let bad = [
+        "policy",
+        "rehearse",
+        "rehearsed",
+        "--traffic",
+        "2000/min",
+        "--base",
+        "payment_error=2",
+    ];
+    let out = cli(&bad).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("base rate must be in (0, 1)"), "{err}");
+}
