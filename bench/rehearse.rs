@@ -21,12 +21,12 @@ fn main() {
     let policy = Policy::from_toml(&source).expect("a valid policy");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     println!("rehearsal bench: policy checkout, 2000 exposures/min, {threads} simulation threads");
-    for runs in [10u64, 100, 1000] {
+    for runs in runs_list() {
         let req = RehearsalRequest {
             traffic_per_minute: 2000.0,
             base: BTreeMap::from([
                 ("payment_error".to_owned(), 0.005),
-                ("data_loss".to_owned(), 0.0001),
+                ("data_loss".to_owned(), 1e-9),
                 ("complaint".to_owned(), 0.002),
             ]),
             runs: Some(runs),
@@ -49,4 +49,12 @@ fn main() {
             );
         }
     }
+}
+
+/// Runs per scenario to time (env `RUNS`, comma-separated; default 10,100,1000).
+fn runs_list() -> Vec<u64> {
+    std::env::var("RUNS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10, 100, 1000])
 }

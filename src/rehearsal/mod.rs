@@ -255,8 +255,9 @@ impl Plan {
     }
 }
 
-/// The simulated tick and horizon for `stages` at `traffic` per minute: a tenth of a stage's
-/// bake time (or of the first stage's time to its minimum exposures), within 1 s..60 s; the
+/// The simulated tick and horizon for `stages` at `traffic` per minute: a fifth of a stage's
+/// bake time (or a tenth of the first stage's time to its minimum exposures), within 1 s..3 min
+/// (each step costs the guards' incomplete-beta evaluations, so steps are kept few); the
 /// horizon four times the planned bake (at least a day, at most 30 days), at most 20,000 steps.
 fn clock(stages: &Stages, traffic: f64) -> (u64, u64) {
     let first = stages
@@ -264,12 +265,12 @@ fn clock(stages: &Stages, traffic: f64) -> (u64, u64) {
         .first()
         .map_or(1.0, |p| f64::from(p.millis()) / 100_000.0);
     let to_exposures = (stages.min_exposures as f64 / (traffic * first) * 60_000.0) as u64;
-    let tick = [stages.min_duration_ms / 10, to_exposures / 10]
+    let tick = [stages.min_duration_ms / 5, to_exposures / 10]
         .into_iter()
         .filter(|t| *t > 0)
         .min()
         .unwrap_or(1_000)
-        .clamp(1_000, 60_000);
+        .clamp(1_000, 180_000);
     let planned = stages
         .min_duration_ms
         .saturating_mul(stages.percentages.len() as u64);
