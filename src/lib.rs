@@ -7,6 +7,8 @@
 //!   feed it; [`cli`] and [`health_check`] are the binary's other commands.
 //! - [`api`]: HTTP handlers, one `configure_*` per area, the one error mapping.
 //! - [`ops`]: the operators' write paths, one resource per file.
+//! - [`rehearsal`]: a policy's releases simulated with the controller's own step (pure; the
+//!   API runs it on a blocking thread).
 //! - [`controller`]: the release controller (pure machine, the step, turns, commands, alerts,
 //!   hand guards, the watched set, status, metrics, the loop).
 //! - [`state`]: the shared `AppState` holding the parts below.
@@ -42,6 +44,7 @@ pub mod ops;
 pub mod policies;
 pub mod proxies;
 pub mod reach;
+pub mod rehearsal;
 pub mod release;
 pub mod signals;
 pub mod startup;

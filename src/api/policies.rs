@@ -8,6 +8,7 @@ use super::schemas::{AdminOnly, Invalid, Malformed, NotFound, PolicyList, TooLar
 use crate::auth::Admin;
 use crate::ops;
 use crate::policies::Policy;
+use crate::rehearsal::{self, RehearsalReport, RehearsalRequest};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -19,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/api/v1/policies/{name}")
                 .route(web::get().to(get))
                 .route(web::put().to(put)),
-        );
+        )
+        .service(resource("/api/v1/policies/{name}/rehearse").route(web::post().to(rehearse)));
 }
 
 /// `GET /api/v1/policies`
@@ -78,6 +80,34 @@ pub async fn put(
     } else {
         HttpResponse::Ok().json(policy)
     })
+}
+
+/// `POST /api/v1/policies/{name}/rehearse` — simulates releases under the policy with the
+/// controller's own step (pure computation on a blocking thread; nothing is stored, so any
+/// node of a cluster answers).
+#[utoipa::path(post, path = "/api/v1/policies/{name}/rehearse", tag = "policies", params(("name" = String, Path)),
+    request_body = RehearsalRequest,
+    responses((status = 200, body = RehearsalReport), Malformed, AdminOnly, NotFound, TooLarge, Invalid), security(("bearer" = [])))]
+#[tracing::instrument(name = "policies.rehearse", skip_all, fields(policy = %name.as_str()))]
+pub async fn rehearse(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    name: Key,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let req: RehearsalRequest = parse_json(&body.0)?;
+    let policy = state
+        .policies
+        .load()
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("policy {:?} not found", name.as_str())))?;
+    let plan =
+        rehearsal::Plan::new(&policy, &req).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let report = tokio::task::spawn_blocking(move || rehearsal::rehearse(&plan))
+        .await
+        .map_err(|e| ApiError::Internal(format!("rehearsal thread: {e}")))?;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 /// The body as a validated policy: TOML when the `Content-Type` says so, JSON otherwise.

@@ -1,4 +1,4 @@
-//! The ops CLI: `rollgate flags|release|audit|watch|drill`, the same binary talking to a running
+//! The ops CLI: `rollgate flags|release|audit|policy|watch|drill`, the same binary talking to a running
 //! server over HTTP (`ROLLGATE_URL`, `ROLLGATE_TOKEN`, or `--url` / `--token`).
 //!
 //! Shape: each command group has its clap arguments and a thin `run` in its own file that
@@ -18,6 +18,7 @@ pub mod drill;
 pub mod flags;
 pub mod migrate;
 pub mod output;
+pub mod policy;
 pub mod release;
 pub mod watch;
 
@@ -60,6 +61,8 @@ pub enum OpsCommand {
     Release(release::ReleaseArgs),
     /// Read the audit log, newest first.
     Audit(audit::AuditArgs),
+    /// Rehearse a policy: simulated releases at a given traffic.
+    Policy(policy::PolicyArgs),
     /// Follow the live stream of changes until interrupted.
     Watch(watch::WatchArgs),
     /// Run a rollback drill: kill and revive the drill flag, report reach and checks
@@ -73,6 +76,7 @@ pub fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Flags(args) => flags::run(args),
         OpsCommand::Release(args) => release::run(args),
         OpsCommand::Audit(args) => audit::run(args),
+        OpsCommand::Policy(args) => policy::run(args),
         OpsCommand::Watch(args) => watch::run(args),
         OpsCommand::Drill(args) => drill::run(args),
     };

@@ -23,6 +23,7 @@ mod operations;
 mod policies;
 mod python_hook;
 mod reach;
+mod rehearsal;
 mod releases;
 mod segments;
 mod signals;
