@@ -8,7 +8,6 @@ mod audit;
 mod auth;
 mod cli;
 mod conformance;
-mod drills;
 mod durability;
 mod edges;
 mod flags;

@@ -10,7 +10,6 @@ mod helpers;
 mod support;
 
 mod boot;
-mod drills;
 mod feed;
 mod leader;
 mod outage;
