@@ -31,7 +31,7 @@ pub struct DrillRequest {
     pub flag: Option<String>,
     /// Longest wait for the streams, the clients' reports and the webhook after each step, ms
     /// (default 3000, at most 60000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::option_u64")]
     #[schema(minimum = 0, maximum = 60000)]
     pub wait_ms: Option<u64>,
 }

@@ -327,6 +327,19 @@ async fn bad_bodies_name_the_field() {
         assert_eq!(got, status, "{body}: {answer}");
         assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
     }
+    // An integral float is an integer (JSON Schema's `integer`), as everywhere in the API.
+    let (got, answer) = drill(&app, json!({"wait_ms": 0.0})).await;
+    assert_eq!(got, 201, "{answer}");
+    // The body's fields as an array are not an object.
+    let (got, answer) = drill(&app, json!([null, null])).await;
+    assert_eq!(got, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("expected a JSON object"),
+        "{answer}"
+    );
     let r = app
         .admin(Method::POST, "/api/v1/drills")
         .header("content-type", "application/json")
