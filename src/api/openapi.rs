@@ -56,7 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         schemas::ErrorBody, schemas::ErrorDetail, schemas::ErrorCode,
         schemas::OfrepError, schemas::OfrepErrorCode, schemas::OfrepSuccess, schemas::OfrepEntry,
         schemas::OfrepEventStream, schemas::OfrepBulk, schemas::OfrepRequest, schemas::OfrepContext,
-        schemas::FlagSchema, schemas::FlagTypeSchema, schemas::RuleSchema, schemas::ConditionSchema,
+        schemas::FlagSchema, schemas::FlagTypeSchema, schemas::RuleSchema, schemas::AudienceSchema, schemas::ConditionSchema,
         schemas::AttributeCondition, schemas::SegmentCondition, schemas::OpSchema, schemas::SegmentSchema,
         schemas::FlagList, schemas::SegmentList, schemas::ClientConfig,
         schemas::SignalBatchSchema, schemas::ClientReportSchema, schemas::SignalSchema, schemas::SignalReport, schemas::SignalErrorSchema,
