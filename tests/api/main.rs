@@ -24,6 +24,7 @@ mod policies;
 mod python_hook;
 mod reach;
 mod rehearsal;
+mod release_audiences;
 mod releases;
 mod segments;
 mod signals;
