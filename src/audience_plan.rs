@@ -200,3 +200,107 @@ pub fn state_name(module: &Module, j: usize) -> &'static str {
         a.phase.state.as_str()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plans(v: serde_json::Value) -> Vec<AudiencePlan> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn module(v: serde_json::Value) -> Module {
+        let stages = resolve_stages("m", None, None, None).unwrap();
+        Module {
+            audiences: build_phases("modules[0]", "f", &plans(v), None, None, None).unwrap(),
+            ..Module::pending("f".into(), stages)
+        }
+    }
+
+    #[test]
+    fn phases_run_early_then_everyone_else_then_protected() {
+        let mut m = module(json!([
+            {"segment": "seniors", "protected": true, "advance": "manual"},
+            {"segment": "innovation"}, {"segment": "staff"}
+        ]));
+        assert_eq!(active(&m), Active::Audience(1));
+        m.audiences[1].phase.state = ModuleState::Completed;
+        assert_eq!(active(&m), Active::Audience(2));
+        m.audiences[2].phase.state = ModuleState::Completed;
+        assert_eq!(active(&m), Active::EveryoneElse);
+        assert_eq!(state_name(&m, 0), "pending", "not its turn yet");
+        m.state = ModuleState::Completed;
+        assert_eq!(active(&m), Active::Audience(0));
+        assert_eq!(state_name(&m, 0), "waiting");
+        assert!(unfinished(&m));
+        m.audiences[0].phase.state = ModuleState::Completed;
+        assert_eq!(active(&m), Active::Done);
+        assert!(!unfinished(&m));
+        m.state = ModuleState::RolledBack;
+        assert_eq!(active(&m), Active::Done);
+    }
+
+    #[test]
+    fn the_flag_lists_protected_audiences_first() {
+        let mut m =
+            module(json!([{"segment": "innovation"}, {"segment": "seniors", "protected": true}]));
+        m.audiences[0].percentage = Percentage::from_f64(25.0).unwrap();
+        let listed: Vec<(String, f64)> = flag_audiences(&m)
+            .into_iter()
+            .map(|a| (a.segment, a.rollout.as_f64()))
+            .collect();
+        assert_eq!(
+            listed,
+            [("seniors".into(), 0.0), ("innovation".into(), 25.0)]
+        );
+    }
+
+    #[test]
+    fn bad_audiences_name_the_field() {
+        for (v, field) in [
+            (
+                json!([{"segment": "a"}, {"segment": "a", "protected": true}]),
+                "modules[0].audiences[1].segment",
+            ),
+            (
+                json!([{"segment": "Bad Key"}]),
+                "modules[0].audiences[0].segment",
+            ),
+            (
+                json!([{"segment": "a", "advance": "manual"}]),
+                "modules[0].audiences[0].advance",
+            ),
+            (
+                json!([{"segment": "a", "stages": {"percentages": [0]}}]),
+                "modules[0].audiences[0].stages.percentages[0]",
+            ),
+        ] {
+            let err =
+                build_phases("modules[0]", "f", &plans(v.clone()), None, None, None).unwrap_err();
+            assert_eq!(err.field, field, "{v}");
+        }
+    }
+
+    #[test]
+    fn an_audience_stage_override_falls_back_to_the_module_field_by_field() {
+        let module_stages = StagesOverride {
+            percentages: Some(vec![10.0, 100.0]),
+            min_duration: Some("2s".into()),
+            min_exposures: None,
+        };
+        let phases = build_phases(
+            "modules[0]",
+            "f",
+            &plans(json!([{"segment": "a", "stages": {"percentages": [50, 100]}}])),
+            Some(&module_stages),
+            None,
+            None,
+        )
+        .unwrap();
+        let stages = &phases[0].phase.stages;
+        assert_eq!(stages.percentages.len(), 2);
+        assert_eq!(stages.percentages[0].as_f64(), 50.0);
+        assert_eq!(stages.min_duration_ms, 2000);
+    }
+}

@@ -462,6 +462,18 @@ mod tests {
     }
 
     #[test]
+    fn an_audience_must_be_a_segment_key() {
+        let ok = r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m", "audience": "innovation"}]}"#;
+        assert!(check(&batch(ok), 10).is_ok());
+        let bad = r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m"}, {"flag": "f", "variant": "on", "metric": "m", "audience": "Not a key"}]}"#;
+        let e = check(&batch(bad), 10).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.out_of_bounds),
+            ("signals[1].audience", false)
+        );
+    }
+
+    #[test]
     fn a_batch_total_beyond_the_bound_names_the_signal_that_crosses_it() {
         let one = r#"{"flag": "f", "variant": "on", "metric": "m", "count": 1000000}"#;
         let at_bound = format!(r#"{{"signals": [{}]}}"#, vec![one; 100].join(","));

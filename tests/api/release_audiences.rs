@@ -109,7 +109,7 @@ async fn drive(
     panic!("gave up");
 }
 
-fn phase<'a>(status: &'a Value, segment: Value) -> &'a Value {
+fn phase(status: &Value, segment: Value) -> &Value {
     status["modules"][0]["audiences"]
         .as_array()
         .unwrap()
