@@ -189,6 +189,38 @@ pub fn flag_audiences(module: &Module) -> Vec<rollgate_eval::AudienceDef> {
     of(true).chain(of(false)).collect()
 }
 
+/// Whether a phase is watched by its guards: it has started and is not rolled back.
+pub fn watched(phase: &Module) -> bool {
+    matches!(
+        phase.state,
+        ModuleState::Ramping | ModuleState::Paused | ModuleState::Held | ModuleState::Completed
+    )
+}
+
+/// How many phases of `module` its guards test at once (at least 1): every watched phase.
+pub fn tested_phases(module: &Module) -> usize {
+    (usize::from(watched(module))
+        + module
+            .audiences
+            .iter()
+            .filter(|a| watched(&a.phase))
+            .count())
+    .max(1)
+}
+
+/// `policy` with every guard's α divided by `n` (the phases tested at once), so the phases
+/// share the module's false-rollback budget (docs/guards.md#audiences-like-with-like).
+pub fn share_budget(policy: &Policy, n: usize) -> Policy {
+    let n = n.max(1) as f64;
+    let mut shared = policy.clone();
+    shared.false_rollback_rate /= n;
+    shared.confidence = 1.0 - (1.0 - policy.confidence) / n;
+    for g in &mut shared.guards {
+        g.confidence = g.confidence.map(|c| 1.0 - (1.0 - c) / n);
+    }
+    shared
+}
+
 /// The status name of audience `j` of `module`: `pending`, `ramping`, `completed`, `waiting`
 /// (its turn has come and it waits for an operator's advance), `rolled_back`, or the machine's
 /// `paused` / `held`.
@@ -239,6 +271,23 @@ mod tests {
         assert!(!unfinished(&m));
         m.state = ModuleState::RolledBack;
         assert_eq!(active(&m), Active::Done);
+    }
+
+    #[test]
+    fn watched_phases_share_the_budget() {
+        let policy = Policy::from_toml(
+            "name = \"p\"\nconfidence = 0.99\nfalse_rollback_rate = 0.01\n[[guard]]\nmetric = \"e\"\nclass = \"core\"\nmax_relative_increase = 0.0\nconfidence = 0.999\n",
+        )
+        .unwrap();
+        let mut m = module(json!([{"segment": "a"}, {"segment": "b", "protected": true}]));
+        assert_eq!(tested_phases(&m), 1);
+        m.audiences[0].phase.state = ModuleState::Completed;
+        m.state = ModuleState::Ramping;
+        assert_eq!(tested_phases(&m), 2);
+        let shared = share_budget(&policy, 2);
+        assert!((shared.false_rollback_rate - 0.005).abs() < 1e-12);
+        assert!((shared.confidence - 0.995).abs() < 1e-12);
+        assert!((shared.guards[0].confidence.unwrap() - 0.9995).abs() < 1e-12);
     }
 
     #[test]

@@ -73,7 +73,26 @@ impl Turn<'_> {
             let Some(def) = self.flag(&release.modules[i].flag) else {
                 break;
             };
-            let policy = policy_of(self, release);
+            let m = &release.modules[i];
+            let shared = policy_of(self, release)
+                .map(|p| audience_plan::share_budget(p, audience_plan::tested_phases(m)));
+            let policy = shared.as_ref();
+            // Phases that ramped before (and everyone else once completed) stay guarded: a
+            // breach in any of them rolls the module back.
+            if let Some((reason, numbers, segment)) =
+                self.breach_elsewhere(m, &def, policy, cooldown)
+            {
+                self.rollback_all(
+                    w,
+                    release,
+                    i,
+                    &reason,
+                    numbers.clone(),
+                    segment.as_deref(),
+                    actor,
+                );
+                return (true, Some(Decision::Rollback { reason, numbers }));
+            }
             let m = &release.modules[i];
             let Some((phase, view, segment)) = phase_view(m, &def) else {
                 break;
@@ -114,6 +133,42 @@ impl Turn<'_> {
             );
         }
         (changed, None)
+    }
+
+    /// A rollback verdict on a watched phase of `m` other than the one ramping now, as (reason
+    /// naming the audience, numbers, audience).
+    fn breach_elsewhere(
+        &self,
+        m: &Module,
+        def: &FlagDef,
+        policy: Option<&Policy>,
+        cooldown: u64,
+    ) -> Option<(String, Value, Option<String>)> {
+        let active = audience_plan::active(m);
+        let mut others: Vec<(&Module, FlagDef, Option<&str>)> = Vec::new();
+        if active != Active::EveryoneElse {
+            others.push((m, def.clone(), None));
+        }
+        for (j, a) in m.audiences.iter().enumerate() {
+            if active != Active::Audience(j) {
+                let view = audience_view(def, &a.segment, a.percentage);
+                others.push((&a.phase, view, Some(a.segment.as_str())));
+            }
+        }
+        others
+            .into_iter()
+            .filter(|(phase, _, _)| audience_plan::watched(phase))
+            .find_map(|(phase, view, segment)| {
+                let obs = step::observe(policy, &self.state.signals, phase, &view, self.now_ms);
+                match step::decide(phase, &obs, false, cooldown) {
+                    Decision::Rollback { reason, numbers } => Some((
+                        format!("{}: {reason}", segment.unwrap_or("everyone else")),
+                        numbers,
+                        segment.map(str::to_owned),
+                    )),
+                    _ => None,
+                }
+            })
     }
 
     /// Applies `decision` to the phase of module `i` named by `segment` (`None`: everyone

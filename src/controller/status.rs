@@ -62,6 +62,11 @@ fn module_json(
 ) -> Value {
     let m = &release.modules[i];
     let policy = release.policy.as_ref().and_then(|p| policies.get(p));
+    // With audiences, the phases share the budget, as the controller reads them.
+    let shared = policy
+        .filter(|_| !m.audiences.is_empty())
+        .map(|p| crate::audience_plan::share_budget(p, crate::audience_plan::tested_phases(m)));
+    let policy = shared.as_ref().or(policy);
     let def = live.get(&m.flag).map(|f| &f.def);
     let (readings, note) = match def {
         Some(def) => {

@@ -58,7 +58,7 @@ impl Traffic {
 async fn policy(app: &TestApp) {
     let policy = json!({
         "name": "test-checkout", "cooldown": "200ms",
-        "guard": [{"metric": "payment_error", "class": "core", "max_relative_increase": 0.0, "detect": 1.0}],
+        "guard": [{"metric": "payment_error", "class": "core", "max_relative_increase": 0.0, "max_rate": 0.02, "detect": 1.0}],
         "stages": {"percentages": [5, 25, 100], "min_duration": "20ms", "min_exposures": 2000}
     });
     let r = app
@@ -397,4 +397,43 @@ async fn bad_audiences_in_a_plan_are_refused_naming_the_field() {
         body["error"]["field"], "modules[0].audiences[0].segment",
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_completed_audience_stays_guarded_while_everyone_else_ramps() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    let id = setup(
+        &app,
+        json!([{"segment": "innovation", "stages": {"percentages": [50, 100]}}]),
+    )
+    .await;
+    let mut traffic = Traffic {
+        rng: StdRng::seed_from_u64(13),
+        rates: vec![(Some("innovation"), 0.005, 0.005), (None, 0.005, 0.005)],
+        per_batch: 200_000,
+    };
+    let early_done = |s: &Value| phase(s, json!("innovation"))["state"] == "completed";
+    let status = drive(&app, &token, &id, &mut traffic, early_done, |_| {}).await;
+    assert_eq!(phase(&status, json!("innovation"))["percentage"], 100.0);
+    // Now innovation users on the new variant fail at 5 %, above the 2 % ceiling.
+    traffic.rates[0] = (Some("innovation"), 0.005, 0.05);
+    let done = drive(
+        &app,
+        &token,
+        &id,
+        &mut traffic,
+        |s| s["state"] != "running",
+        |_| {},
+    )
+    .await;
+    assert_eq!(done["state"], "rolled_back", "{done:#}");
+    let reason = done["modules"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("innovation: "), "{reason}");
+    assert_eq!(
+        done["modules"][0]["decision"]["numbers"]["audience"],
+        "innovation"
+    );
+    assert_eq!(phase(&done, Value::Null)["percentage"], 0.0);
+    assert_eq!(phase(&done, json!("innovation"))["percentage"], 0.0);
 }
