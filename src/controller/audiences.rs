@@ -217,9 +217,12 @@ impl Turn<'_> {
             &view.on_variant,
         );
         let after = new.unwrap_or(before);
-        if let (Some(s), Some(record)) = (segment, phase.decision.as_mut()) {
-            record.numbers["audience"] = json!(s);
-            record.reason = format!("{s}: {}", record.reason);
+        if let Some(record) = phase.decision.as_mut() {
+            // `null`: everyone else.
+            record.numbers["audience"] = json!(segment);
+            if let Some(s) = segment {
+                record.reason = format!("{s}: {}", record.reason);
+            }
         }
         let (state, stage, reason, record) = (
             phase.state,
@@ -248,7 +251,7 @@ impl Turn<'_> {
             let label = segment.unwrap_or("everyone else");
             let text = match (decision, stage) {
                 (Decision::Start | Decision::Advance { .. }, Some(st)) => {
-                    format!("{label}: stage {} → {after} %", st + 1)
+                    format!("{label}: stage {} → {} %", st + 1, after.as_f64())
                 }
                 _ => format!("{label}: {}", reason.clone().unwrap_or_default()),
             };

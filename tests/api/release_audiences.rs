@@ -247,7 +247,7 @@ async fn early_first_protected_last_and_a_3x_base_rate_in_the_early_audience_doe
     assert!(
         entries.iter().any(|e| e["reason"]
             .as_str()
-            .is_some_and(|r| r.starts_with("innovation: stage 2 → 100"))),
+            .is_some_and(|r| r == "innovation: stage 2 → 100 %")),
         "{audit:#}"
     );
     // A second advance has nothing to release.
