@@ -226,3 +226,52 @@ async fn signals_carry_their_audience_into_a_series_of_its_own() {
         );
     }
 }
+
+#[tokio::test]
+async fn server_answers_every_audience_vector_over_ofrep() {
+    let app = spawn_app().await;
+    let token = app.create_token("conformance", "client").await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eval/tests/vectors/audiences.json"
+    );
+    let suite: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for segment in suite["segments"].as_array().unwrap() {
+        let key = segment["key"].as_str().unwrap();
+        let r = app
+            .admin(Method::PUT, &format!("/api/v1/segments/{key}"))
+            .json(segment)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "segment {key}: {}", r.status());
+    }
+    for flag in suite["flags"].as_array().unwrap() {
+        app.put_flag(flag.clone()).await;
+    }
+    let cases = suite["cases"].as_array().unwrap();
+    let mut failures = Vec::new();
+    for case in cases {
+        let flag = case["flag"].as_str().unwrap();
+        let (status, body) = app.evaluate(&token, flag, case["context"].clone()).await;
+        let expect = &case["expect"];
+        let ok = match expect.get("error") {
+            Some(code) => status == 400 && body["errorCode"] == *code,
+            None => {
+                status == 200
+                    && body["value"] == expect["value"]
+                    && body["variant"] == expect["variant"]
+                    && body["reason"] == expect["reason"]
+                    && body["metadata"].get("audience") == expect.get("audience")
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: got {status} {body}, expected {expect}",
+                case["name"]
+            ));
+        }
+    }
+    assert!(cases.len() >= 12);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
