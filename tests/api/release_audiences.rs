@@ -157,6 +157,14 @@ async fn early_first_protected_last_and_a_3x_base_rate_in_the_early_audience_doe
         served(&app, &token, json!({"targetingKey": "user-2"})).await,
         (false, Value::Null)
     );
+    // A replacement of the flag that does not mention `audiences` keeps the release's.
+    let mut edited = bool_flag("qr-ordering", 0.0);
+    edited["description"] = json!("edited during the release");
+    app.put_flag(edited).await;
+    assert_eq!(
+        served(&app, &token, innovator.clone()).await,
+        (true, json!("innovation"))
+    );
     let senior_innovator = json!({"targetingKey": "user-2", "tier": "innovation", "age": 70});
     assert_eq!(
         served(&app, &token, senior_innovator.clone()).await,
