@@ -445,3 +445,46 @@ async fn a_completed_audience_stays_guarded_while_everyone_else_ramps() {
     assert_eq!(phase(&done, Value::Null)["percentage"], 0.0);
     assert_eq!(phase(&done, json!("innovation"))["percentage"], 0.0);
 }
+
+#[tokio::test]
+async fn an_alert_on_the_flag_pauses_the_ramping_audience_or_rolls_back_every_audience() {
+    let app = spawn_app().await;
+    let id = setup(&app, json!([{"segment": "innovation"}])).await;
+    let alert = |severity: &str| {
+        json!({"version": "4", "status": "firing", "receiver": "rollgate", "groupKey": "{}:{}",
+               "alerts": [{"status": "firing", "labels": {"alertname": "Errors", "severity": severity,
+                 "rollgate_flag": "qr-ordering"}, "annotations": {}, "fingerprint": format!("fp-{severity}")}]})
+    };
+    let answer: Value = app
+        .admin_post("/api/v1/alerts/alertmanager", alert("warning"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["actions"][0]["result"], "applied", "{answer}");
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(
+        phase(&status, json!("innovation"))["state"],
+        "paused",
+        "{status:#}"
+    );
+    assert_eq!(status["state"], "paused");
+
+    let answer: Value = app
+        .admin_post("/api/v1/alerts/alertmanager", alert("critical"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["actions"][0]["result"], "applied", "{answer}");
+    let status = app.admin_get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(status["state"], "rolled_back", "{status:#}");
+    for segment in [json!("innovation"), Value::Null] {
+        assert_eq!(
+            phase(&status, segment.clone())["state"],
+            "rolled_back",
+            "{segment}"
+        );
+        assert_eq!(phase(&status, segment)["percentage"], 0.0);
+    }
+}
