@@ -488,3 +488,86 @@ async fn an_alert_on_the_flag_pauses_the_ramping_audience_or_rolls_back_every_au
         assert_eq!(phase(&status, segment)["percentage"], 0.0);
     }
 }
+
+#[tokio::test]
+async fn a_release_with_audiences_resumes_its_phase_after_sigkill() {
+    use crate::helpers::{policies_dir, start_binary, ADMIN_TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let call = |method: Method, url: String, body: Option<Value>| {
+        let client = client.clone();
+        async move {
+            let mut req = client.request(method, url).bearer_auth(ADMIN_TOKEN);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+    let mut server = start_binary(&data, &policies_dir()).await;
+    let base = server.address.clone();
+    let innovation = json!({"key": "innovation", "when": [{"attribute": "tier", "op": "in", "values": ["innovation"]}]});
+    call(
+        Method::PUT,
+        format!("{base}/api/v1/segments/innovation"),
+        Some(innovation),
+    )
+    .await;
+    call(
+        Method::PUT,
+        format!("{base}/api/v1/flags/qr-ordering"),
+        Some(bool_flag("qr-ordering", 0.0)),
+    )
+    .await;
+    let plan = json!({"name": "durable", "modules": [{"flag": "qr-ordering",
+        "audiences": [{"segment": "innovation", "stages": {"percentages": [50, 100], "min_duration": "1h"}}]}]});
+    let created = call(Method::POST, format!("{base}/api/v1/releases"), Some(plan)).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    call(
+        Method::POST,
+        format!("{base}/api/v1/releases/{id}/start"),
+        Some(json!({})),
+    )
+    .await;
+
+    server.child.kill().await.unwrap(); // SIGKILL mid-stage
+    let server = start_binary(&data, &policies_dir()).await;
+    let base = server.address.clone();
+
+    let after = call(Method::GET, format!("{base}/api/v1/releases/{id}"), None).await;
+    let early = phase(&after, json!("innovation"));
+    assert_eq!(
+        (early["state"].as_str(), early["percentage"].as_f64()),
+        (Some("ramping"), Some(50.0)),
+        "{after:#}"
+    );
+    assert_eq!(phase(&after, Value::Null)["state"], "pending");
+    let flag = call(
+        Method::GET,
+        format!("{base}/api/v1/flags/qr-ordering"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        flag["audiences"],
+        json!([{"segment": "innovation", "rollout": 50.0}])
+    );
+    let answer = client
+        .post(format!("{base}/ofrep/v1/evaluate/flags/qr-ordering"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"context": {"targetingKey": "user-2", "tier": "innovation"}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&answer["value"], &answer["metadata"]["audience"]),
+        (&json!(true), &json!("innovation")),
+        "{answer}"
+    );
+}
