@@ -119,7 +119,11 @@ impl Turn<'_> {
                     segment.as_deref(),
                     actor,
                 );
-                return (true, Some(decision));
+                let named = Decision::Rollback {
+                    reason: why,
+                    numbers: numbers.clone(),
+                };
+                return (true, Some(named));
             }
             self.phase_transition(
                 w,

@@ -109,17 +109,25 @@ impl<'a> Turn<'a> {
         if let Some(Decision::Rollback { reason, numbers }) = release_rollback {
             let why = format!("release-scope policy: {reason}");
             for i in 0..release.modules.len() {
+                let m = &release.modules[i];
+                if !m.audiences.is_empty() {
+                    // Any phase started (an early audience ramps while everyone else waits).
+                    let started = crate::audience_plan::watched(m)
+                        || m.audiences
+                            .iter()
+                            .any(|a| crate::audience_plan::watched(&a.phase));
+                    if started && m.state != ModuleState::RolledBack {
+                        self.rollback_all(w, release, i, &why, numbers.clone(), None, &actor);
+                    }
+                    continue;
+                }
                 if !matches!(
-                    release.modules[i].state,
+                    m.state,
                     ModuleState::Ramping
                         | ModuleState::Paused
                         | ModuleState::Held
                         | ModuleState::Completed
                 ) {
-                    continue;
-                }
-                if !release.modules[i].audiences.is_empty() {
-                    self.rollback_all(w, release, i, &why, numbers.clone(), None, &actor);
                     continue;
                 }
                 let Some((def, obs)) = self.observe(release, i) else {

@@ -16,6 +16,8 @@ struct Traffic {
     rng: StdRng,
     rates: Vec<(Option<&'static str>, f64, f64)>,
     per_batch: u64,
+    /// When set, only this flag's new variant has the new rates (the others: the old ones).
+    changed_flag: Option<&'static str>,
 }
 
 impl Traffic {
@@ -27,7 +29,7 @@ impl Traffic {
     }
 
     /// One batch for every audience phase in `audiences` (status), at its percentage.
-    fn batch(&mut self, audiences: &[Value]) -> Vec<Value> {
+    fn batch(&mut self, flag: &str, audiences: &[Value]) -> Vec<Value> {
         let mut out = Vec::new();
         for phase in audiences {
             let segment = phase["segment"].as_str();
@@ -35,14 +37,20 @@ impl Traffic {
             let Some(&(_, old, new)) = self.rates.iter().find(|r| r.0 == segment) else {
                 continue;
             };
+            let new = if self.changed_flag.is_some_and(|f| f != flag) {
+                old
+            } else {
+                new
+            };
             let new_n = (self.per_batch as f64 * pct / 100.0).round() as u64;
             for (variant, n, p) in [("on", new_n, new), ("off", self.per_batch - new_n, old)] {
                 if n == 0 {
                     continue;
                 }
                 let errors = self.draw(n, p);
-                let mut exposure = json!({"flag": "qr-ordering", "variant": variant, "metric": "exposure", "count": n});
-                let mut error = json!({"flag": "qr-ordering", "variant": variant, "metric": "payment_error", "count": errors.max(1)});
+                let mut exposure =
+                    json!({"flag": flag, "variant": variant, "metric": "exposure", "count": n});
+                let mut error = json!({"flag": flag, "variant": variant, "metric": "payment_error", "count": errors.max(1)});
                 if let Some(s) = segment {
                     exposure["audience"] = json!(s);
                     error["audience"] = json!(s);
@@ -102,9 +110,14 @@ async fn drive(
         if done(&status) {
             return status;
         }
-        let batch = traffic.batch(status["modules"][0]["audiences"].as_array().unwrap());
-        let (code, report) = app.signals(token, json!(batch)).await;
-        assert_eq!(code, 200, "{report}");
+        for m in status["modules"].as_array().unwrap() {
+            let batch = traffic.batch(
+                m["flag"].as_str().unwrap(),
+                m["audiences"].as_array().unwrap(),
+            );
+            let (code, report) = app.signals(token, json!(batch)).await;
+            assert_eq!(code, 200, "{report}");
+        }
     }
     panic!("gave up");
 }
@@ -180,6 +193,7 @@ async fn early_first_protected_last_and_a_3x_base_rate_in_the_early_audience_doe
             (Some("seniors"), 0.005, 0.005),
         ],
         per_batch: 200_000,
+        changed_flag: None,
     };
     let order = |s: &Value| {
         let early = phase(s, json!("innovation"));
@@ -283,6 +297,7 @@ async fn a_regression_only_inside_the_early_audience_rolls_back_every_audience()
             (Some("seniors"), 0.005, 0.005),
         ],
         per_batch: 200_000,
+        changed_flag: None,
     };
     let done = drive(
         &app,
@@ -420,6 +435,7 @@ async fn a_completed_audience_stays_guarded_while_everyone_else_ramps() {
         rng: StdRng::seed_from_u64(13),
         rates: vec![(Some("innovation"), 0.005, 0.005), (None, 0.005, 0.005)],
         per_batch: 200_000,
+        changed_flag: None,
     };
     let early_done = |s: &Value| phase(s, json!("innovation"))["state"] == "completed";
     let status = drive(&app, &token, &id, &mut traffic, early_done, |_| {}).await;
@@ -569,5 +585,68 @@ async fn a_release_with_audiences_resumes_its_phase_after_sigkill() {
         (&answer["value"], &answer["metadata"]["audience"]),
         (&json!(true), &json!("innovation")),
         "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_release_scope_rollback_covers_the_audiences_of_every_module() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    put_segments(&app).await;
+    let policy = json!({
+        "name": "release-wide", "scope": "release",
+        "guard": [{"metric": "payment_error", "class": "core", "max_relative_increase": 0.0, "detect": 1.0}],
+        "stages": {"percentages": [5, 25, 100], "min_duration": "20ms", "min_exposures": 2000}
+    });
+    let r = app
+        .admin(Method::PUT, "/api/v1/policies/release-wide")
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    app.put_flag(bool_flag("qr-ordering", 0.0)).await;
+    app.put_flag(bool_flag("points", 0.0)).await;
+    // `qr-ordering` bakes its early audience for an hour; `points` regresses in its own.
+    let id = app
+        .create_release(json!({"name": "wide", "policy": "release-wide", "overlap": true,
+            "audiences": [{"segment": "innovation", "stages": {"percentages": [50, 100]}}],
+            "modules": [
+                {"flag": "qr-ordering", "audiences": [{"segment": "innovation", "stages": {"percentages": [50, 100], "min_duration": "1h"}}]},
+                {"flag": "points"}]}))
+        .await;
+    let r = app
+        .admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut traffic = Traffic {
+        rng: StdRng::seed_from_u64(17),
+        rates: vec![(Some("innovation"), 0.005, 0.015), (None, 0.005, 0.005)],
+        per_batch: 200_000,
+        changed_flag: Some("points"),
+    };
+    let done = drive(
+        &app,
+        &token,
+        &id,
+        &mut traffic,
+        |s| s["state"] != "running",
+        |_| {},
+    )
+    .await;
+    assert_eq!(done["state"], "rolled_back", "{done:#}");
+    for m in done["modules"].as_array().unwrap() {
+        for a in m["audiences"].as_array().unwrap() {
+            assert_eq!(
+                (a["state"].as_str(), a["percentage"].as_f64()),
+                (Some("rolled_back"), Some(0.0)),
+                "{m:#}"
+            );
+        }
+    }
+    let first = done["modules"][0]["reason"].as_str().unwrap();
+    assert!(
+        first.starts_with("release-scope policy: innovation: "),
+        "{first}"
     );
 }
