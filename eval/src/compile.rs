@@ -47,6 +47,8 @@ pub struct CompiledFlag {
     pub(crate) enabled: bool,
     pub(crate) rollout: Percentage,
     pub(crate) rules: Vec<CompiledRule>,
+    /// Release audiences in order, after the rules.
+    pub(crate) audiences: Vec<CompiledAudience>,
     pub(crate) salt: Box<str>,
     /// `salt:` as bytes, the start of every bucketing input.
     pub(crate) salt_prefix: SaltPrefix,
@@ -64,6 +66,20 @@ impl CompiledFlag {
             rollout,
             ..self.clone()
         }
+    }
+
+    /// This flag with other audience rollouts (one per audience, in order; extra values are
+    /// ignored, missing ones leave the audience as it was), without compiling anything again:
+    /// what a release stage or a rollback changes. Serves exactly what compiling the changed
+    /// definition would (`tests/switches.rs`).
+    pub fn with_audience_rollouts(
+        mut self,
+        rollouts: impl IntoIterator<Item = Percentage>,
+    ) -> CompiledFlag {
+        for (audience, p) in self.audiences.iter_mut().zip(rollouts) {
+            audience.rollout = p;
+        }
+        self
     }
 
     /// The flag key.
@@ -103,6 +119,13 @@ impl CompiledFlag {
     pub fn heaviest_regex(&self) -> Option<(&str, usize)> {
         self.regex.heaviest.as_ref().map(|(f, b)| (&**f, *b))
     }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledAudience {
+    pub(crate) segment: Box<str>,
+    pub(crate) conditions: Vec<Cond>,
+    pub(crate) rollout: Percentage,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +244,13 @@ fn compile(
                 "variant names must be 1 to 128 characters",
             ));
         }
+        // The server joins a variant and an audience with U+001F in its signal series.
+        if name.contains('\u{1f}') {
+            return Err(CompileError::new(
+                "variants",
+                "variant names may not contain U+001F",
+            ));
+        }
         if !def.flag_type.accepts(value) {
             return Err(CompileError::new(
                 format!("variants.{name}"),
@@ -256,6 +286,39 @@ fn compile(
             &mut regex,
         )?);
     }
+    let mut audiences = Vec::with_capacity(def.audiences.len());
+    for (i, audience) in def.audiences.iter().enumerate() {
+        let field = format!("audiences[{i}].segment");
+        if def.audiences[..i]
+            .iter()
+            .any(|a| a.segment == audience.segment)
+        {
+            return Err(CompileError::new(
+                field,
+                format!("segment {:?} is already an audience", audience.segment),
+            ));
+        }
+        let condition = ConditionDef {
+            attribute: None,
+            op: None,
+            values: None,
+            segment: Some(audience.segment.clone()),
+        };
+        let mut conditions = Vec::new();
+        compile_condition(
+            &format!("audiences[{i}]"),
+            &condition,
+            Some(segments),
+            missing,
+            &mut regex,
+            &mut conditions,
+        )?;
+        audiences.push(CompiledAudience {
+            segment: audience.segment.as_str().into(),
+            conditions,
+            rollout: audience.rollout,
+        });
+    }
     Ok(CompiledFlag {
         key: def.key.as_str().into(),
         flag_type: def.flag_type,
@@ -265,6 +328,7 @@ fn compile(
         enabled: def.enabled,
         rollout: def.rollout,
         rules,
+        audiences,
         salt: salt.into(),
         salt_prefix: SaltPrefix::new(salt),
         regex,

@@ -1,10 +1,11 @@
 //! Evaluating a compiled flag for one context. No allocation, no panics.
 //!
-//! Order: kill switch → rules in order (first match wins) → the flag's rollout.
+//! Order: kill switch → rules in order (first match wins) → audiences in order (the first
+//! whose segment matches serves its own rollout) → the flag's rollout.
 //! Reasons (OFREP): `DISABLED` when killed; `TARGETING_MATCH` when a rule serves a variant
-//! (or a rule's rollout is 0 % / 100 %); `SPLIT` when a percentage decided; `STATIC` when the
-//! flag has no rules and a 0 % / 100 % rollout; `DEFAULT` when rules exist, none matched and
-//! the rollout is 0 % / 100 %.
+//! (or a rule's or an audience's rollout is 0 % / 100 %); `SPLIT` when a percentage decided;
+//! `STATIC` when the flag has no rules, no audiences and a 0 % / 100 % rollout; `DEFAULT` when
+//! rules or audiences exist, none matched and the rollout is 0 % / 100 %.
 
 use crate::compile::{Cmp, CompiledFlag, Cond, Outcome, Scalars, Test};
 use crate::semver::Version;
@@ -62,6 +63,8 @@ pub struct Evaluation<'a> {
     pub reason: Reason,
     /// Index into [`CompiledFlag::variants`].
     pub variant_index: usize,
+    /// The segment key of the release audience that decided, if one did.
+    pub audience: Option<&'a str>,
 }
 
 /// The `targetingKey` of a context: `None` when absent, null or empty.
@@ -192,7 +195,15 @@ impl CompiledFlag {
                 };
             }
         }
-        let fixed = if self.rules.is_empty() {
+        for audience in &self.audiences {
+            if audience.conditions.iter().all(|c| holds(c, ctx)) {
+                let mut served =
+                    self.split(audience.rollout, ctx.targeting_key, Reason::TargetingMatch)?;
+                served.audience = Some(&audience.segment);
+                return Ok(served);
+            }
+        }
+        let fixed = if self.rules.is_empty() && self.audiences.is_empty() {
             Reason::Static
         } else {
             Reason::Default
@@ -228,6 +239,7 @@ impl CompiledFlag {
             value,
             reason,
             variant_index: index,
+            audience: None,
         }
     }
 }

@@ -32,7 +32,9 @@ pub use bucket::{bucket, in_rollout, BUCKETS};
 pub use compile::{compile_flag, validate_segment, CompiledFlag, SegmentLookup};
 pub use error::CompileError;
 pub use evaluate::{targeting_key, EvalError, Evaluation, Prepared, Reason};
-pub use model::{valid_flag_key, ConditionDef, FlagDef, FlagType, Op, RuleDef, SegmentDef};
+pub use model::{
+    valid_flag_key, AudienceDef, ConditionDef, FlagDef, FlagType, Op, RuleDef, SegmentDef,
+};
 pub use percentage::{Percentage, PercentageError};
 pub use snapshot::{check_snapshot_budget, Snapshot};
 

@@ -33,6 +33,11 @@ pub struct FlagDef {
     /// Ordered targeting rules; the first match wins.
     #[serde(default)]
     pub rules: Vec<RuleDef>,
+    /// Release audiences, after the rules and before `rollout`: the first audience whose
+    /// segment the context matches serves its own rollout split. Omitted when empty, so a flag
+    /// without audiences has the JSON it always had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<AudienceDef>,
     /// Bucketing salt; defaults to the flag key. Flags with the same salt share cohorts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
@@ -50,8 +55,10 @@ pub struct FlagDef {
 
 impl FlagDef {
     /// Whether `other` differs from this flag at most in what evaluation reads as plain values —
-    /// the kill switch and the rollout — or not at all (description, tags, policy), so that
-    /// this flag's compiled form serves `other` after [`crate::CompiledFlag::with_switches`].
+    /// the kill switch, the rollout and the audiences' rollouts (same segments, same order) —
+    /// or not at all (description, tags, policy), so that this flag's compiled form serves
+    /// `other` after [`crate::CompiledFlag::with_switches`] and
+    /// [`crate::CompiledFlag::with_audience_rollouts`].
     pub fn differs_only_in_switches(&self, other: &FlagDef) -> bool {
         self.key == other.key
             && self.flag_type == other.flag_type
@@ -60,15 +67,23 @@ impl FlagDef {
             && self.on_variant == other.on_variant
             && self.rules == other.rules
             && self.salt == other.salt
+            && self.audiences.len() == other.audiences.len()
+            && self
+                .audiences
+                .iter()
+                .zip(&other.audiences)
+                .all(|(a, b)| a.segment == b.segment)
     }
 
-    /// Whether a rule of this flag tests membership of segment `key` (segments never reference
-    /// other segments, so these are the flags a change of that segment recompiles).
+    /// Whether a rule or an audience of this flag tests membership of segment `key` (segments
+    /// never reference other segments, so these are the flags a change of that segment
+    /// recompiles).
     pub fn uses_segment(&self, key: &str) -> bool {
         self.rules
             .iter()
             .flat_map(|r| &r.when)
             .any(|c| c.segment.as_deref() == Some(key))
+            || self.audiences.iter().any(|a| a.segment == key)
     }
 }
 
@@ -125,6 +140,19 @@ pub struct RuleDef {
     /// The share of matching users that get `on_variant` (the rest get `off_variant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Percentage>,
+}
+
+/// A release audience of a flag: users in `segment` (and in no earlier audience, and matched by
+/// no rule) get `on_variant` with probability `rollout`, bucketed exactly like the flag's own
+/// rollout, so raising the percentage only adds users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceDef {
+    /// The segment that defines the audience.
+    pub segment: String,
+    /// The share of the audience that gets `on_variant`.
+    #[serde(default)]
+    pub rollout: Percentage,
 }
 
 /// A condition: `{"attribute", "op", "values"}` or `{"segment"}`.

@@ -177,3 +177,31 @@ fn evaluating_every_operator_allocates_nothing_once_regexes_are_warm() {
         "only {beta} of 10,000 contexts matched an operator rule"
     );
 }
+
+#[test]
+fn evaluating_a_flag_with_release_audiences_allocates_nothing() {
+    let flag = compile(json!({
+        "key": "qr-ordering", "type": "boolean", "variants": {"off": false, "on": true},
+        "off_variant": "off", "on_variant": "on", "rollout": 25,
+        "audiences": [{"segment": "seniors", "rollout": 0}],
+    }));
+    let contexts = varied_contexts(10_000);
+    let mut in_audience = 0usize;
+
+    let allocations = allocations_during(|| {
+        for ctx in &contexts {
+            let e =
+                black_box(flag.evaluate(black_box(ctx))).expect("every context has a targetingKey");
+            in_audience += usize::from(e.audience == Some("seniors"));
+        }
+    });
+
+    assert_eq!(
+        allocations, 0,
+        "evaluate allocated {allocations} times over 10,000 evaluations"
+    );
+    assert!(
+        in_audience > 2_000 && in_audience < 8_000,
+        "{in_audience} seniors"
+    );
+}

@@ -157,6 +157,18 @@ async fn module_alert(
         } else {
             Command::Pause
         };
+        if !release.modules[index].audiences.is_empty() {
+            // Every audience: a critical alert rolls them all back, a warning pauses the one
+            // ramping now.
+            if !turn.command_audiences(&mut w, &mut release, index, Some(cmd), &reason, actor) {
+                return Ok(("noop", format!("nothing to do: module {flag}")));
+            }
+            let outcome = format!("module {flag} of release {}: {cmd:?}", release.name);
+            turn.batch.releases.push(release);
+            turn.commit(&mut w).await?;
+            watch::refresh(state, &mut w);
+            return Ok(("applied", outcome.to_lowercase()));
+        }
         let Some(decision) = machine::command(&release.modules[index], cmd, &reason) else {
             let state_now = release.modules[index].state.as_str();
             return Ok((

@@ -84,6 +84,14 @@ impl<'a> Turn<'a> {
         let mut changed = false;
         let mut release_rollback = None;
         for i in 0..release.modules.len() {
+            if !release.modules[i].audiences.is_empty() {
+                let (moved, rollback) = self.step_audiences(w, release, i, cooldown, &actor);
+                changed |= moved;
+                if release_scope && rollback.is_some() {
+                    release_rollback = rollback;
+                }
+                continue;
+            }
             let may_start = release.module_may_start(i);
             let Some((def, obs)) = self.observe(release, i) else {
                 continue;
@@ -101,8 +109,20 @@ impl<'a> Turn<'a> {
         if let Some(Decision::Rollback { reason, numbers }) = release_rollback {
             let why = format!("release-scope policy: {reason}");
             for i in 0..release.modules.len() {
+                let m = &release.modules[i];
+                if !m.audiences.is_empty() {
+                    // Any phase started (an early audience ramps while everyone else waits).
+                    let started = crate::audience_plan::watched(m)
+                        || m.audiences
+                            .iter()
+                            .any(|a| crate::audience_plan::watched(&a.phase));
+                    if started && m.state != ModuleState::RolledBack {
+                        self.rollback_all(w, release, i, &why, numbers.clone(), None, &actor);
+                    }
+                    continue;
+                }
                 if !matches!(
-                    release.modules[i].state,
+                    m.state,
                     ModuleState::Ramping
                         | ModuleState::Paused
                         | ModuleState::Held

@@ -30,6 +30,17 @@ pub async fn put(
     let live = state.live.load();
     let before = live.get(&def.key).map(|f| f.def.clone());
     keep_salt(&mut def, before.as_ref(), salt_given);
+    // The audiences of a flag whose live release ramps audiences are the controller's: a
+    // replacement without `audiences` keeps them (docs/releases.md#audiences).
+    if def.audiences.is_empty()
+        && w.live_release_of(&def.key)
+            .is_some_and(|(r, i)| !r.modules[i].audiences.is_empty())
+    {
+        def.audiences = before
+            .as_ref()
+            .map(|b| b.audiences.clone())
+            .unwrap_or_default();
+    }
     let mut entry = w.audit_upsert(actor, "flag", before.as_ref(), &def)?;
     entry.flag = Some(def.key.clone());
     let mut batch = Batch::audit_only(entry);
