@@ -4,7 +4,7 @@
 
 /// Migrations, oldest first; the version of `MIGRATIONS[i]` is `i + 1`. Never edit a shipped
 /// one: add a new one.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -93,5 +93,13 @@ CREATE TABLE rollgate_signal_seen (
 CREATE TABLE rollgate_schema (
     version    int PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"#;
+
+/// Version 2: kept rollback drill results (the newest 1,000; docs/operations.md, "Drills").
+const V2: &str = r#"
+CREATE TABLE rollgate_drills (
+    id   uuid PRIMARY KEY,
+    body text NOT NULL
 );
 "#;
