@@ -302,12 +302,10 @@ pub(super) fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, 
         // A kill switch, a rollout or a rollback changes only plain values of the compiled
         // flag: nothing is compiled again, so the emergency path never waits on a compilation.
         let compiled = match base.get(&def.key) {
-            Some(served) if served.def.differs_only_in_switches(def) => {
-                served
-                    .compiled
-                    .with_switches(def.enabled, def.rollout)
-                    .with_audience_rollouts(def.audiences.iter().map(|a| a.rollout))
-            }
+            Some(served) if served.def.differs_only_in_switches(def) => served
+                .compiled
+                .with_switches(def.enabled, def.rollout)
+                .with_audience_rollouts(def.audiences.iter().map(|a| a.rollout)),
             _ => compile_flag(def, &base.segments).map_err(|e| invalid(e.field, e.message))?,
         };
         let with = base
