@@ -26,6 +26,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod audience_plan;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -39,6 +39,9 @@ pub struct ModulePlan {
     /// Overrides of the release's stages for this module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<StagesOverride>,
+    /// Audiences ramped separately (default: the plan's `audiences`); docs/releases.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audiences: Option<Vec<crate::audience_plan::AudiencePlan>>,
 }
 
 /// How modules of a release bucket users.
@@ -72,6 +75,9 @@ pub struct ReleasePlan {
     /// `independent` (default) or `shared`.
     #[serde(default)]
     pub cohort: Cohort,
+    /// Default audiences of every module (docs/releases.md#audiences).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<crate::audience_plan::AudiencePlan>,
 }
 
 /// A fully resolved stage plan.
@@ -198,6 +204,9 @@ pub struct Module {
     /// Per guard metric: log evidence accumulated over completed stages (see `docs/guards.md`).
     #[serde(default)]
     pub evidence: BTreeMap<String, f64>,
+    /// The module's audiences, each ramped as a phase of its own (docs/releases.md#audiences).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<crate::audience_plan::AudiencePhase>,
 }
 
 impl Module {
@@ -219,6 +228,7 @@ impl Module {
             stage_baseline: Counts::new(),
             module_baseline: Counts::new(),
             evidence: BTreeMap::new(),
+            audiences: Vec::new(),
         }
     }
 }
@@ -281,7 +291,13 @@ impl Release {
             return ReleaseState::Pending;
         }
         let any = |s: ModuleState| self.modules.iter().any(|m| m.state == s);
-        if any(ModuleState::Paused) {
+        let audience_paused = self.modules.iter().any(|m| {
+            m.state != ModuleState::RolledBack
+                && m.audiences
+                    .iter()
+                    .any(|a| a.phase.state == ModuleState::Paused)
+        });
+        if any(ModuleState::Paused) || audience_paused {
             ReleaseState::Paused
         } else if self
             .modules
@@ -309,7 +325,8 @@ impl Release {
                         .iter()
                         .any(|m| m.state == ModuleState::RolledBack)
             }
-            ModuleState::Completed | ModuleState::RolledBack => false,
+            ModuleState::Completed => crate::audience_plan::unfinished(&self.modules[i]),
+            ModuleState::RolledBack => false,
         }
     }
 
@@ -318,9 +335,9 @@ impl Release {
     pub fn module_may_start(&self, i: usize) -> bool {
         self.started
             && (self.overlap
-                || self.modules[..i]
-                    .iter()
-                    .all(|m| m.state == ModuleState::Completed))
+                || self.modules[..i].iter().all(|m| {
+                    m.state == ModuleState::Completed && !crate::audience_plan::unfinished(m)
+                }))
     }
 
     /// True while the release holds its flags (a flag belongs to at most one live release).
@@ -451,7 +468,18 @@ pub fn build_release(
             ));
         }
         let stages = resolve_stages(&at, m.stages.as_ref(), plan.stages.as_ref(), policy)?;
-        modules.push(Module::pending(m.flag.clone(), stages));
+        let audiences = crate::audience_plan::build_phases(
+            &at,
+            &m.flag,
+            m.audiences.as_deref().unwrap_or(&plan.audiences),
+            m.stages.as_ref(),
+            plan.stages.as_ref(),
+            policy,
+        )?;
+        modules.push(Module {
+            audiences,
+            ..Module::pending(m.flag.clone(), stages)
+        });
     }
     Ok(Release {
         id,

@@ -249,6 +249,13 @@ fn compile(
                 "variant names must be 1 to 128 characters",
             ));
         }
+        // The server joins a variant and an audience with U+001F in its signal series.
+        if name.contains('\u{1f}') {
+            return Err(CompileError::new(
+                "variants",
+                "variant names may not contain U+001F",
+            ));
+        }
         if !def.flag_type.accepts(value) {
             return Err(CompileError::new(
                 format!("variants.{name}"),

@@ -37,14 +37,17 @@ struct Success<'a> {
     value: &'a Value,
     reason: &'static str,
     variant: &'a str,
-    metadata: Metadata,
+    metadata: Metadata<'a>,
 }
 
 /// Flag metadata: the config revision the answer was computed from (docs/clients.md), which
-/// the signal hooks report back as the revision their app has applied.
+/// the signal hooks report back as the revision their app has applied, and the release
+/// audience that decided, if one did, which they copy into the `audience` of their signals.
 #[derive(Serialize)]
-struct Metadata {
+struct Metadata<'a> {
     revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -97,7 +100,10 @@ fn success<'a>(key: &'a str, e: &Evaluation<'a>, revision: u64) -> Success<'a> {
         value: e.value,
         reason: e.reason.as_str(),
         variant: e.variant,
-        metadata: Metadata { revision },
+        metadata: Metadata {
+            revision,
+            audience: e.audience,
+        },
     }
 }
 

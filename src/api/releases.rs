@@ -24,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/v1/releases/{id}/start").route(web::post().to(start)))
     .service(resource("/api/v1/releases/{id}/pause").route(web::post().to(pause)))
     .service(resource("/api/v1/releases/{id}/resume").route(web::post().to(resume)))
-    .service(resource("/api/v1/releases/{id}/rollback").route(web::post().to(rollback)));
+    .service(resource("/api/v1/releases/{id}/rollback").route(web::post().to(rollback)))
+    .service(resource("/api/v1/releases/{id}/advance").route(web::post().to(advance)));
 }
 
 /// `POST /api/v1/releases` — creates a release in state `pending`.
@@ -139,4 +140,19 @@ pub async fn rollback(
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     command(state, &id, &body.0, actor, ReleaseCommand::Rollback).await
+}
+
+/// `POST /api/v1/releases/{id}/advance` — releases the protected audiences that wait for an
+/// operator (`"advance": "manual"`, docs/releases.md#audiences).
+#[utoipa::path(post, path = "/api/v1/releases/{id}/advance", tag = "releases", params(("id" = String, Path)),
+    request_body(content = Option<super::flags::ReasonRequest>, description = "Optional: an empty body is no reason"),
+    responses((status = 200, body = ReleaseStatus), Malformed, AdminOnly, NotFound,
+        (status = 409, description = "No audience waits for an advance", body = ErrorBody), TooLarge), security(("bearer" = [])))]
+pub async fn advance(
+    state: web::Data<AppState>,
+    Admin(actor): Admin,
+    id: Key,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    command(state, &id, &body.0, actor, ReleaseCommand::Advance).await
 }

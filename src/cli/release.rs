@@ -51,6 +51,8 @@ enum ReleaseCommand {
     Resume(Operate),
     /// Roll every module back to 0%.
     Rollback(Operate),
+    /// Release the protected audiences that wait for an operator (`advance = "manual"`).
+    Advance(Operate),
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +107,7 @@ pub fn run(args: ReleaseArgs) -> Result<(), CliError> {
         ReleaseCommand::Pause(op) => operate("pause", op)?,
         ReleaseCommand::Resume(op) => operate("resume", op)?,
         ReleaseCommand::Rollback(op) => operate("rollback", op)?,
+        ReleaseCommand::Advance(op) => operate("advance", op)?,
     }
     Ok(())
 }
@@ -212,6 +215,7 @@ pub fn render_status(status: &Value) -> String {
             guard_summary(readings),
             note.to_owned(),
         ]);
+        audience_rows(&mut table, m);
         if readings.iter().all(|g| g["state"] == "idle") {
             continue;
         }
@@ -237,6 +241,35 @@ pub fn render_status(status: &Value) -> String {
         text.push_str(&guards.render());
     }
     text
+}
+
+/// One row per audience phase of a module (in ramp order), under the module's row.
+fn audience_rows(table: &mut Table, m: &Value) {
+    for a in m["audiences"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let stages = a["stages"].as_array().map_or(0, Vec::len);
+        let state = text_of(&a["state"]);
+        let reached = match state.as_str() {
+            "completed" => stages,
+            "pending" | "rolled_back" | "waiting" => 0,
+            _ => a["stage"].as_u64().map_or(0, |s| s as usize + 1),
+        };
+        let percentage = a["percentage"].as_f64().unwrap_or(0.0);
+        let name = match a["segment"].as_str() {
+            None => "everyone else".to_owned(),
+            Some(s) if a["protected"] == true => format!("{s} (protected)"),
+            Some(s) => s.to_owned(),
+        };
+        let readings = a["guards"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        table.row(vec![
+            format!("  └ {name}"),
+            state,
+            percent(percentage),
+            format!("{reached}/{stages}"),
+            progress_bar(stages, reached, percentage),
+            guard_summary(readings),
+            a["reason"].as_str().unwrap_or("").to_owned(),
+        ]);
+    }
 }
 
 /// `2 ok, 1 cannot_tell` — how many guards of a module are in each state.
@@ -333,5 +366,28 @@ min_exposures = 100
         assert!(text.contains("baking: 3s of 15m"), "{text}");
         assert!(text.contains("1/400 (0.25%)"), "{text}");
         assert!(text.contains("1 idle"), "{text}");
+    }
+
+    #[test]
+    fn status_rows_show_each_audience_stage() {
+        let status = json!({
+            "id": "r1", "name": "m", "state": "running", "policy": null, "overlap": false,
+            "cohort": "independent", "created": "2026-11-22T10:00:00Z",
+            "modules": [{"flag": "qr-ordering", "state": "pending", "percentage": 0.0,
+                "stage": null, "stages": [5.0, 100.0], "guards": [],
+                "audiences": [
+                    {"segment": "innovation", "protected": false, "state": "ramping", "stage": 1,
+                     "stages": [50.0, 100.0], "percentage": 100.0, "guards": []},
+                    {"segment": null, "protected": false, "state": "pending", "stage": null,
+                     "stages": [5.0, 100.0], "percentage": 0.0, "guards": []},
+                    {"segment": "seniors", "protected": true, "state": "waiting", "stage": null,
+                     "stages": [100.0], "percentage": 0.0, "guards": []}]}]
+        });
+        let text = render_status(&status);
+        assert!(text.contains("└ innovation"), "{text}");
+        assert!(text.contains("2/2"), "{text}");
+        assert!(text.contains("└ everyone else"), "{text}");
+        assert!(text.contains("└ seniors (protected)"), "{text}");
+        assert!(text.contains("waiting"), "{text}");
     }
 }

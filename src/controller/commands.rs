@@ -24,6 +24,8 @@ pub enum ReleaseCommand {
     Resume,
     /// Roll back every started module.
     Rollback,
+    /// Release the protected audiences that wait for an operator (`advance = "manual"`).
+    Advance,
 }
 
 impl ReleaseCommand {
@@ -34,6 +36,7 @@ impl ReleaseCommand {
             ReleaseCommand::Pause => "pause",
             ReleaseCommand::Resume => "resume",
             ReleaseCommand::Rollback => "rollback",
+            ReleaseCommand::Advance => "advance",
         }
     }
 }
@@ -62,6 +65,16 @@ pub async fn create_release(
             return Err(invalid(
                 format!("modules[{i}].flag"),
                 format!("unknown flag {:?}", m.flag),
+            ));
+        }
+        if let Some(j) = m
+            .audiences
+            .iter()
+            .position(|a| !live.segments.contains_key(&a.segment))
+        {
+            return Err(invalid(
+                format!("modules[{i}].audiences[{j}].segment"),
+                format!("unknown segment {:?}", m.audiences[j].segment),
             ));
         }
         if let Some((other, _)) = w.live_release_of(&m.flag) {
@@ -149,6 +162,8 @@ fn apply_to_modules(
         ReleaseCommand::Resume => Command::Resume,
         _ => Command::Rollback,
     };
+    // `advance` applies to audiences only (None); the machine has no such command.
+    let audience_cmd = (cmd != ReleaseCommand::Advance).then_some(machine_cmd);
     if cmd == ReleaseCommand::Resume {
         for m in release
             .modules
@@ -172,6 +187,13 @@ fn apply_to_modules(
         .unwrap_or_else(|| format!("{} by {}", cmd.as_str(), actor.name).to_lowercase());
     let mut acted = false;
     for i in 0..release.modules.len() {
+        if !release.modules[i].audiences.is_empty() {
+            acted |= turn.command_audiences(w, release, i, audience_cmd, &reason, actor);
+            continue;
+        }
+        if cmd == ReleaseCommand::Advance {
+            continue;
+        }
         let Some(d) = machine::command(&release.modules[i], machine_cmd, &reason) else {
             continue;
         };

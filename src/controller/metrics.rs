@@ -70,15 +70,16 @@ pub fn families(state: &AppState, releases: &[Release]) -> Vec<Family> {
         }
     }
     let saved = state.signals.save();
-    for (flag, variant, metric, totals) in saved.iter() {
-        signals.push(
-            vec![
-                ("flag", flag.to_owned()),
-                ("variant", variant.to_owned()),
-                ("metric", metric.to_owned()),
-            ],
-            totals.count as f64,
-        );
+    for (flag, series, metric, totals) in saved.iter() {
+        // A series of signals attributed to a release audience gets an `audience` label.
+        let (variant, audience) = crate::signals::split_series_key(series);
+        let mut labels = vec![
+            ("flag", flag.to_owned()),
+            ("variant", variant.to_owned()),
+            ("metric", metric.to_owned()),
+        ];
+        labels.extend(audience.map(|a| ("audience", a.to_owned())));
+        signals.push(labels, totals.count as f64);
     }
     let mut subscribers = Family::gauge("stream_subscribers", "Connected streaming clients");
     subscribers.push(vec![], state.hub.subscribers() as f64);

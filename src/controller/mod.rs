@@ -18,6 +18,7 @@
 //! effect. Nothing here is called back from below.
 
 pub mod alerts;
+mod audiences;
 pub mod commands;
 mod hand;
 pub mod machine;

@@ -108,5 +108,66 @@ fn module_json(
         "decision": m.decision,
         "guards": readings,
         "reach": state.reach.latest_of_flag(now, &m.flag),
+        "audiences": def.map(|d| audiences_json(state, policy, m, d, now)),
     })
+}
+
+/// Each audience's phase (in ramp order: early, everyone else as `"segment": null`, protected)
+/// with its own guards' readings; `null` for a module without audiences.
+fn audiences_json(
+    state: &AppState,
+    policy: Option<&crate::policies::Policy>,
+    m: &crate::release::Module,
+    def: &rollgate_eval::FlagDef,
+    now: u64,
+) -> Option<Value> {
+    if m.audiences.is_empty() {
+        return None;
+    }
+    let phase = |segment: Option<&str>,
+                 protected: bool,
+                 state_name: &str,
+                 p: &crate::release::Module,
+                 view: &rollgate_eval::FlagDef| {
+        let reading = step::observe(policy, &state.signals, p, view, now).reading;
+        json!({
+            "segment": segment,
+            "protected": protected,
+            "state": state_name,
+            "stage": p.stage,
+            "stages": p.stages.percentages.iter().map(|x| x.as_f64()).collect::<Vec<_>>(),
+            "percentage": view.rollout.as_f64(),
+            "reason": p.reason,
+            "decision": p.decision,
+            "guards": reading.guards,
+        })
+    };
+    let one = |(j, a): (usize, &crate::audience_plan::AudiencePhase)| {
+        let view = super::audiences::audience_view(def, &a.segment, a.percentage);
+        let mut v = phase(
+            Some(&a.segment),
+            a.protected,
+            crate::audience_plan::state_name(m, j),
+            &a.phase,
+            &view,
+        );
+        v["advance"] = json!(a.advance);
+        v
+    };
+    let mut out: Vec<Value> = m
+        .audiences
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.protected)
+        .map(one)
+        .collect();
+    out.push(phase(None, false, m.state.as_str(), m, def));
+    out.extend(
+        m.audiences
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.protected)
+            .map(one),
+    );
+    Some(Value::Array(out))
 }

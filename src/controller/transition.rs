@@ -84,6 +84,14 @@ impl<'a> Turn<'a> {
         let mut changed = false;
         let mut release_rollback = None;
         for i in 0..release.modules.len() {
+            if !release.modules[i].audiences.is_empty() {
+                let (moved, rollback) = self.step_audiences(w, release, i, cooldown, &actor);
+                changed |= moved;
+                if release_scope && rollback.is_some() {
+                    release_rollback = rollback;
+                }
+                continue;
+            }
             let may_start = release.module_may_start(i);
             let Some((def, obs)) = self.observe(release, i) else {
                 continue;
@@ -108,6 +116,10 @@ impl<'a> Turn<'a> {
                         | ModuleState::Held
                         | ModuleState::Completed
                 ) {
+                    continue;
+                }
+                if !release.modules[i].audiences.is_empty() {
+                    self.rollback_all(w, release, i, &why, numbers.clone(), None, &actor);
                     continue;
                 }
                 let Some((def, obs)) = self.observe(release, i) else {

@@ -1,5 +1,12 @@
 //! Lock-light cumulative aggregates per (flag, variant, metric).
 //!
+//! The audience a signal was attributed to (docs/clients.md) is part of its series: a signal
+//! tagged with audience `a` for variant `v` counts in the series [`series_key`]`(v, Some(a))`
+//! = `v` + U+001F + `a`; an untagged one ("everyone else") in `v` itself. The separator cannot
+//! occur in a variant name (refused when a flag is compiled) nor in an audience (a segment key),
+//! so the key is unambiguous, and persistence (sled, the cluster outbox and totals, the mirror)
+//! stores it like any variant name.
+//!
 //! Every accumulation saturates: counts stop at `u64::MAX` and sums of values at
 //! `±f64::MAX`, so no input can lower, reset or wrap a series (batches are bounded too, see
 //! `ingest.rs`, so the ceiling is out of reach of real traffic). A series at `u64::MAX` is
@@ -9,6 +16,25 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+/// Joins a variant and an audience in a series key (see the module header).
+pub const AUDIENCE_SEPARATOR: char = '\u{1f}';
+
+/// The series key of `variant` for signals attributed to `audience` (`None`: everyone else).
+pub fn series_key<'a>(variant: &'a str, audience: Option<&str>) -> std::borrow::Cow<'a, str> {
+    match audience {
+        None => std::borrow::Cow::Borrowed(variant),
+        Some(a) => std::borrow::Cow::Owned(format!("{variant}{AUDIENCE_SEPARATOR}{a}")),
+    }
+}
+
+/// The variant and audience of a series key made by [`series_key`].
+pub fn split_series_key(key: &str) -> (&str, Option<&str>) {
+    match key.split_once(AUDIENCE_SEPARATOR) {
+        Some((variant, audience)) => (variant, Some(audience)),
+        None => (key, None),
+    }
+}
 
 /// Running totals of one metric for one variant.
 #[derive(Debug, Default)]

@@ -79,6 +79,9 @@ pub struct Signal<'a> {
     /// A value such as a latency in seconds.
     #[serde(default)]
     pub value: Option<f64>,
+    /// The release audience the evaluation named (`metadata.audience`); absent: everyone else.
+    #[serde(default, borrow)]
+    pub audience: Option<Cow<'a, str>>,
     /// The user, if known (not aggregated).
     #[serde(default, rename = "targetingKey", borrow)]
     pub targeting_key: Option<Cow<'a, str>>,
@@ -204,6 +207,15 @@ pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
         if !valid_name(&s.metric) {
             return Err(Malformed::shape(at("metric"), "1 to 64 of [A-Za-z0-9_.:-]"));
         }
+        if s.audience
+            .as_deref()
+            .is_some_and(|a| !rollgate_eval::valid_flag_key(a))
+        {
+            return Err(Malformed::shape(
+                at("audience"),
+                "a segment key: [a-z0-9][a-z0-9._-]{0,127}",
+            ));
+        }
         match s.value {
             Some(v) if !v.is_finite() => {
                 return Err(Malformed::shape(at("value"), "must be a finite number"));
@@ -270,12 +282,14 @@ pub fn ingest(
     now_ms: u64,
 ) -> IngestReport {
     let mut report = IngestReport::default();
-    let mut current: Option<(&str, &str, super::aggregate::VariantHandle)> = None;
+    let mut current: Option<(&str, &str, Option<&str>, super::aggregate::VariantHandle)> = None;
     // Consecutive signals of one series are summed and applied once.
     let mut run: Option<Run<'_>> = None;
     for (index, s) in batch.signals.iter().enumerate() {
-        let (flag, variant) = (s.flag.as_ref(), s.variant.as_ref());
-        let cached = matches!(&current, Some((f, v, _)) if *f == flag && *v == variant);
+        let (flag, variant, audience) =
+            (s.flag.as_ref(), s.variant.as_ref(), s.audience.as_deref());
+        let cached =
+            matches!(&current, Some((f, v, a, _)) if *f == flag && *v == variant && *a == audience);
         if !cached {
             let problem = match live.get(flag) {
                 None => Some(format!("unknown flag {flag:?}")),
@@ -291,17 +305,17 @@ pub fn ingest(
                 }
                 continue;
             }
-            if let (Some(r), Some((_, _, handle))) = (run.take(), &current) {
+            if let (Some(r), Some((_, _, _, handle))) = (run.take(), &current) {
                 r.apply(handle);
             }
-            let handle = aggregates.variant(flag, variant);
+            let handle = aggregates.variant(flag, &super::aggregate::series_key(variant, audience));
             handle.touch(now_ms);
             if !report.touched.iter().any(|t| t == flag) {
                 report.touched.push(flag.to_owned());
             }
-            current = Some((flag, variant, handle));
+            current = Some((flag, variant, audience, handle));
         }
-        if let Some((_, _, handle)) = &current {
+        if let Some((_, _, _, handle)) = &current {
             let count = s.count.unwrap_or(1);
             match &mut run {
                 Some(r) if r.metric == s.metric.as_ref() => r.add(count, s.value),
@@ -322,7 +336,7 @@ pub fn ingest(
             report.accepted += 1;
         }
     }
-    if let (Some(r), Some((_, _, handle))) = (run, &current) {
+    if let (Some(r), Some((_, _, _, handle))) = (run, &current) {
         r.apply(handle);
     }
     report
@@ -445,6 +459,18 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn an_audience_must_be_a_segment_key() {
+        let ok = r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m", "audience": "innovation"}]}"#;
+        assert!(check(&batch(ok), 10).is_ok());
+        let bad = r#"{"signals": [{"flag": "f", "variant": "on", "metric": "m"}, {"flag": "f", "variant": "on", "metric": "m", "audience": "Not a key"}]}"#;
+        let e = check(&batch(bad), 10).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.out_of_bounds),
+            ("signals[1].audience", false)
+        );
     }
 
     #[test]

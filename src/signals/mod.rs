@@ -14,7 +14,9 @@ mod aggregate;
 mod ingest;
 mod limit;
 
-pub use aggregate::{Aggregates, MetricTotals, SavedAggregates};
+pub use aggregate::{
+    series_key, split_series_key, Aggregates, MetricTotals, SavedAggregates, AUDIENCE_SEPARATOR,
+};
 pub use ingest::{
     check, check_timestamps, ingest, ClientReport, IngestReport, Malformed, SignalBatch,
     SignalError,

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod alerts;
+mod audiences;
 mod audit;
 mod auth;
 mod cli;
@@ -24,6 +25,7 @@ mod policies;
 mod python_hook;
 mod reach;
 mod rehearsal;
+mod release_audiences;
 mod releases;
 mod segments;
 mod signals;

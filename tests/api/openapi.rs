@@ -297,6 +297,7 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
             {"when": [{"attribute": "country", "op": "in", "values": ["de"], "segment": null}], "variant": "new"},
             {"when": [{"segment": "beta", "attribute": null, "op": null, "values": null}], "rollout": 50},
         ],
+        "audiences": [{"segment": "beta", "rollout": 5}],
         "salt": "s", "description": "d", "tags": ["t"], "policy": "checkout",
     });
     mirror_agrees(&doc, "Flag", &flag, async |body| {
@@ -317,7 +318,7 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
     app.put_flag(bool_flag("counted", 100.0)).await;
     let token = app.create_token("mirror-client", "client").await;
     let signal = json!({"flag": "counted", "variant": "on", "metric": "exposure", "count": 2.0,
-        "value": 0.25, "targetingKey": "u1", "timestamp": "2026-11-22T10:00:00Z"});
+        "value": 0.25, "audience": "beta", "targetingKey": "u1", "timestamp": "2026-11-22T10:00:00Z"});
     mirror_agrees(&doc, "Signal", &signal, async |s| {
         let r = app
             .client

@@ -183,6 +183,10 @@ pub struct FlagSchema {
     /// Ordered targeting rules; the first match wins.
     #[serde(default)]
     pub rules: Vec<RuleSchema>,
+    /// Release audiences, after the rules, before `rollout`: the first whose segment matches
+    /// serves its own `rollout` (written by the release controller; docs/releases.md).
+    #[serde(default)]
+    pub audiences: Vec<AudienceSchema>,
     /// Bucketing salt (default: the key; a PUT without it keeps the salt in force).
     #[serde(default)]
     pub salt: Option<String>,
@@ -195,6 +199,19 @@ pub struct FlagSchema {
     /// Policy guarding the flag when ramped by hand (must exist).
     #[serde(default)]
     pub policy: Option<String>,
+}
+
+/// A release audience of a flag (docs/bucketing.md).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = FlagAudience)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceSchema {
+    /// An existing segment's key (each segment at most once per flag).
+    pub segment: String,
+    /// 0–100, resolution 0.001 (default 0): the audience's share of `on_variant`.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
+    pub rollout: f64,
 }
 
 /// `boolean`, `string`, `number` or `object`.
@@ -388,6 +405,11 @@ pub struct SignalSchema {
     #[serde(default)]
     #[schema(minimum = -1e12, maximum = 1e12)]
     pub value: Option<f64>,
+    /// The release audience the evaluation named (OFREP `metadata.audience`); absent: the
+    /// signal counts for everyone else (docs/clients.md).
+    #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")]
+    pub audience: Option<String>,
     /// The user, if known (not aggregated).
     #[serde(default, rename = "targetingKey")]
     pub targeting_key: Option<String>,

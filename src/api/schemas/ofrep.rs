@@ -53,6 +53,10 @@ pub struct OfrepSuccess {
 pub struct OfrepFlagMetadata {
     /// The config revision the answer was computed from (docs/clients.md).
     revision: u64,
+    /// The segment key of the release audience that decided (absent when none did); clients
+    /// copy it into the `audience` of the signals they send for this flag (docs/clients.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
 }
 
 /// One entry of the bulk answer.
