@@ -106,6 +106,11 @@ impl CompiledFlag {
     pub fn enabled(&self) -> bool {
         self.enabled
     }
+    /// The segment keys of its release audiences, in evaluation order; an
+    /// [`crate::Evaluation::audience`] is one of them.
+    pub fn audiences(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.audiences.iter().map(|a| &*a.segment)
+    }
     /// Compiled size of all its `matches` patterns (segments included), in bytes, as the
     /// regex engine reports it; at most [`crate::limits::FLAG_REGEX_BYTES`].
     pub fn regex_bytes(&self) -> usize {

@@ -90,6 +90,12 @@ async fn js_hook_attributes_signals_to_the_last_served_variant_through_the_web_s
 }
 
 #[tokio::test]
+async fn js_hook_attributes_signals_to_the_release_audience_of_each_answer() {
+    let app = crate::helpers::spawn_app().await;
+    run_script("audiences.mjs", &app).await;
+}
+
+#[tokio::test]
 async fn js_hook_never_throws_into_the_app_when_the_server_fails_or_rate_limits() {
     // 100 signals/s (a 200-signal burst) so that the script's second batch of 150 gets a 429.
     let app = crate::helpers::spawn_app_with(|c| c.timing.signals_per_second = 100).await;

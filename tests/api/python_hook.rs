@@ -74,7 +74,11 @@ async fn pytest(files: &[&str], app: &TestApp, limited: Option<&TestApp>) {
 async fn python_hook_reports_exact_signals_through_the_ofrep_provider() {
     let app = spawn_app().await;
     pytest(
-        &["tests/test_signals.py", "tests/test_client_report.py"],
+        &[
+            "tests/test_signals.py",
+            "tests/test_client_report.py",
+            "tests/test_audiences.py",
+        ],
         &app,
         None,
     )

@@ -25,6 +25,8 @@ const MAX_RETRY_AFTER_MS = 300_000;
 // Browsers cap the bodies of all in-flight keepalive requests of a page at 64 KiB.
 const KEEPALIVE_BODY = 60_000;
 const SEP = '\u0000';
+// A release audience is named by its segment key (docs/clients.md).
+const AUDIENCE = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 
 const DEFAULTS = {
   flushIntervalMs: 1000,
@@ -59,6 +61,11 @@ function retryAfterMs(header, now) {
     if (Number.isFinite(at)) return Math.min(Math.max(at - now, 0), MAX_RETRY_AFTER_MS);
   }
   return 1000;
+}
+
+/** The attribution key of a served variant: `variant`, or `variant\0audience`. */
+function served(variant, audience) {
+  return typeof audience === 'string' && AUDIENCE.test(audience) ? variant + SEP + audience : variant;
 }
 
 export class RollgateSignals {
@@ -145,16 +152,19 @@ export class RollgateSignals {
   after(hookContext, details) {
     try {
       const flag = hookContext.flagKey;
-      const variant = details.variant;
-      const revision = details.flagMetadata && details.flagMetadata.revision;
+      const metadata = details.flagMetadata;
+      const revision = metadata && metadata.revision;
       if (typeof revision === 'number' && revision > this._revision && Number.isSafeInteger(revision)) {
         this._revision = revision;
         this._appliedAt = Date.now();
       }
-      if (typeof variant !== 'string' || typeof flag !== 'string') {
+      if (typeof details.variant !== 'string' || typeof flag !== 'string') {
         this._stats.noVariant += 1;
         return;
       }
+      // What the user was served: the variant, and the release audience that decided it
+      // (`metadata.audience`, docs/clients.md), so guards compare like with like.
+      const variant = served(details.variant, metadata && metadata.audience);
       this._remember(flag, variant, hookContext.context);
       if (this._closed) {
         this._stats.droppedClosed += 1;
@@ -349,9 +359,12 @@ export class RollgateSignals {
   _drain() {
     const out = [];
     if (this._pending === 0) return out;
-    const push = (flag, variant, metric, count, value) => {
+    const push = (flag, servedAs, metric, count, value) => {
+      const cut = servedAs.indexOf(SEP);
+      const variant = cut < 0 ? servedAs : servedAs.slice(0, cut);
       for (let left = count; left > 0; left -= MAX_COUNT) {
         const s = { flag, variant, metric, count: Math.min(left, MAX_COUNT) };
+        if (cut >= 0) s.audience = servedAs.slice(cut + 1);
         if (value !== undefined) s.value = value;
         out.push(s);
       }
@@ -369,8 +382,9 @@ export class RollgateSignals {
   /** Puts unsent signals back (a failed or rate-limited send); the queue bound still holds. */
   _requeue(signals) {
     for (const s of signals) {
-      if (s.metric === 'exposure' && s.value === undefined) this._addExposures(s.flag, s.variant, s.count);
-      else this._addMetric(s.flag, s.variant, s.metric, s.count, s.value);
+      const variant = served(s.variant, s.audience);
+      if (s.metric === 'exposure' && s.value === undefined) this._addExposures(s.flag, variant, s.count);
+      else this._addMetric(s.flag, variant, s.metric, s.count, s.value);
     }
   }
 

@@ -49,10 +49,11 @@ export async function clientToken(name) {
 }
 
 /** The server's `rollgate_signals_total{flag, variant, metric}` (0 when the series is absent). */
-export async function serverTotal(token, flag, variant, metric) {
+export async function serverTotal(token, flag, variant, metric, audience) {
   const res = await fetch(`${URL_BASE}/metrics`, { headers: { Authorization: `Bearer ${token}` } });
   const text = await res.text();
-  const prefix = `rollgate_signals_total{flag="${flag}",variant="${variant}",metric="${metric}"} `;
+  const labels = `flag="${flag}",variant="${variant}",metric="${metric}"` + (audience ? `,audience="${audience}"` : '');
+  const prefix = `rollgate_signals_total{${labels}} `;
   const line = text.split('\n').find((l) => l.startsWith(prefix));
   return line ? Number(line.slice(prefix.length)) : 0;
 }

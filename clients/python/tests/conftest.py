@@ -78,10 +78,16 @@ class Server:
         )
         return created["token"]
 
-    def total(self, flag: str, variant: str, metric: str) -> Optional[float]:
-        """``rollgate_signals_total{flag, variant, metric}`` from ``/metrics`` (None if absent)."""
+    def total(
+        self, flag: str, variant: str, metric: str, audience: Optional[str] = None
+    ) -> Optional[float]:
+        """``rollgate_signals_total{flag, variant, metric[, audience]}`` from ``/metrics`` (None
+        if absent)."""
         text = self.call("GET", "/metrics")
-        series = f'rollgate_signals_total{{flag="{flag}",variant="{variant}",metric="{metric}"}} '
+        labels = f'flag="{flag}",variant="{variant}",metric="{metric}"'
+        if audience:
+            labels += f',audience="{audience}"'
+        series = f"rollgate_signals_total{{{labels}}} "
         for line in text.splitlines():
             if line.startswith(series):
                 return float(line[len(series) :])

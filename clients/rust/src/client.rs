@@ -316,11 +316,11 @@ impl Client {
     /// ```
     pub fn report(&self, flag: &str, metric: &str, measure: Measure) {
         let flags = self.flags();
-        let variant = flags
+        let served = flags
             .set
             .position(flag)
             .and_then(|i| flags.set.last_served(i));
-        self.record_report(flag, variant, metric, measure);
+        self.record_report(flag, served, metric, measure);
     }
 
     /// Reports `measure` of `metric` for `flag`, attributed to the variant the user with
@@ -334,12 +334,14 @@ impl Client {
     /// ```
     pub fn report_for(&self, flag: &str, ctx: &Context, metric: &str, measure: Measure) {
         let flags = self.flags();
-        let variant = flags.variant_for(flag, ctx);
-        self.record_report(flag, variant, metric, measure);
+        let served = flags.served_for(flag, ctx);
+        self.record_report(flag, served, metric, measure);
     }
 
     /// Reports `measure` of `metric` for `variant` of `flag`, when the app kept the variant
-    /// it served (e.g. from [`Served::variant`](crate::Served::variant)).
+    /// it served (e.g. from [`Served::variant`](crate::Served::variant)). Attributed to
+    /// everyone else; for an answer a release audience decided, use
+    /// [`report_served`](Self::report_served).
     ///
     /// ```no_run
     /// use rollgate_client::Measure;
@@ -348,14 +350,37 @@ impl Client {
     /// # }
     /// ```
     pub fn report_variant(&self, flag: &str, variant: &str, metric: &str, measure: Measure) {
-        self.record_report(flag, Some(variant), metric, measure);
+        self.record_report(flag, Some((variant, None)), metric, measure);
     }
 
-    fn record_report(&self, flag: &str, variant: Option<&str>, metric: &str, measure: Measure) {
+    /// Reports `measure` of `metric` for what an evaluation served (its variant and release
+    /// audience), when the app kept the answer.
+    ///
+    /// ```no_run
+    /// use rollgate_client::Measure;
+    /// # fn demo(client: &rollgate_client::Client, user: &rollgate_client::Context) {
+    /// let flags = client.flags();
+    /// if let Ok(served) = flags.evaluate("new-checkout", user) {
+    ///     client.report_served(&served, "checkout_latency", Measure::Value(0.180));
+    /// }
+    /// # }
+    /// ```
+    pub fn report_served(&self, served: &crate::Served<'_>, metric: &str, measure: Measure) {
+        let cohort = Some((served.variant, served.audience));
+        self.record_report(served.flag, cohort, metric, measure);
+    }
+
+    fn record_report(
+        &self,
+        flag: &str,
+        served: Option<(&str, Option<&str>)>,
+        metric: &str,
+        measure: Measure,
+    ) {
         let Some(acc) = Acc::from_measure(measure) else {
             return;
         };
-        let Some(variant) = variant else {
+        let Some(served) = served else {
             self.shared()
                 .unattributed_reports
                 .fetch_add(1, Ordering::Relaxed);
@@ -368,7 +393,7 @@ impl Client {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.shared().pending.add(flag, variant, metric, acc);
+        self.shared().pending.add(flag, served, metric, acc);
     }
 
     /// The client's state now.

@@ -29,6 +29,9 @@ pub struct Served<'a> {
     pub variant: &'a str,
     /// The served variant's value.
     pub value: &'a Value,
+    /// The release audience (its segment key) whose own percentage decided, if one did
+    /// (docs/clients.md): signals about this answer are attributed to it.
+    pub audience: Option<&'a str>,
     /// Why it was served (OFREP's reasons).
     pub reason: Reason,
     /// The flag's value type.
@@ -131,15 +134,17 @@ impl<'c> Flags<'c> {
         let flag_type = compiled.flag_type();
         if let Some(expected) = expected {
             if !type_fits(expected, flag_type, evaluation.value) {
-                self.shared.error_signal(compiled.key(), evaluation.variant);
+                self.shared
+                    .error_signal(compiled.key(), (evaluation.variant, evaluation.audience));
                 return Err(EvaluationError::mismatch(expected, flag_type));
             }
         }
-        set.record_exposure(i, evaluation.variant_index);
+        set.record_exposure(i, evaluation.variant_index, evaluation.audience);
         Ok(Served {
             flag: compiled.key(),
             variant: evaluation.variant,
             value: evaluation.value,
+            audience: evaluation.audience,
             reason: evaluation.reason,
             flag_type,
             revision: set.revision,
@@ -156,9 +161,14 @@ impl<'c> Flags<'c> {
     /// # }
     /// ```
     pub fn variant_for(&self, flag: &str, ctx: &Context) -> Option<&str> {
+        self.served_for(flag, ctx).map(|(variant, _)| variant)
+    }
+
+    /// What `ctx` is served for `flag`: (variant, audience), without recording an exposure.
+    pub(crate) fn served_for(&self, flag: &str, ctx: &Context) -> Option<(&str, Option<&str>)> {
         let i = self.set.position(flag)?;
         match self.set.evaluate_at(i, ctx)? {
-            Ok(e) => Some(e.variant),
+            Ok(e) => Some((e.variant, e.audience)),
             Err(_) => None,
         }
     }

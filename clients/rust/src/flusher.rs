@@ -100,15 +100,15 @@ impl Flusher {
         let shared = &self.shared;
         let current = shared.set.load_full();
         current
-            .drain(|flag, variant, n| shared.pending.add(flag, variant, "exposure", Acc::count(n)));
+            .drain(|flag, served, n| shared.pending.add(flag, served, "exposure", Acc::count(n)));
         let mut retired =
             std::mem::take(&mut *shared.retired.lock().unwrap_or_else(|e| e.into_inner()));
         retired.retain(|set| {
             // Only this list holds it: no evaluation can still count into it, so this drain
             // is its last.
             let last = Arc::strong_count(set) == 1;
-            set.drain(|flag, variant, n| {
-                shared.pending.add(flag, variant, "exposure", Acc::count(n))
+            set.drain(|flag, served, n| {
+                shared.pending.add(flag, served, "exposure", Acc::count(n))
             });
             !last
         });
@@ -195,7 +195,8 @@ impl Flusher {
                 None => Acc::count(s.count),
                 Some(v) => Acc::valued(s.count, v),
             };
-            self.shared.pending.add(&s.flag, &s.variant, &s.metric, acc);
+            let served = (&*s.variant, s.audience.as_deref());
+            self.shared.pending.add(&s.flag, served, &s.metric, acc);
         }
     }
 

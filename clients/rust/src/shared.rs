@@ -48,7 +48,8 @@ impl Shared {
         self.ready.send_replace(true);
     }
 
-    pub(crate) fn error_signal(&self, flag: &str, variant: &str) {
-        self.pending.add(flag, variant, "error", Acc::count(1));
+    /// One `error` of what `flag` served: (variant, audience).
+    pub(crate) fn error_signal(&self, flag: &str, served: (&str, Option<&str>)) {
+        self.pending.add(flag, served, "error", Acc::count(1));
     }
 }

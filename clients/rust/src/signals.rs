@@ -87,14 +87,17 @@ impl Acc {
     }
 }
 
-/// (flag, variant, metric).
-pub(crate) type SeriesKey = (Box<str>, Box<str>, Box<str>);
+/// (flag, variant, audience, metric): the audience is the release audience that decided the
+/// served variant (`None`: everyone else), so the server compares like with like.
+pub(crate) type SeriesKey = (Box<str>, Box<str>, Option<Box<str>>, Box<str>);
 
 /// One signal as `POST /api/v1/signals` takes it.
 #[derive(Debug, Serialize, PartialEq)]
 pub(crate) struct WireSignal {
     pub(crate) flag: Box<str>,
     pub(crate) variant: Box<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) audience: Option<Box<str>>,
     pub(crate) metric: Box<str>,
     pub(crate) count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,14 +141,26 @@ impl Pending {
         }
     }
 
-    /// Adds `acc` to the series (flag, variant, metric), or drops and counts it when full.
-    pub(crate) fn add(&self, flag: &str, variant: &str, metric: &str, acc: Acc) {
+    /// Adds `acc` to the series (flag, variant, audience, metric), or drops and counts it
+    /// when full.
+    pub(crate) fn add(
+        &self,
+        flag: &str,
+        (variant, audience): (&str, Option<&str>),
+        metric: &str,
+        acc: Acc,
+    ) {
         let stripe = stripe_of_thread() % self.stripes.len();
         let Some(cell) = self.stripes.get(stripe) else {
             return;
         };
         let mut map = cell.lock().unwrap_or_else(|e| e.into_inner());
-        let key: SeriesKey = (flag.into(), variant.into(), metric.into());
+        let key: SeriesKey = (
+            flag.into(),
+            variant.into(),
+            audience.map(Into::into),
+            metric.into(),
+        );
         if let Some(existing) = map.get_mut(&key) {
             existing.add(acc);
             return;
@@ -186,7 +201,7 @@ impl Pending {
 /// The wire form of a set of series, each count split at the server's per-signal maximum.
 pub(crate) fn to_wire(series: &HashMap<SeriesKey, Acc>) -> Vec<WireSignal> {
     let mut out = Vec::with_capacity(series.len());
-    for ((flag, variant, metric), acc) in series {
+    for ((flag, variant, audience, metric), acc) in series {
         let mut push = |count: u64, value: Option<f64>| {
             let mut left = count;
             while left > 0 {
@@ -194,6 +209,7 @@ pub(crate) fn to_wire(series: &HashMap<SeriesKey, Acc>) -> Vec<WireSignal> {
                 out.push(WireSignal {
                     flag: flag.clone(),
                     variant: variant.clone(),
+                    audience: audience.clone(),
                     metric: metric.clone(),
                     count: n,
                     value,
@@ -216,21 +232,21 @@ mod tests {
     #[test]
     fn series_aggregate_and_the_bound_drops_and_counts() {
         let p = Pending::new(2, 1);
-        p.add("f", "on", "exposure", Acc::count(5));
-        p.add("f", "on", "exposure", Acc::count(7));
+        p.add("f", ("on", None), "exposure", Acc::count(5));
+        p.add("f", ("on", None), "exposure", Acc::count(7));
         p.add(
             "f",
-            "on",
+            ("on", None),
             "latency",
             Acc::from_measure(Measure::Value(1.0)).unwrap(),
         );
         p.add(
             "f",
-            "on",
+            ("on", None),
             "latency",
             Acc::from_measure(Measure::Value(3.0)).unwrap(),
         );
-        p.add("f", "off", "exposure", Acc::count(4)); // third series: dropped
+        p.add("f", ("off", None), "exposure", Acc::count(4)); // third series: dropped
         assert_eq!(p.dropped(), 4);
         let all = p.take_all();
         let mut wire = to_wire(&all);
@@ -239,14 +255,14 @@ mod tests {
         assert_eq!((wire[0].count, wire[0].value), (12, None));
         assert_eq!((wire[1].count, wire[1].value), (2, Some(2.0)));
         // Taking frees the places.
-        p.add("f", "off", "exposure", Acc::count(1));
+        p.add("f", ("off", None), "exposure", Acc::count(1));
         assert_eq!(p.take_all().len(), 1);
     }
 
     #[test]
     fn big_counts_are_split_at_the_server_maximum() {
         let p = Pending::new(10, 1);
-        p.add("f", "on", "exposure", Acc::count(2 * MAX_COUNT + 5));
+        p.add("f", ("on", None), "exposure", Acc::count(2 * MAX_COUNT + 5));
         let wire = to_wire(&p.take_all());
         let counts: Vec<u64> = wire.iter().map(|w| w.count).collect();
         assert_eq!(counts, vec![MAX_COUNT, MAX_COUNT, 5]);

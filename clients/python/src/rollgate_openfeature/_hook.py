@@ -178,6 +178,8 @@ class RollgateSignalsHook(Hook):
             key = ctx.targeting_key if ctx is not None else None
             meta = details.flag_metadata
             revision = meta.get("revision") if meta else None
+            # The release audience that decided (docs/clients.md): guards compare like with like.
+            variant = _wire.served(variant, meta.get("audience") if meta else None)
             series = (flag, variant, EXPOSURE)
             with self._lock:
                 n = self._counts.get(series)
@@ -411,7 +413,8 @@ class RollgateSignalsHook(Hook):
                 return
             for batch in batches:
                 for s in batch:
-                    series = (s["flag"], s["variant"], s["metric"])
+                    variant = _wire.served(s["variant"], s.get("audience"))
+                    series = (s["flag"], variant, s["metric"])
                     queued = len(self._counts) + len(self._valued)
                     if "value" in s:
                         if queued < self._max_queue:

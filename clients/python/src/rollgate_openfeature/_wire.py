@@ -26,12 +26,30 @@ MAX_ABS_VALUE = 1e12
 MAX_RETRY_AFTER = 300.0
 
 _METRIC = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+_AUDIENCE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}\Z")
+_SEP = "\0"
 
 # One queued series: (flag, variant, metric) -> count, or a valued signal (flag, variant,
 # metric, count, value). Valued signals are not aggregated: docs/clients.md sends `value` for
 # a single measured value.
 SeriesKey = Tuple[str, str, str]
 Valued = Tuple[str, str, str, int, float]
+
+
+def served(variant: str, audience: object) -> str:
+    """The attribution key of a served variant: ``variant``, or ``variant\\0audience`` when a
+    release audience (a segment key, the evaluation's ``metadata.audience``) decided it."""
+    if isinstance(audience, str) and _AUDIENCE.match(audience):
+        return variant + _SEP + audience
+    return variant
+
+
+def _signal(flag: str, key: str, metric: str, count: int) -> Dict[str, Any]:
+    variant, _, audience = key.partition(_SEP)
+    s: Dict[str, Any] = {"flag": flag, "variant": variant, "metric": metric, "count": count}
+    if audience:
+        s["audience"] = audience
+    return s
 
 
 def valid_metric(metric: object) -> bool:
@@ -45,14 +63,12 @@ def to_signals(counts: Dict[SeriesKey, int], valued: List[Valued]) -> List[Dict[
     for (flag, variant, metric), count in counts.items():
         while count > 0:
             n = min(count, MAX_COUNT)
-            out.append({"flag": flag, "variant": variant, "metric": metric, "count": n})
+            out.append(_signal(flag, variant, metric, n))
             count -= n
     for flag, variant, metric, count, value in valued:
         while count > 0:
             n = min(count, MAX_COUNT)
-            out.append(
-                {"flag": flag, "variant": variant, "metric": metric, "count": n, "value": value}
-            )
+            out.append({**_signal(flag, variant, metric, n), "value": value})
             count -= n
     return out
 

@@ -122,6 +122,17 @@ impl Server {
 
     /// The server's cumulative signal total for (flag, variant, metric), read from `/metrics`.
     pub async fn signal_total(&self, flag: &str, variant: &str, metric: &str) -> u64 {
+        self.audience_total(flag, variant, None, metric).await
+    }
+
+    /// `rollgate_signals_total` of a (variant, release audience) series (`None`: everyone else).
+    pub async fn audience_total(
+        &self,
+        flag: &str,
+        variant: &str,
+        audience: Option<&str>,
+        metric: &str,
+    ) -> u64 {
         let text = self
             .admin(reqwest::Method::GET, "/metrics")
             .send()
@@ -130,8 +141,9 @@ impl Server {
             .text()
             .await
             .unwrap();
+        let audience = audience.map_or(String::new(), |a| format!(r#",audience="{a}""#));
         let series = format!(
-            r#"rollgate_signals_total{{flag="{flag}",variant="{variant}",metric="{metric}"}} "#
+            r#"rollgate_signals_total{{flag="{flag}",variant="{variant}",metric="{metric}"{audience}}} "#
         );
         text.lines()
             .find_map(|l| l.strip_prefix(&series))

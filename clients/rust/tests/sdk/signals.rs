@@ -252,3 +252,78 @@ async fn a_full_pending_store_drops_and_counts_new_series_and_keeps_aggregating_
     assert_eq!(client.status().dropped_signals, 20);
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_are_attributed_to_the_release_audience_that_decided() {
+    let server = spawn_server().await;
+    server
+        .put_segment(json!({"key": "innovation",
+            "when": [{"attribute": "tier", "op": "in", "values": ["innovation"]}]}))
+        .await;
+    server
+        .put_segment(json!({"key": "seniors",
+            "when": [{"attribute": "age", "op": "gte", "values": [60]}]}))
+        .await;
+    let mut flag = bool_flag("qr", 20.0);
+    flag["audiences"] = json!([{"segment": "seniors", "rollout": 0},
+        {"segment": "innovation", "rollout": 100}]);
+    server.put_flag(flag).await;
+    let client = server
+        .sdk("audiences")
+        .await
+        .flush_interval(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+
+    let mut want = std::collections::BTreeMap::<(String, Option<String>), u64>::new();
+    let mut complaints = want.clone();
+    for i in 0..600 {
+        let mut user = json!({"targetingKey": format!("user-{i}")});
+        if i % 3 == 0 {
+            user["tier"] = json!("innovation");
+        }
+        if i % 8 == 0 {
+            user["age"] = json!(70);
+        }
+        let user = ctx(user);
+        let flags = client.flags();
+        let served = flags.evaluate("qr", &user).unwrap();
+        let cohort = (
+            served.variant.to_string(),
+            served.audience.map(str::to_string),
+        );
+        *want.entry(cohort.clone()).or_default() += 1;
+        if i % 7 == 0 {
+            client.complaint_for("qr", &user);
+            *complaints.entry(cohort).or_default() += 1;
+        }
+    }
+    let cohort = |v: &str, a: Option<&str>| (v.to_string(), a.map(str::to_string));
+    assert!(
+        want.contains_key(&cohort("on", Some("innovation"))),
+        "{want:?}"
+    );
+    assert!(
+        want.contains_key(&cohort("off", Some("seniors"))),
+        "{want:?}"
+    );
+    assert!(
+        !want.contains_key(&cohort("on", Some("seniors"))),
+        "{want:?}"
+    );
+    client.flush().await;
+
+    for ((variant, audience), n) in &want {
+        let got = server
+            .audience_total("qr", variant, audience.as_deref(), "exposure")
+            .await;
+        assert_eq!(got, *n, "exposures of {variant}/{audience:?}");
+    }
+    for ((variant, audience), n) in &complaints {
+        let got = server
+            .audience_total("qr", variant, audience.as_deref(), "complaint")
+            .await;
+        assert_eq!(got, *n, "complaints of {variant}/{audience:?}");
+    }
+}
