@@ -182,8 +182,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // their fields as an array (`[null, null]`), which no client means.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+            // The field is the body itself, named "." as serde's own type errors are.
             return Err(ApiError::BadRequest {
-                field: None,
+                field: Some(".".into()),
                 message: format!("invalid type: {}, expected a JSON object", kind(&value)),
             });
         }

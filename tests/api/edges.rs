@@ -484,6 +484,7 @@ async fn a_body_that_is_not_a_json_object_is_refused_everywhere() {
             .unwrap();
         let (status, answer) = error_of(r).await;
         assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+        assert_eq!(answer["field"], ".", "{method} {path}: the body itself");
         let message = answer["message"].as_str().unwrap();
         assert!(
             message.starts_with("invalid type: ") && message.ends_with("expected a JSON object"),
