@@ -49,10 +49,10 @@ pub struct RehearsalRequest {
     /// Events per exposure on the old variant, for every guarded metric; each in (0, 1).
     pub base: BTreeMap<String, f64>,
     /// Simulated releases per scenario, 1..=10000 (default 200).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::option_u64")]
     pub runs: Option<u64>,
     /// Seed (default 1): the same seed and runs give the same figures.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::option_u64")]
     pub seed: Option<u64>,
     /// Computation budget in seconds, (0, 60] (default 10); stops early and says so.
     #[serde(default)]
