@@ -11,10 +11,13 @@
 //!   at most the last second of signals (documented in `docs/operations.md`).
 
 mod aggregate;
+mod histogram;
 mod ingest;
 mod limit;
+pub mod sketch;
 
 pub use aggregate::{Aggregates, MetricTotals, SavedAggregates};
+pub use histogram::Histogram;
 pub use ingest::{
     check, check_timestamps, ingest, ClientReport, IngestReport, Malformed, SignalBatch,
     SignalError,
