@@ -9,7 +9,15 @@
 //! entries `metric#<bucket>` of [`Counts`] (metric names cannot contain `#`), so every place
 //! that takes a baseline takes the sketches with it.
 
-use super::stats::ln_share_lr;
+use super::stats::{ln_share_lr_with, PRIOR_CONCENTRATION};
+
+/// The share test of the latency guards: the Beta mixture with a prior worth about
+/// [`PRIOR_CONCENTRATION`] events of the rarer outcome (the tail), tuned to the small shifts of
+/// a tail share that a latency band is about.
+pub fn ln_share_lr(successes: u64, failures: u64, pi0: f64) -> f64 {
+    let rare = pi0.min(1.0 - pi0).clamp(1e-3, 0.5);
+    ln_share_lr_with(successes, failures, pi0, PRIOR_CONCENTRATION / rare)
+}
 use crate::release::Counts;
 use crate::signals::sketch::{upper_edge, SavedSketch, RELATIVE_ACCURACY};
 use serde::Serialize;

@@ -4,7 +4,7 @@
 
 /// Migrations, oldest first; the version of `MIGRATIONS[i]` is `i + 1`. Never edit a shipped
 /// one: add a new one.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -93,5 +93,23 @@ CREATE TABLE rollgate_signal_seen (
 CREATE TABLE rollgate_schema (
     version    int PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"#;
+
+/// Version 2 is reserved for the rollback drills (`rollgate_drills`), merged separately; this
+/// placeholder keeps the numbering until that migration takes its place.
+const V2: &str = "SELECT 1;";
+
+/// Version 3: the latency sketches. One row per non-empty bucket of the values' sketch of a
+/// (flag, variant, metric), summed over every node like `rollgate_signal_totals`, and written
+/// in the same flush transaction as the counts (`cluster/signals.rs`, `signals/sketch.rs`).
+const V3: &str = r#"
+CREATE TABLE rollgate_signal_sketches (
+    flag    text NOT NULL,
+    variant text NOT NULL,
+    metric  text NOT NULL,
+    bucket  int NOT NULL,
+    count   bigint NOT NULL,
+    PRIMARY KEY (flag, variant, metric, bucket)
 );
 "#;
