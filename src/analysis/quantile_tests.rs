@@ -121,10 +121,9 @@ fn aa_false_breaches_stay_under_alpha_when_checked_after_every_batch() {
         }
     }
     let rate = f64::from(breached) / runs as f64;
-    eprintln!("AA rate {rate}");
     // Two tests (band and ceiling at the true p95) each at α: the union bound is 2α; the
-    // guard's tests are conservative, so in practice far below.
-    assert!(rate <= alpha, "false breach rate {rate} above α = {alpha}");
+    // guard's tests are conservative, so in practice far below (1 run of 300 with this seed).
+    assert!(rate <= alpha / 2.0, "false breach rate {rate} above α / 2 = {}", alpha / 2.0);
 }
 
 /// The true p95 of [`latency`]: exp(μ + 1.6449 σ).

@@ -14,6 +14,7 @@ mod flags;
 mod fsync;
 mod fuzz;
 mod guards;
+mod latency;
 mod interop;
 mod js_client;
 mod ofrep;
