@@ -11,5 +11,6 @@ mod support;
 
 mod boot;
 mod feed;
+mod latency;
 mod leader;
 mod outage;
