@@ -245,13 +245,12 @@ pub fn verdict(
             .collect();
         let breach = match g.quantile {
             Some(q) => {
-                let window = |variant: &str| {
-                    quantile::sketch_of(&counts, variant, &g.metric).minus(&quantile::sketch_of(
-                        &module.module_baseline,
-                        variant,
-                        &g.metric,
-                    ))
-                };
+                let window =
+                    |variant: &str| {
+                        quantile::sketch_of(&counts, variant, &g.metric).minus(
+                            &quantile::sketch_of(&module.module_baseline, variant, &g.metric),
+                        )
+                    };
                 let params = quantile::QuantileGuard {
                     quantile: q,
                     max_relative_increase: g.max_relative_increase,

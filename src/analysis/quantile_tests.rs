@@ -40,7 +40,12 @@ fn sketches_travel_in_counts_next_to_plain_counts() {
         .or_default()
         .insert("latency".into(), 4);
     put_sketch(&mut counts, "on", "latency", &s);
-    put_sketch(&mut counts, "on", "latency_b", &sample(&mut StdRng::seed_from_u64(1), 5, 1.0));
+    put_sketch(
+        &mut counts,
+        "on",
+        "latency_b",
+        &sample(&mut StdRng::seed_from_u64(1), 5, 1.0),
+    );
     assert_eq!(sketch_of(&counts, "on", "latency"), s);
     assert_eq!(sketch_of(&counts, "off", "latency"), SavedSketch::default());
     assert_eq!(crate::release::count_of(&counts, "on", "latency"), 4);
@@ -90,12 +95,27 @@ fn the_ceiling_applies_at_every_stage_and_needs_no_old_variant() {
 fn too_few_old_observations_cannot_tell_and_none_at_all_has_nothing_to_compare() {
     let mut rng = StdRng::seed_from_u64(9);
     let g = guard(Some(0.2), None, 0.01);
-    let few = evaluate(&g, &sample(&mut rng, 20, 1.0), &sample(&mut rng, 20, 2.0), false);
+    let few = evaluate(
+        &g,
+        &sample(&mut rng, 20, 1.0),
+        &sample(&mut rng, 20, 2.0),
+        false,
+    );
     assert_eq!((few.could_detect, few.breach), (Some(false), None));
-    let none = evaluate(&g, &SavedSketch::default(), &sample(&mut rng, 20, 2.0), false);
+    let none = evaluate(
+        &g,
+        &SavedSketch::default(),
+        &sample(&mut rng, 20, 2.0),
+        false,
+    );
     assert_eq!(none.could_detect, Some(true));
     // Plenty of old data but no new observation yet: cannot tell either.
-    let idle = evaluate(&g, &sample(&mut rng, 5000, 1.0), &SavedSketch::default(), false);
+    let idle = evaluate(
+        &g,
+        &sample(&mut rng, 5000, 1.0),
+        &SavedSketch::default(),
+        false,
+    );
     assert_eq!(idle.could_detect, Some(false));
 }
 
@@ -123,11 +143,14 @@ fn aa_false_breaches_stay_under_alpha_when_checked_after_every_batch() {
     let rate = f64::from(breached) / runs as f64;
     // Two tests (band and ceiling at the true p95) each at α: the union bound is 2α; the
     // guard's tests are conservative, so in practice far below (1 run of 300 with this seed).
-    assert!(rate <= alpha / 2.0, "false breach rate {rate} above α / 2 = {}", alpha / 2.0);
+    assert!(
+        rate <= alpha / 2.0,
+        "false breach rate {rate} above α / 2 = {}",
+        alpha / 2.0
+    );
 }
 
 /// The true p95 of [`latency`]: exp(μ + 1.6449 σ).
 fn latency_p95() -> f64 {
     (0.2f64.ln() + 1.644_853_6 * 0.5).exp()
 }
-

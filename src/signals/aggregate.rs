@@ -250,7 +250,8 @@ impl Aggregates {
                 for (metric, series) in metrics.read().unwrap_or_else(|e| e.into_inner()).iter() {
                     out.insert(metric.to_string(), series.totals());
                     if let Some(sketch) = series.saved_sketch() {
-                        saved.sketches
+                        saved
+                            .sketches
                             .entry(flag.to_string())
                             .or_default()
                             .entry(variant.to_string())

@@ -69,10 +69,7 @@ impl Histogram {
                 ),
             ));
         }
-        let total = self
-            .counts
-            .iter()
-            .fold(0u64, |a, &c| a.saturating_add(c));
+        let total = self.counts.iter().fold(0u64, |a, &c| a.saturating_add(c));
         if total == 0 {
             return Err(Malformed::shape(
                 field("counts"),

@@ -222,7 +222,8 @@ pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
         }
         let count = match &s.histogram {
             Some(h) => {
-                for (absent, field) in [(s.count.is_none(), "count"), (s.value.is_none(), "value")] {
+                for (absent, field) in [(s.count.is_none(), "count"), (s.value.is_none(), "value")]
+                {
                     if !absent {
                         return Err(Malformed::shape(
                             at(field),

@@ -107,7 +107,9 @@ async fn run(class: &str, traffic: &mut Traffic, done: impl Fn(&Value) -> bool) 
     latency_policy(&app, class).await;
     app.put_flag(bool_flag("checkout", 0.0)).await;
     let id = app
-        .create_release(json!({"name": "latency", "policy": "test-latency", "modules": [{"flag": "checkout"}]}))
+        .create_release(
+            json!({"name": "latency", "policy": "test-latency", "modules": [{"flag": "checkout"}]}),
+        )
         .await;
     let r = app
         .admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
@@ -151,7 +153,9 @@ async fn an_a_a_latency_release_completes_through_every_stage() {
     assert_eq!(status["state"], "completed", "{status:#}");
     let acts = actions(&out["audit"]);
     assert!(
-        !acts.iter().any(|a| a == "module.pause" || a == "module.rollback"),
+        !acts
+            .iter()
+            .any(|a| a == "module.pause" || a == "module.rollback"),
         "{acts:?}"
     );
     assert_eq!(
@@ -186,11 +190,11 @@ async fn a_30_percent_slower_p95_rolls_back_a_core_guard_with_values_and_with_hi
         let record = &module["decision"];
         assert_eq!(record["action"], "rollback");
         let q = record["numbers"]["guards"]["guard"]["quantile"].clone();
+        assert!(q["share_above_threshold"].as_f64().unwrap() > 0.05, "{q:#}");
         assert!(
-            q["share_above_threshold"].as_f64().unwrap() > 0.05,
+            q["ln_evidence"].as_f64() >= q["ln_threshold"].as_f64(),
             "{q:#}"
         );
-        assert!(q["ln_evidence"].as_f64() >= q["ln_threshold"].as_f64(), "{q:#}");
         assert!(close(&q["relative_increase"], &json!(0.3), 0.2), "{q:#}");
         let audit_record = out["audit"]["entries"]
             .as_array()
@@ -205,7 +209,11 @@ async fn a_30_percent_slower_p95_rolls_back_a_core_guard_with_values_and_with_hi
     }
     for field in ["new", "old"] {
         assert!(
-            close(&records[0][field]["value"], &records[1][field]["value"], 0.02),
+            close(
+                &records[0][field]["value"],
+                &records[1][field]["value"],
+                0.02
+            ),
             "{field}: {:#} vs {:#}",
             records[0],
             records[1]
@@ -239,22 +247,60 @@ async fn bad_histograms_are_refused_naming_the_field() {
     app.put_flag(bool_flag("checkout", 50.0)).await;
     let ok = json!({"flag": "checkout", "variant": "on", "metric": "checkout_latency",
         "histogram": {"bounds": [0.1, 0.2], "counts": [3, 4.0]}});
-    let h = |histogram: Value| {
-        json!({"flag": "checkout", "variant": "on", "metric": "checkout_latency", "histogram": histogram})
-    };
+    let h = |histogram: Value| json!({"flag": "checkout", "variant": "on", "metric": "checkout_latency", "histogram": histogram});
     for (signals, code, field) in [
-        (json!([ok, h(json!({"bounds": [0.1, 0.2], "counts": [1]}))]), 400, "signals[1].histogram.counts"),
-        (json!([h(json!({"bounds": [0.1, 0.3, 0.2], "counts": [1, 1, 1]}))]), 400, "signals[0].histogram.bounds[2]"),
-        (json!([h(json!({"bounds": [], "counts": []}))]), 400, "signals[0].histogram.bounds"),
-        (json!([h(json!({"bounds": [0.1], "counts": [0]}))]), 400, "signals[0].histogram.counts"),
-        (json!([h(json!({"bounds": [-0.1, 0.1], "counts": [1, 1]}))]), 422, "signals[0].histogram.bounds[0]"),
-        (json!([h(json!({"bounds": [0.1, 0.2], "counts": [600000, 400001]}))]), 422, "signals[0].histogram.counts"),
-        (json!([h(json!({"bounds": [0.1], "counts": [1], "sum": 3}))]), 400, "signals[0].histogram"),
-        (json!([h(json!({"bounds": [0.1], "counts": [-1]}))]), 400, "signals[0].histogram.counts"),
-        (json!([{"flag": "checkout", "variant": "on", "metric": "checkout_latency", "value": 0.2,
-            "histogram": {"bounds": [0.1], "counts": [1]}}]), 400, "signals[0].value"),
-        (json!([{"flag": "checkout", "variant": "on", "metric": "checkout_latency", "count": 2,
-            "histogram": {"bounds": [0.1], "counts": [1]}}]), 400, "signals[0].count"),
+        (
+            json!([ok, h(json!({"bounds": [0.1, 0.2], "counts": [1]}))]),
+            400,
+            "signals[1].histogram.counts",
+        ),
+        (
+            json!([h(json!({"bounds": [0.1, 0.3, 0.2], "counts": [1, 1, 1]}))]),
+            400,
+            "signals[0].histogram.bounds[2]",
+        ),
+        (
+            json!([h(json!({"bounds": [], "counts": []}))]),
+            400,
+            "signals[0].histogram.bounds",
+        ),
+        (
+            json!([h(json!({"bounds": [0.1], "counts": [0]}))]),
+            400,
+            "signals[0].histogram.counts",
+        ),
+        (
+            json!([h(json!({"bounds": [-0.1, 0.1], "counts": [1, 1]}))]),
+            422,
+            "signals[0].histogram.bounds[0]",
+        ),
+        (
+            json!([h(json!({"bounds": [0.1, 0.2], "counts": [600000, 400001]}))]),
+            422,
+            "signals[0].histogram.counts",
+        ),
+        (
+            json!([h(json!({"bounds": [0.1], "counts": [1], "sum": 3}))]),
+            400,
+            "signals[0].histogram",
+        ),
+        (
+            json!([h(json!({"bounds": [0.1], "counts": [-1]}))]),
+            400,
+            "signals[0].histogram.counts",
+        ),
+        (
+            json!([{"flag": "checkout", "variant": "on", "metric": "checkout_latency", "value": 0.2,
+            "histogram": {"bounds": [0.1], "counts": [1]}}]),
+            400,
+            "signals[0].value",
+        ),
+        (
+            json!([{"flag": "checkout", "variant": "on", "metric": "checkout_latency", "count": 2,
+            "histogram": {"bounds": [0.1], "counts": [1]}}]),
+            400,
+            "signals[0].count",
+        ),
     ] {
         let (status, body) = app.signals(&token, signals.clone()).await;
         assert_eq!(status, code, "{signals}: {body}");
@@ -276,13 +322,31 @@ async fn bad_latency_guards_are_refused_naming_the_field() {
         json!({"name": "bad-latency", "guard": [{"metric": "errors", "class": "core", "max_count": 0}, g]})
     };
     for (extra, field) in [
-        (json!({"quantile": 1.0, "max_relative_increase": 0.2}), "guard[1].quantile"),
-        (json!({"quantile": 0.0, "max_value": 1.0}), "guard[1].quantile"),
+        (
+            json!({"quantile": 1.0, "max_relative_increase": 0.2}),
+            "guard[1].quantile",
+        ),
+        (
+            json!({"quantile": 0.0, "max_value": 1.0}),
+            "guard[1].quantile",
+        ),
         (json!({"quantile": 0.95}), "guard[1].quantile"),
-        (json!({"quantile": 0.95, "max_relative_increase": 0.2, "max_rate": 0.1}), "guard[1].max_rate"),
-        (json!({"quantile": 0.95, "max_value": 0.8, "max_count": 3}), "guard[1].max_count"),
-        (json!({"quantile": 0.95, "max_value": -1.0}), "guard[1].max_value"),
-        (json!({"max_value": 0.8, "max_relative_increase": 0.2}), "guard[1].max_value"),
+        (
+            json!({"quantile": 0.95, "max_relative_increase": 0.2, "max_rate": 0.1}),
+            "guard[1].max_rate",
+        ),
+        (
+            json!({"quantile": 0.95, "max_value": 0.8, "max_count": 3}),
+            "guard[1].max_count",
+        ),
+        (
+            json!({"quantile": 0.95, "max_value": -1.0}),
+            "guard[1].max_value",
+        ),
+        (
+            json!({"max_value": 0.8, "max_relative_increase": 0.2}),
+            "guard[1].max_value",
+        ),
     ] {
         let r = app
             .admin(Method::PUT, "/api/v1/policies/bad-latency")

@@ -25,8 +25,10 @@ async fn two_nodes_each_ingesting_half_of_the_latencies_give_every_node_the_merg
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     a.put_flag(bool_flag("checkout", 0.0)).await;
     let id = a
-        .create_release(json!({"name": "l", "policy": "latency", "modules": [{"flag": "checkout"}],
-            "stages": {"percentages": [50, 100], "min_duration": "1h"}}))
+        .create_release(
+            json!({"name": "l", "policy": "latency", "modules": [{"flag": "checkout"}],
+            "stages": {"percentages": [50, 100], "min_duration": "1h"}}),
+        )
         .await;
     let r = a
         .admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
@@ -52,7 +54,9 @@ async fn two_nodes_each_ingesting_half_of_the_latencies_give_every_node_the_merg
     let (code, body) = b
         .signals(
             &token,
-            json!([on(json!({"histogram": {"bounds": [0.1, 0.3], "counts": [0, 1000]}}))]),
+            json!([on(
+                json!({"histogram": {"bounds": [0.1, 0.3], "counts": [0, 1000]}})
+            )]),
         )
         .await;
     assert_eq!(code, 200, "{body}");
