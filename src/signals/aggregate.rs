@@ -500,6 +500,11 @@ mod tests {
         global.add("g", "off", "errors", totals(3, 0.0, 0)); // never seen locally
         global.touch("f", 400);
         global.touch("g", 900);
+        // Sketch buckets are raised like counts: 1.0 is behind (2 < 4), 0.5 is new.
+        let mut behind = SavedSketch::default();
+        behind.add(1.0, 2);
+        behind.add(0.5, 5);
+        global.add_sketch("f", "on", "latency", &behind);
 
         a.set_totals(&global);
 
@@ -518,6 +523,10 @@ mod tests {
                 expected.add("g", "off", "errors", totals(3, 0.0, 0));
                 expected.touch("f", 500);
                 expected.touch("g", 900);
+                let mut sketch = SavedSketch::default();
+                sketch.add(1.0, 4);
+                sketch.add(0.5, 5);
+                expected.add_sketch("f", "on", "latency", &sketch);
                 expected
             },
             "applying the same totals twice changes nothing"
@@ -570,6 +579,9 @@ mod tests {
             );
             assert_eq!(agg.totals("f", "off", "exposure").count, 0);
             assert_eq!(agg.last_signal_ms("f"), Some(1234));
+            let sketch = agg.sketch("f", "on", "latency").expect("a valued series has a sketch");
+            assert_eq!(sketch.quantile(0.5).map(|q| (q - 0.25).abs() < 0.0025), Some(true));
+            assert_eq!(agg.sketch("f", "on", "exposure"), None);
         }
     }
 }
