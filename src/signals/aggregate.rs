@@ -579,8 +579,13 @@ mod tests {
             );
             assert_eq!(agg.totals("f", "off", "exposure").count, 0);
             assert_eq!(agg.last_signal_ms("f"), Some(1234));
-            let sketch = agg.sketch("f", "on", "latency").expect("a valued series has a sketch");
-            assert_eq!(sketch.quantile(0.5).map(|q| (q - 0.25).abs() < 0.0025), Some(true));
+            let sketch = agg
+                .sketch("f", "on", "latency")
+                .expect("a valued series has a sketch");
+            assert_eq!(
+                sketch.quantile(0.5).map(|q| (q - 0.25).abs() < 0.0025),
+                Some(true)
+            );
             assert_eq!(agg.sketch("f", "on", "exposure"), None);
         }
     }
