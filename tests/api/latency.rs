@@ -368,3 +368,54 @@ async fn bad_latency_guards_are_refused_naming_the_field() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
+
+/// Too few latencies to see a p95 +50 % above the band: the stage is extended, not advanced;
+/// once enough arrive (same distribution on both variants) it advances.
+#[tokio::test]
+async fn a_stage_that_cannot_yet_tell_a_latency_harm_is_extended_until_it_can() {
+    let app = spawn_app().await;
+    let token = app.create_token("app", "client").await;
+    latency_policy(&app, "core").await;
+    app.put_flag(bool_flag("checkout", 0.0)).await;
+    let plan = json!({"name": "c", "policy": "test-latency", "modules": [{"flag": "checkout",
+        "stages": {"percentages": [50, 100], "min_duration": "0s", "min_exposures": 100}}]});
+    let id = app.create_release(plan).await;
+    app.admin_post(&format!("/api/v1/releases/{id}/start"), json!({}))
+        .await;
+    let few = |n: u64| {
+        json!([
+            {"flag": "checkout", "variant": "on", "metric": "exposure", "count": 500},
+            {"flag": "checkout", "variant": "off", "metric": "exposure", "count": 500},
+            {"flag": "checkout", "variant": "on", "metric": "checkout_latency", "value": 0.2, "count": n},
+            {"flag": "checkout", "variant": "off", "metric": "checkout_latency", "value": 0.2, "count": n},
+        ])
+    };
+    let (code, _) = app.signals(&token, few(20)).await;
+    assert_eq!(code, 200);
+
+    let status = app
+        .wait_release(&id, "the extension note", |s| {
+            s["modules"][0]["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("stage extended"))
+        })
+        .await;
+    let m = &status["modules"][0];
+    assert_eq!(m["stage"], 0);
+    assert_eq!(m["guards"][0]["state"], "cannot_tell", "{m:#}");
+    assert_eq!(m["guards"][0]["could_detect"], false);
+    assert!(
+        m["waiting"]
+            .as_str()
+            .unwrap()
+            .contains("observations of checkout_latency"),
+        "{m:#}"
+    );
+
+    let (code, _) = app.signals(&token, few(5000)).await;
+    assert_eq!(code, 200);
+    let status = app
+        .wait_release(&id, "the next stage", |s| s["modules"][0]["stage"] == 1)
+        .await;
+    assert_eq!(status["modules"][0]["percentage"], 100.0, "{status:#}");
+}
