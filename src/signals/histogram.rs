@@ -5,6 +5,9 @@
 //! observation. Each observation is recorded at its bucket's upper bound: a quantile read from a
 //! histogram is never below the true one, and is exact when the bounds are the observed values.
 //! The shape is checked strictly; a problem names its field (`signals[3].histogram.counts`).
+//! What the OpenAPI document states (1 to 512 bounds, integer counts ≥ 0, no other key) is 400;
+//! the rules it can only state in words (bounds increasing and in range, one count per bound,
+//! at least one and at most 1,000,000 observations) are 422, as for every schema-valid request.
 
 use super::ingest::{Malformed, MAX_ABS_VALUE, MAX_COUNT};
 use serde::Deserialize;
@@ -46,7 +49,7 @@ impl Histogram {
         let mut previous = f64::NEG_INFINITY;
         for (j, &b) in self.bounds.iter().enumerate() {
             if !b.is_finite() || b <= previous {
-                return Err(Malformed::shape(
+                return Err(Malformed::bound(
                     field(&format!("bounds[{j}]")),
                     "bounds must be finite and strictly increasing",
                 ));
@@ -60,7 +63,7 @@ impl Histogram {
             previous = b;
         }
         if self.counts.len() != self.bounds.len() {
-            return Err(Malformed::shape(
+            return Err(Malformed::bound(
                 field("counts"),
                 format!(
                     "one count per bound: {} bounds, {} counts",
@@ -71,7 +74,7 @@ impl Histogram {
         }
         let total = self.counts.iter().fold(0u64, |a, &c| a.saturating_add(c));
         if total == 0 {
-            return Err(Malformed::shape(
+            return Err(Malformed::bound(
                 field("counts"),
                 "a histogram needs at least one observation",
             ));

@@ -225,7 +225,7 @@ pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
                 for (absent, field) in [(s.count.is_none(), "count"), (s.value.is_none(), "value")]
                 {
                     if !absent {
-                        return Err(Malformed::shape(
+                        return Err(Malformed::bound(
                             at(field),
                             "a signal with a histogram carries its counts and values in it",
                         ));

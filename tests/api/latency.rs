@@ -251,12 +251,12 @@ async fn bad_histograms_are_refused_naming_the_field() {
     for (signals, code, field) in [
         (
             json!([ok, h(json!({"bounds": [0.1, 0.2], "counts": [1]}))]),
-            400,
+            422,
             "signals[1].histogram.counts",
         ),
         (
             json!([h(json!({"bounds": [0.1, 0.3, 0.2], "counts": [1, 1, 1]}))]),
-            400,
+            422,
             "signals[0].histogram.bounds[2]",
         ),
         (
@@ -266,7 +266,7 @@ async fn bad_histograms_are_refused_naming_the_field() {
         ),
         (
             json!([h(json!({"bounds": [0.1], "counts": [0]}))]),
-            400,
+            422,
             "signals[0].histogram.counts",
         ),
         (
@@ -292,13 +292,13 @@ async fn bad_histograms_are_refused_naming_the_field() {
         (
             json!([{"flag": "checkout", "variant": "on", "metric": "checkout_latency", "value": 0.2,
             "histogram": {"bounds": [0.1], "counts": [1]}}]),
-            400,
+            422,
             "signals[0].value",
         ),
         (
             json!([{"flag": "checkout", "variant": "on", "metric": "checkout_latency", "count": 2,
             "histogram": {"bounds": [0.1], "counts": [1]}}]),
-            400,
+            422,
             "signals[0].count",
         ),
     ] {

@@ -354,10 +354,23 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
         "histogram": {"bounds": [0.1], "counts": [1]}}),
     )
     .await;
-    assert_eq!(status, 400, "count beside a histogram");
+    assert_eq!(
+        status, 422,
+        "count beside a histogram: schema-valid, refused by a rule stated in words"
+    );
     let properties = names(&schema(&doc, "Histogram")["properties"]);
     assert_eq!(properties, names(&json!(["bounds", "counts"])));
     assert_eq!(schema(&doc, "Histogram")["additionalProperties"], false);
+    for list in ["bounds", "counts"] {
+        let items = &schema(&doc, "Histogram")["properties"][list];
+        assert_eq!(
+            (&items["minItems"], &items["maxItems"]),
+            (&json!(1), &json!(512)),
+            "{items}"
+        );
+    }
+    let count = &schema(&doc, "Histogram")["properties"]["counts"]["items"];
+    assert_eq!(count["minimum"], 0, "{count}");
 
     // The client report of a batch (docs/clients.md), in a heartbeat.
     let client = json!({"id": "tab-1", "revision": 3.0, "applied_ms_ago": 850, "sdk": "rollgate-rust/0.1.0", "closing": false});
