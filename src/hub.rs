@@ -20,8 +20,9 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// How many past events a reconnecting client can catch up on.
@@ -36,6 +37,8 @@ pub struct ChangeEvent {
     pub change_frame: Bytes,
     /// The complete SSE frame of the OFREP `refetchEvaluation` message.
     pub ofrep_frame: Bytes,
+    /// When it was handed to the hub (the drill's stream delay starts here).
+    pub published: Instant,
 }
 
 /// Where a reconnecting client starts.
@@ -59,7 +62,14 @@ pub struct ChangeHub {
     tx: broadcast::Sender<Arc<ChangeEvent>>,
     subscribers: AtomicI64,
     closing: tokio::sync::watch::Sender<bool>,
+    /// Running drills (docs/operations.md, "Drills"): while above zero, streams note when
+    /// they wrote each event into `probed`.
+    probing: AtomicUsize,
+    probed: Mutex<Vec<(u64, Duration)>>,
 }
+
+/// Most deliveries one drill window records (a bound, whatever the number of streams).
+pub const PROBE_CAPACITY: usize = 65_536;
 
 impl ChangeHub {
     /// A hub whose last published revision is `revision` (the store's, at start).
@@ -71,6 +81,8 @@ impl ChangeHub {
             tx,
             subscribers: AtomicI64::new(0),
             closing: tokio::sync::watch::Sender::new(false),
+            probing: AtomicUsize::new(0),
+            probed: Mutex::new(Vec::new()),
         }
     }
 
@@ -113,6 +125,7 @@ impl ChangeHub {
             seq: revision,
             change_frame,
             ofrep_frame,
+            published: Instant::now(),
         });
         {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,6 +202,50 @@ impl ChangeHub {
     }
 }
 
+impl ChangeHub {
+    /// Starts recording stream deliveries for a drill; recording lasts while the guard lives.
+    pub fn probe(self: &Arc<Self>) -> ProbeGuard {
+        self.probing.fetch_add(1, Ordering::AcqRel);
+        ProbeGuard(self.clone())
+    }
+
+    /// Called by a stream after it wrote `event`: a no-op (one atomic load) unless a drill
+    /// runs; then the delay since publication is recorded, up to [`PROBE_CAPACITY`].
+    pub fn delivered(&self, event: &ChangeEvent) {
+        if self.probing.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let delay = event.published.elapsed();
+        let mut probed = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+        if probed.len() < PROBE_CAPACITY {
+            probed.push((event.seq, delay));
+        }
+    }
+
+    /// The recorded delays of the deliveries of revision `seq`.
+    pub fn delivered_of(&self, seq: u64) -> Vec<Duration> {
+        let probed = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+        probed
+            .iter()
+            .filter(|(s, _)| *s == seq)
+            .map(|(_, d)| *d)
+            .collect()
+    }
+}
+
+/// Keeps a drill's stream recording on; the last one to end clears the records.
+#[derive(Debug)]
+pub struct ProbeGuard(Arc<ChangeHub>);
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if self.0.probing.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut probed = self.0.probed.lock().unwrap_or_else(|e| e.into_inner());
+            probed.clear();
+        }
+    }
+}
+
 /// Decrements the subscriber gauge when a stream ends.
 #[derive(Debug)]
 pub struct SubscriberGuard(Arc<ChangeHub>);
@@ -260,5 +317,25 @@ mod tests {
             matches!(up_to_date, Resume::Replay { after: 10, ref events } if events.is_empty())
         );
         assert!(matches!(behind, Resume::Fresh { seq: 10 }));
+    }
+
+    #[test]
+    fn deliveries_are_recorded_only_while_a_drill_probes() {
+        let hub = Arc::new(ChangeHub::new(0, 64));
+        hub.publish(b"a".to_vec(), 0);
+        let (mut rx, _) = hub.subscribe(None);
+        hub.publish(b"b".to_vec(), 0);
+        let Ok(event) = rx.try_recv() else {
+            panic!("no event")
+        };
+        hub.delivered(&event);
+        assert!(hub.delivered_of(2).is_empty());
+        let guard = hub.probe();
+        hub.delivered(&event);
+        hub.delivered(&event);
+        assert_eq!(hub.delivered_of(2).len(), 2);
+        assert!(hub.delivered_of(1).is_empty());
+        drop(guard);
+        assert!(hub.delivered_of(2).is_empty());
     }
 }

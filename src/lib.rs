@@ -32,6 +32,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod drills;
 pub mod follow;
 pub mod health_check;
 pub mod hub;

@@ -155,6 +155,20 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     })
 }
 
+/// How serde_json names a JSON value in "invalid type" messages.
+fn kind(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "sequence".into(),
+        Value::Object(_) => "map".into(),
+    }
+}
+
 /// The name in serde's "unknown field `name`, expected …".
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
@@ -164,6 +178,16 @@ fn unknown_field(message: &str) -> Option<&str> {
 /// Parses JSON into `T`: 400 for malformed JSON, wrong types, unknown or missing fields;
 /// 422 for well-formed values that are out of range; both name the field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every request body of the API is an object; serde's derived structs would also take
+    // their fields as an array (`[null, null]`), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+            return Err(ApiError::BadRequest {
+                field: None,
+                message: format!("invalid type: {}, expected a JSON object", kind(&value)),
+            });
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

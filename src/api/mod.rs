@@ -8,6 +8,7 @@
 mod alerts;
 mod audit;
 mod client;
+mod drills;
 pub mod error;
 mod extract;
 mod flags;
@@ -73,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     alerts::configure(cfg);
     releases::configure(cfg);
     reach::configure(cfg);
+    drills::configure(cfg);
 }
 
 /// actix's own query and path extractors (ours are `extract::Query` and `extract::Key`): a

@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         super::releases::create, super::releases::list, super::releases::get,
         super::releases::start, super::releases::pause, super::releases::resume, super::releases::rollback,
         super::reach::list,
+        super::drills::run, super::drills::list, super::drills::get,
         super::health::healthz, super::health::readyz, super::health::metrics,
         document,
     ),
@@ -63,6 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         schemas::HealthStatus, schemas::PolicyList, schemas::TokenInfo, schemas::TokenList,
         schemas::AuditList, schemas::ReleaseStatus, schemas::ReleaseList, schemas::AlertActions,
         super::reach::ReachList, super::reach::ReachFigures,
+        super::drills::DrillRequest, super::drills::DrillList, crate::drills::DrillResult, crate::drills::DrillStep,
+        crate::drills::DrillStream, crate::drills::DrillReach, crate::drills::DrillCheck,
     )),
     modifiers(&BearerAuth, &OptionalBodies)
 )]

@@ -118,6 +118,7 @@ struct Subscription {
     format: Format,
     closing: tokio::sync::watch::Receiver<bool>,
     token: Held,
+    hub: Arc<crate::hub::ChangeHub>,
     _guard: SubscriberGuard,
 }
 
@@ -165,6 +166,7 @@ impl Subscription {
             format,
             closing,
             token,
+            hub,
             _guard: guard,
         }
     }
@@ -221,6 +223,7 @@ async fn next_frame(
                 Ok(event) => {
                     sub.last_sent = event.seq;
                     let bytes = frame(sub.format, &event);
+                    sub.hub.delivered(&event);
                     return Some((Ok(bytes), sub));
                 }
                 // Too slow: drop the connection; the client resumes with Last-Event-ID.

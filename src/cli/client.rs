@@ -45,6 +45,9 @@ pub enum CliError {
     /// A problem with what the user gave us (URL, plan file, arguments).
     #[error("{0}")]
     Input(String),
+    /// The command ran, and what it checked failed (a rollback drill).
+    #[error("{0}")]
+    Failed(String),
     /// The server answered something this CLI does not understand.
     #[error("unexpected answer from {url}: {detail}")]
     Protocol { url: String, detail: String },
@@ -56,7 +59,10 @@ impl CliError {
         match self {
             CliError::Unreachable { .. } => 2,
             CliError::NoToken | CliError::Unauthorized | CliError::Forbidden => 3,
-            CliError::Api { .. } | CliError::Input(_) | CliError::Protocol { .. } => 1,
+            CliError::Api { .. }
+            | CliError::Input(_)
+            | CliError::Failed(_)
+            | CliError::Protocol { .. } => 1,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The ops CLI: `rollgate flags|release|audit|policy|watch`, the same binary talking to a running
+//! The ops CLI: `rollgate flags|release|audit|policy|watch|drill`, the same binary talking to a running
 //! server over HTTP (`ROLLGATE_URL`, `ROLLGATE_TOKEN`, or `--url` / `--token`).
 //!
 //! Shape: each command group has its clap arguments and a thin `run` in its own file that
@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod drill;
 pub mod flags;
 pub mod migrate;
 pub mod output;
@@ -64,6 +65,9 @@ pub enum OpsCommand {
     Policy(policy::PolicyArgs),
     /// Follow the live stream of changes until interrupted.
     Watch(watch::WatchArgs),
+    /// Run a rollback drill: kill and revive the drill flag, report reach and checks
+    /// (exit code 1 when it failed).
+    Drill(drill::DrillArgs),
 }
 
 /// Runs one ops command, printing its error (if any) and mapping it to the exit code.
@@ -74,6 +78,7 @@ pub fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Audit(args) => audit::run(args),
         OpsCommand::Policy(args) => policy::run(args),
         OpsCommand::Watch(args) => watch::run(args),
+        OpsCommand::Drill(args) => drill::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

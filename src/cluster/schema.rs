@@ -96,9 +96,13 @@ CREATE TABLE rollgate_schema (
 );
 "#;
 
-/// Version 2 is reserved for the rollback drills (`rollgate_drills`), merged separately; this
-/// placeholder keeps the numbering until that migration takes its place.
-const V2: &str = "SELECT 1;";
+/// Version 2: kept rollback drill results (the newest 1,000; docs/operations.md, "Drills").
+const V2: &str = r#"
+CREATE TABLE rollgate_drills (
+    id   uuid PRIMARY KEY,
+    body text NOT NULL
+);
+"#;
 
 /// Version 3: the latency sketches. One row per non-empty bucket of the values' sketch of a
 /// (flag, variant, metric), summed over every node like `rollgate_signal_totals`, and written

@@ -35,6 +35,25 @@ fn counts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> 
         .collect())
 }
 
+/// `histogram`: an object or `null`; an array is refused (a derived struct would also read its
+/// fields from `[bounds, counts]`, which no client means and the document does not allow).
+pub fn option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Histogram>, D::Error> {
+    struct Object;
+    impl<'de> serde::de::Visitor<'de> for Object {
+        type Value = Option<Histogram>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a histogram object {\"bounds\": [...], \"counts\": [...]} or null")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Histogram::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(Object)
+}
+
 impl Histogram {
     /// Checks the shape and bounds; returns the number of observations. `at` is the
     /// signal's field prefix (`signals[3]`).

@@ -81,7 +81,7 @@ pub struct Signal<'a> {
     #[serde(default)]
     pub value: Option<f64>,
     /// Pre-aggregated observations (instead of `count` and `value`), see `histogram.rs`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::histogram::option")]
     pub histogram: Option<Histogram>,
     /// The user, if known (not aggregated).
     #[serde(default, rename = "targetingKey", borrow)]

@@ -31,6 +31,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::Path;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Key of the config revision in `meta`.
 const REVISION: &[u8] = b"revision";
@@ -88,6 +89,7 @@ pub struct Store {
     policies: sled::Tree,
     releases: sled::Tree,
     audit: sled::Tree,
+    drills: sled::Tree,
     meta: sled::Tree,
     outbox: sled::Tree,
     outbox_state: Arc<outbox::OutboxState>,
@@ -160,6 +162,7 @@ impl Store {
             policies: db.open_tree("policies")?,
             releases: db.open_tree("releases")?,
             audit: db.open_tree("audit")?,
+            drills: db.open_tree("drills")?,
             meta,
             outbox,
             outbox_state,
@@ -352,6 +355,34 @@ impl Store {
         audit::query(&self.audit, query)
     }
 
+    /// Keeps a drill result (JSON) under its UUIDv7 `id`, durably, dropping the oldest beyond
+    /// `keep`.
+    pub async fn put_drill(&self, id: Uuid, body: &[u8], keep: usize) -> Result<(), StoreError> {
+        self.drills.insert(id.as_bytes(), body)?;
+        while self.drills.len() > keep {
+            match self.drills.pop_min()? {
+                Some(_) => {}
+                None => break,
+            }
+        }
+        self.flush().await
+    }
+
+    /// Up to `limit` kept drill results (JSON), newest first.
+    pub fn drills(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.drills
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|item| Ok(item?.1.to_vec()))
+            .collect()
+    }
+
+    /// The drill result (JSON) of `id`, if kept.
+    pub fn drill(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.drills.get(id.as_bytes())?.map(|v| v.to_vec()))
+    }
+
     /// Every audit entry, oldest first (`rollgate migrate`), read lazily.
     pub fn audit_oldest_first(&self) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
         self.audit.iter().map(|item| {
@@ -451,5 +482,23 @@ mod tests {
             .await
             .expect("320 commits from 16 tasks finish within 60 s");
         assert_eq!(store.policies().expect("reads").len(), 16);
+    }
+
+    #[tokio::test]
+    async fn drills_keep_the_newest_and_list_them_newest_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let ids: Vec<Uuid> = (0..5u128).map(|i| Uuid::from_u128(100 + i)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            store
+                .put_drill(*id, format!("{i}").as_bytes(), 3)
+                .await
+                .expect("kept");
+        }
+        let kept = store.drills(10).expect("lists");
+        assert_eq!(kept, [b"4".to_vec(), b"3".to_vec(), b"2".to_vec()]);
+        assert_eq!(store.drill(ids[0]).expect("reads"), None);
+        assert_eq!(store.drill(ids[4]).expect("reads"), Some(b"4".to_vec()));
+        assert_eq!(store.drills(1).expect("lists").len(), 1);
     }
 }

@@ -61,6 +61,11 @@ pub enum WebhookKind {
     /// A rollback alerted on as unconfirmed reached the target share since.
     #[serde(rename = "rollback_confirmed")]
     RollbackConfirmed,
+    /// A rollback drill killed its drill flag (the drill checks this event is delivered).
+    Drill,
+    /// A rollback drill failed a check (docs/operations.md, "Drills").
+    #[serde(rename = "drill_failed")]
+    DrillFailed,
 }
 
 impl WebhookKind {
@@ -72,6 +77,8 @@ impl WebhookKind {
             WebhookKind::Completion => "completion",
             WebhookKind::RollbackUnconfirmed => "rollback_unconfirmed",
             WebhookKind::RollbackConfirmed => "rollback_confirmed",
+            WebhookKind::Drill => "drill",
+            WebhookKind::DrillFailed => "drill_failed",
         }
     }
 }

@@ -154,6 +154,11 @@ impl Webhooks {
         }
     }
 
+    /// How many URLs each event is sent to.
+    pub fn targets(&self) -> usize {
+        self.inner.targets
+    }
+
     /// Queues `event` for every URL without blocking or awaiting. Where a URL's queue is full,
     /// or after shutdown, the event is dropped for it, counted in `dropped` and logged.
     pub fn notify(&self, event: WebhookEvent) {

@@ -461,3 +461,39 @@ async fn broken_and_aborted_requests_are_not_logged_as_errors() {
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_everywhere() {
+    let app = spawn_app().await;
+    app.put_flag(bool_flag("f", 10.0)).await;
+    // serde would read a struct's fields from an array; no endpoint takes one.
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/flags/f/kill", "[]"),
+        (Method::POST, "/api/v1/flags/f/unkill", "[null]"),
+        (Method::PUT, "/api/v1/flags/f/rollout", "[12.5]"),
+        (Method::POST, "/api/v1/tokens", r#"["x", "client"]"#),
+        (Method::POST, "/api/v1/releases", "7"),
+        (Method::POST, "/api/v1/drills", "[null, null]"),
+    ] {
+        let r = app
+            .admin(method.clone(), path)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = error_of(r).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("invalid type: ") && message.ends_with("expected a JSON object"),
+            "{method} {path}: {message}"
+        );
+    }
+    // Nothing changed: the flag is still enabled at 10 %.
+    let flag = app.admin_get("/api/v1/flags/f").await;
+    assert_eq!(
+        (flag["enabled"].clone(), flag["rollout"].clone()),
+        (json!(true), json!(10.0))
+    );
+}

@@ -284,6 +284,7 @@ async fn bad_histograms_are_refused_naming_the_field() {
             400,
             "signals[0].histogram",
         ),
+        (json!([h(json!([[0.1], [1]]))]), 400, "signals[0].histogram"),
         (
             json!([h(json!({"bounds": [0.1], "counts": [-1]}))]),
             400,

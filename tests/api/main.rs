@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod conformance;
+mod drills;
 mod durability;
 mod edges;
 mod flags;

@@ -10,6 +10,7 @@ mod helpers;
 mod support;
 
 mod boot;
+mod drills;
 mod feed;
 mod latency;
 mod leader;
