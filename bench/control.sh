@@ -3,7 +3,7 @@
 # detection latency, driven by `rollgate-load` (bench/load).
 #
 #   bench/control.sh                  # all three (about 1.5 minutes after the build)
-#   bench/control.sh fanout           # or: ingest, detect (several may be given)
+#   bench/control.sh fanout           # or: ingest, detect, latency (several may be given)
 #   BENCH_SECONDS=3 bench/control.sh  # shorter ingestion run
 #
 # 1. builds `rollgate` and `rollgate-load` in release;
@@ -15,6 +15,9 @@
 #      subscriber having the change event (p50/p99/max);
 #    - ingest: batches of 1,000 signals over 32 keep-alive connections for BENCH_SECONDS;
 #      signals/s, request p50/p99; server-side counts on /metrics must match exactly;
+#    - latency (issue 12, not in the default set): on one server, ingestion of rate signals,
+#      then of latency values, then of latency histograms (half exposures each), and the ratios
+#      of the latency runs to the rate run;
 #    - detect: a release under policy `checkout`; 100 times one `data_loss` signal, timed from
 #      the batch's response to the rollback `change` event on the stream, then resume; once on
 #      an idle server and once while 4 connections post 1,000-signal batches for another flag.
@@ -41,7 +44,7 @@ done
 SCENARIOS=("$@")
 [[ ${#SCENARIOS[@]} -gt 0 ]] || SCENARIOS=(fanout ingest detect)
 for s in "${SCENARIOS[@]}"; do
-    case "$s" in fanout | ingest | detect) ;; *) echo "bench/control.sh: unknown scenario $s (fanout, ingest, detect)" >&2; exit 2 ;; esac
+    case "$s" in fanout | ingest | detect | latency) ;; *) echo "bench/control.sh: unknown scenario $s (fanout, ingest, detect, latency)" >&2; exit 2 ;; esac
 done
 ADMIN_TOKEN="bench-admin-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -161,6 +164,21 @@ for s in "${SCENARIOS[@]}"; do
         log "ingest: batch $BATCH, $CONNECTIONS connections, ${DURATION}s"
         run ingest ingest $((DURATION + 60)) --batch "$BATCH" --connections "$CONNECTIONS" \
             --seconds "$DURATION" --server-pid @SERVER_PID@ ;;
+    latency)
+        fresh latency
+        for shape in rate values histogram; do
+            log "latency: $shape signals, batch $BATCH, $CONNECTIONS connections, ${DURATION}s"
+            extra=()
+            [[ "$shape" == rate ]] || extra=(--latency "$shape")
+            run "latency-$shape" ingest $((DURATION + 60)) --batch "$BATCH" --connections "$CONNECTIONS" \
+                --seconds "$DURATION" --exposure-share 0.5 --server-pid @SERVER_PID@ "${extra[@]}"
+        done
+        rate_of() { sed -n 's/^summary: .* signals_per_s=\([0-9]*\) .*$/\1/p' "$WORK/latency-$1.out" | head -n1; }
+        base="$(rate_of rate)"
+        for shape in values histogram; do
+            got="$(rate_of "$shape")"
+            [[ -n "$base" && -n "$got" ]] && echo "  latency ratio: $shape / rate = $(awk -v a="$got" -v b="$base" 'BEGIN { printf "%.2f", a / b }') ($got vs $base signals/s)" | tee -a "$WORK/latency-$shape.out" >&2
+        done ;;
     detect)
         fresh detect
         log "detect: $ITERATIONS iterations, idle server"

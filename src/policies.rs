@@ -97,6 +97,23 @@ pub struct Guard {
     /// Telemetry silence that pauses a ramping module (e.g. `10m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence_after: Option<String>,
+    /// A latency guard: the quantile of the metric's values watched, in (0, 1), e.g. `0.95`.
+    /// `max_relative_increase` then bands the new variant's quantile against the old one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+    /// A latency guard: ceiling on the new variant's quantile, in the metric's unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_value: Option<f64>,
+}
+
+impl Guard {
+    /// How many statistical tests the guard runs, each taking a share of the false-rollback
+    /// budget: the relative band, `max_rate`, `max_value` (`max_count` is exact).
+    pub fn statistical_tests(&self) -> usize {
+        usize::from(self.max_relative_increase.is_some())
+            + usize::from(self.max_rate.is_some())
+            + usize::from(self.max_value.is_some())
+    }
 }
 
 /// Percentages to walk, with a minimum bake time and exposures per stage.
@@ -215,7 +232,12 @@ impl Policy {
                     format!("metric {:?} is already guarded by guard[{prev}]", g.metric),
                 ));
             }
-            if g.max_relative_increase.is_none() && g.max_rate.is_none() && g.max_count.is_none() {
+            check_quantile(g, &at)?;
+            if g.max_relative_increase.is_none()
+                && g.max_rate.is_none()
+                && g.max_count.is_none()
+                && g.max_value.is_none()
+            {
                 return Err(err(
                     at("metric"),
                     "a guard needs max_relative_increase, max_rate or max_count",
@@ -266,6 +288,45 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// The fields of a latency guard (`quantile`, `max_value`) and what they exclude.
+fn check_quantile(g: &Guard, at: &dyn Fn(&str) -> String) -> Result<(), PolicyError> {
+    let Some(q) = g.quantile else {
+        if g.max_value.is_some() {
+            return Err(err(
+                at("max_value"),
+                "max_value is a ceiling on a quantile: set quantile too (e.g. quantile = 0.95)",
+            ));
+        }
+        return Ok(());
+    };
+    if !(q > 0.0 && q < 1.0) {
+        return Err(err(at("quantile"), "must be in (0, 1), e.g. 0.95"));
+    }
+    for (field, set) in [
+        ("max_rate", g.max_rate.is_some()),
+        ("max_count", g.max_count.is_some()),
+    ] {
+        if set {
+            return Err(err(
+                at(field),
+                "a quantile guard watches values, not event rates: use max_relative_increase and max_value",
+            ));
+        }
+    }
+    if let Some(v) = g.max_value {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(err(at("max_value"), "must be a number > 0"));
+        }
+    }
+    if g.max_relative_increase.is_none() && g.max_value.is_none() {
+        return Err(err(
+            at("quantile"),
+            "a quantile guard needs max_relative_increase or max_value",
+        ));
+    }
+    Ok(())
 }
 
 impl StagePlan {

@@ -13,6 +13,7 @@
 //! check that would read one cannot tell (the stage is extended, nothing is paused or rolled
 //! back on it); `max_count` still fires, since a saturated count is a lower bound.
 
+pub mod quantile;
 pub mod stats;
 
 use crate::policies::{parse_duration, Guard, GuardClass, Policy};
@@ -87,6 +88,10 @@ pub struct GuardReading {
     pub max_rate: Option<f64>,
     /// Whether the stage's data could have detected a `detect` increase (80 % power).
     pub could_detect: Option<bool>,
+    /// Latency guards: the quantiles per variant, the threshold, the share above it and the
+    /// evidence (module window; see `quantile.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<quantile::QuantileReading>,
     /// Why it is in its state.
     pub explanation: String,
 }
@@ -134,6 +139,11 @@ pub fn snapshot_counts<'a>(
         for m in &metrics {
             row.insert((*m).to_owned(), signals.totals(&def.key, variant, m).count);
         }
+        for m in &metrics[1..] {
+            if let Some(sketch) = signals.sketch(&def.key, variant, m) {
+                quantile::put_sketch(&mut counts, variant, m, &sketch);
+            }
+        }
     }
     counts
 }
@@ -170,7 +180,7 @@ pub fn verdict(
     let statistical = policy
         .guards
         .iter()
-        .map(|g| usize::from(g.max_relative_increase.is_some()) + usize::from(g.max_rate.is_some()))
+        .map(Guard::statistical_tests)
         .sum::<usize>()
         .max(1);
 
@@ -213,6 +223,7 @@ pub fn verdict(
             rate_since_start: since_start.rate,
             max_rate: g.max_rate,
             could_detect: None,
+            quantile: None,
             explanation: "within band".into(),
         };
         if !active {
@@ -232,7 +243,32 @@ pub fn verdict(
             .filter(|(v, m)| count_of(&counts, v, m) == u64::MAX)
             .map(|(v, m)| format!("{v}/{m}"))
             .collect();
-        let breach = check_guard(g, &mut r, module, at_full, ln_threshold, frozen.is_empty());
+        let breach = match g.quantile {
+            Some(q) => {
+                let window =
+                    |variant: &str| {
+                        quantile::sketch_of(&counts, variant, &g.metric).minus(
+                            &quantile::sketch_of(&module.module_baseline, variant, &g.metric),
+                        )
+                    };
+                let params = quantile::QuantileGuard {
+                    quantile: q,
+                    max_relative_increase: g.max_relative_increase,
+                    max_value: g.max_value,
+                    alpha,
+                    detect: g.detect.unwrap_or(DEFAULT_DETECT),
+                };
+                let out = quantile::evaluate(&params, &window(off), &window(on), at_full);
+                if out.relative_not_applicable {
+                    r.state = "n/a";
+                }
+                r.ln_evidence = out.ln_evidence;
+                r.could_detect = out.could_detect;
+                r.quantile = Some(out.reading);
+                out.breach
+            }
+            None => check_guard(g, &mut r, module, at_full, ln_threshold, frozen.is_empty()),
+        };
         if let Some(why) = breach {
             r.state = "breach";
             r.explanation = why.clone();
@@ -273,13 +309,23 @@ pub fn verdict(
         } else if r.could_detect == Some(false) {
             r.state = "cannot_tell";
             let detect = g.detect.unwrap_or(DEFAULT_DETECT);
-            r.explanation = format!(
+            r.explanation = match &r.quantile {
+                Some(qr) => format!(
+                    "{} new-variant and {} old-variant observations of {} could not yet reveal a p{} +{:.0}% above the band",
+                    qr.new.observations,
+                    qr.old.observations,
+                    g.metric,
+                    quantile::fmt_q(qr.quantile),
+                    detect * 100.0
+                ),
+                None => format!(
                 "{} new-variant exposures could not yet reveal a +{:.0}% increase of {} (base rate {})",
                 new.exposures,
                 detect * 100.0,
                 g.metric,
                 old.rate.map_or("unknown".into(), |x| format!("{x:.5}"))
-            );
+                ),
+            };
             cannot_tell.get_or_insert(Verdict::CannotTell {
                 reason: r.explanation.clone(),
                 numbers: json!({"guard": &r}),

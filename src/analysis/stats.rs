@@ -65,9 +65,30 @@ pub fn ln_relative_lr(
     if new_exposures == 0 || old_exposures == 0 || (new_events == 0 && old_events == 0) {
         return 0.0;
     }
-    let pi0 = null_share(new_exposures, old_exposures, delta).clamp(1e-9, 1.0 - 1e-9);
-    let (a, b) = (PRIOR_CONCENTRATION * pi0, PRIOR_CONCENTRATION * (1.0 - pi0));
-    let (x1, x0) = (new_events as f64, old_events as f64);
+    ln_share_lr(
+        new_events,
+        old_events,
+        null_share(new_exposures, old_exposures, delta),
+    )
+}
+
+/// Log mixture likelihood ratio for "the share of successes exceeds `pi0`", from `successes`
+/// and `failures` (each a Bernoulli trial): the truncated Beta mixture of `docs/guards.md`.
+/// Increasing in `successes` for a fixed total; 0 when there is no trial.
+pub fn ln_share_lr(successes: u64, failures: u64, pi0: f64) -> f64 {
+    ln_share_lr_with(successes, failures, pi0, PRIOR_CONCENTRATION)
+}
+
+/// [`ln_share_lr`] with the mixing prior's concentration `c` (Beta(c·π₀, c·(1 − π₀))). Any
+/// fixed `c` gives a valid test; it sets which effects it finds fastest. The latency guards
+/// use `c = 50 / min(π₀, 1 − π₀)`: a prior worth about 50 events of the rarer kind.
+pub fn ln_share_lr_with(successes: u64, failures: u64, pi0: f64, c: f64) -> f64 {
+    if successes == 0 && failures == 0 {
+        return 0.0;
+    }
+    let pi0 = pi0.clamp(1e-9, 1.0 - 1e-9);
+    let (a, b) = (c * pi0, c * (1.0 - pi0));
+    let (x1, x0) = (successes as f64, failures as f64);
     let ln_mixture = ln_upper_beta_tail(x1 + a, x0 + b, pi0) - ln_upper_beta_tail(a, b, pi0);
     let ln_null = x1 * pi0.ln() + x0 * (1.0 - pi0).ln();
     ln_mixture - ln_null

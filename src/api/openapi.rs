@@ -60,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         schemas::FlagSchema, schemas::FlagTypeSchema, schemas::RuleSchema, schemas::AudienceSchema, schemas::ConditionSchema,
         schemas::AttributeCondition, schemas::SegmentCondition, schemas::OpSchema, schemas::SegmentSchema,
         schemas::FlagList, schemas::SegmentList, schemas::ClientConfig,
-        schemas::SignalBatchSchema, schemas::ClientReportSchema, schemas::SignalSchema, schemas::SignalReport, schemas::SignalErrorSchema,
+        schemas::SignalBatchSchema, schemas::ClientReportSchema, schemas::SignalSchema, schemas::HistogramSchema, schemas::SignalReport, schemas::SignalErrorSchema,
         schemas::HealthStatus, schemas::PolicyList, schemas::TokenInfo, schemas::TokenList,
         schemas::AuditList, schemas::ReleaseStatus, schemas::ReleaseList, schemas::AlertActions,
         super::reach::ReachList, super::reach::ReachFigures,

@@ -225,8 +225,8 @@ pub fn render_status(status: &Value) -> String {
                 text_of(&g["metric"]),
                 text_of(&g["class"]),
                 text_of(&g["state"]),
-                rates(&g["new"]),
-                rates(&g["old"]),
+                reading(g, "new"),
+                reading(g, "old"),
                 text_of(&g["explanation"]),
             ]);
         }
@@ -293,6 +293,21 @@ fn guard_summary(readings: &[Value]) -> String {
 }
 
 /// `3/950 (0.316%)`: events, exposures and their rate.
+/// A variant's cell: its quantile for a latency guard (`p95 0.4612 of 12000`), else its rate.
+fn reading(g: &Value, variant: &str) -> String {
+    let q = &g["quantile"];
+    let Some(quantile) = q["quantile"].as_f64() else {
+        return rates(&g[variant]);
+    };
+    let v = &q[variant];
+    let p = format!("{:.3}", quantile * 100.0);
+    let p = p.trim_end_matches('0').trim_end_matches('.');
+    match v["value"].as_f64() {
+        Some(value) => format!("p{p} {value:.4} of {}", v["observations"]),
+        None => format!("p{p} - of {}", v["observations"]),
+    }
+}
+
 fn rates(r: &Value) -> String {
     let events = r["events"].as_u64().unwrap_or(0);
     let exposures = r["exposures"].as_u64().unwrap_or(0);
@@ -389,5 +404,23 @@ min_exposures = 100
         assert!(text.contains("└ everyone else"), "{text}");
         assert!(text.contains("└ seniors (protected)"), "{text}");
         assert!(text.contains("waiting"), "{text}");
+    }
+
+    #[test]
+    fn latency_guards_show_their_quantile_per_variant() {
+        let status = json!({
+            "id": "r1", "name": "checkout", "state": "running", "modules": [
+                {"flag": "checkout", "state": "ramping", "percentage": 5.0, "stage": 0,
+                 "stages": [5.0, 100.0],
+                 "guards": [{"metric": "checkout_latency", "class": "core", "state": "ok",
+                   "new": {"events": 900, "exposures": 900}, "old": {"events": 0, "exposures": 9},
+                   "quantile": {"quantile": 0.95, "new": {"observations": 900, "value": 0.4612},
+                                "old": {"observations": 0, "value": null}},
+                   "explanation": "within band"}]}
+            ]
+        });
+        let text = render_status(&status);
+        assert!(text.contains("p95 0.4612 of 900"), "{text}");
+        assert!(text.contains("p95 - of 0"), "{text}");
     }
 }

@@ -340,6 +340,7 @@ async fn copy_signals(
         )
         .await?;
     }
+    super::signals::add_sketches(tx, saved).await?;
     let seen: Vec<(&str, u64)> = saved.last_signals().collect();
     for chunk in seen.chunks(CHUNK) {
         let flags: Vec<&str> = chunk.iter().map(|s| s.0).collect();

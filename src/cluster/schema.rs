@@ -4,7 +4,7 @@
 
 /// Migrations, oldest first; the version of `MIGRATIONS[i]` is `i + 1`. Never edit a shipped
 /// one: add a new one.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -101,5 +101,19 @@ const V2: &str = r#"
 CREATE TABLE rollgate_drills (
     id   uuid PRIMARY KEY,
     body text NOT NULL
+);
+"#;
+
+/// Version 3: the latency sketches. One row per non-empty bucket of the values' sketch of a
+/// (flag, variant, metric), summed over every node like `rollgate_signal_totals`, and written
+/// in the same flush transaction as the counts (`cluster/signals.rs`, `signals/sketch.rs`).
+const V3: &str = r#"
+CREATE TABLE rollgate_signal_sketches (
+    flag    text NOT NULL,
+    variant text NOT NULL,
+    metric  text NOT NULL,
+    bucket  int NOT NULL,
+    count   bigint NOT NULL,
+    PRIMARY KEY (flag, variant, metric, bucket)
 );
 "#;

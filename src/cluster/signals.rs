@@ -11,9 +11,12 @@
 //! - Batch ids are pruned only below the node's smallest pending sequence number, and only
 //!   after the outbox's removals are synced: an id whose entry might reappear is never pruned.
 //! - Counts are clamped at `i64::MAX` (the column type) and sums kept finite, in SQL too.
+//! - Latency sketches travel in the same deltas and are added bucket by bucket into
+//!   `rollgate_signal_sketches` in the same transaction as the counts.
 
 use super::db::Pool;
 use super::ClusterError;
+use crate::signals::sketch::SavedSketch;
 use crate::signals::{MetricTotals, SavedAggregates};
 use crate::store::Store;
 use std::collections::HashSet;
@@ -142,6 +145,7 @@ async fn add_totals(
         )
         .await?;
     }
+    add_sketches(tx, delta).await?;
     let (seen_flags, seen_ms): (Vec<&str>, Vec<i64>) =
         delta.last_signals().map(|(f, ms)| (f, to_db(ms))).unzip();
     if !seen_flags.is_empty() {
@@ -154,6 +158,37 @@ async fn add_totals(
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Adds the sketch buckets of `delta` to the global sketches (also used by
+/// `rollgate migrate` to copy a single server's sketches).
+pub(crate) async fn add_sketches(
+    tx: &tokio_postgres::Transaction<'_>,
+    delta: &SavedAggregates,
+) -> Result<(), ClusterError> {
+    let (mut flags, mut variants, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut buckets, mut counts) = (Vec::new(), Vec::new());
+    for (flag, variant, metric, sketch) in delta.sketches() {
+        for (bucket, count) in sketch.iter() {
+            flags.push(flag);
+            variants.push(variant);
+            metrics.push(metric);
+            buckets.push(bucket);
+            counts.push(to_db(count));
+        }
+    }
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO rollgate_signal_sketches AS t (flag, variant, metric, bucket, count) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[]) \
+         ON CONFLICT (flag, variant, metric, bucket) DO UPDATE SET count = {}",
+        add_count("count"),
+    );
+    tx.execute(&sql, &[&flags, &variants, &metrics, &buckets, &counts])
+        .await?;
     Ok(())
 }
 
@@ -191,6 +226,19 @@ pub async fn totals(pool: &Pool, flags: &[String]) -> Result<SavedAggregates, Cl
     for row in &seen {
         let ms: i64 = row.get(1);
         out.touch(row.get(0), u64::try_from(ms).unwrap_or(0));
+    }
+    let sketches = client
+        .query(
+            "SELECT flag, variant, metric, bucket, count FROM rollgate_signal_sketches \
+             WHERE $1 OR flag = ANY($2)",
+            &[&all, &flags],
+        )
+        .await?;
+    for row in &sketches {
+        let (bucket, count): (i32, i64) = (row.get(3), row.get(4));
+        let mut one = SavedSketch::default();
+        one.add_at(bucket, u64::try_from(count).unwrap_or(0));
+        out.add_sketch(row.get(0), row.get(1), row.get(2), &one);
     }
     Ok(out)
 }

@@ -130,7 +130,7 @@ pub fn stage_requirements(
     let statistical = policy
         .guards
         .iter()
-        .map(|g| usize::from(g.max_relative_increase.is_some()) + usize::from(g.max_rate.is_some()))
+        .map(crate::policies::Guard::statistical_tests)
         .sum::<usize>()
         .max(1);
     let horizon_min = horizon_ms as f64 / 60_000.0;
@@ -142,7 +142,8 @@ pub fn stage_requirements(
         }
         let per_minute = traffic_per_minute * share;
         for g in &policy.guards {
-            let Some(delta) = g.max_relative_increase else {
+            // Latency guards (`quantile`) watch values, which the rehearsal does not simulate.
+            let (Some(delta), None) = (g.max_relative_increase, g.quantile) else {
                 continue;
             };
             let Some(rate) = base.iter().find(|(m, _)| *m == g.metric).map(|(_, r)| *r) else {

@@ -11,11 +11,16 @@
 //! `±f64::MAX`, so no input can lower, reset or wrap a series (batches are bounded too, see
 //! `ingest.rs`, so the ceiling is out of reach of real traffic). A series at `u64::MAX` is
 //! frozen; the guards treat it as unreadable (`docs/guards.md`).
+//!
+//! A series that receives values also keeps a quantile sketch (`sketch.rs`), allocated on its
+//! first value: the latency guards read quantiles from it. Sketches are saved, merged and
+//! mirrored exactly like the counts, keyed the same way (flag → variant → metric).
 
+use super::sketch::{AtomicSketch, SavedSketch};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Joins a variant and an audience in a series key (see the module header).
 pub const AUDIENCE_SEPARATOR: char = '\u{1f}';
@@ -44,10 +49,22 @@ pub struct Series {
     sum_bits: AtomicU64,
     /// Number of signals that carried a `value`.
     valued: AtomicU64,
+    /// The values' quantile sketch, from the first value on.
+    sketch: OnceLock<AtomicSketch>,
 }
 
 impl Series {
-    fn add_many(&self, count: u64, sum: f64, valued: u64) {
+    /// The sketch, allocated on first use.
+    pub(super) fn sketch(&self) -> &AtomicSketch {
+        self.sketch.get_or_init(AtomicSketch::default)
+    }
+
+    /// The sketch's buckets, if the series ever received a value.
+    fn saved_sketch(&self) -> Option<SavedSketch> {
+        self.sketch.get().map(AtomicSketch::save)
+    }
+
+    pub(super) fn add_many(&self, count: u64, sum: f64, valued: u64) {
         saturating_add(&self.count, count);
         if valued > 0 {
             saturating_add(&self.valued, valued);
@@ -62,6 +79,9 @@ impl Series {
     fn add(&self, count: u64, value: Option<f64>) {
         let sum = value.map_or(0.0, |v| v * count as f64);
         let valued = if value.is_some() { count } else { 0 };
+        if let Some(v) = value {
+            self.sketch().add(v, count);
+        }
         self.add_many(count, sum, valued);
     }
 
@@ -144,6 +164,9 @@ pub struct Aggregates {
 pub struct SavedAggregates {
     series: BTreeMap<String, BTreeMap<String, BTreeMap<String, MetricTotals>>>,
     last_signal_ms: BTreeMap<String, u64>,
+    /// flag → variant → metric → the values' sketch (series that received values only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    sketches: BTreeMap<String, BTreeMap<String, BTreeMap<String, SavedSketch>>>,
 }
 
 fn get_or_insert<V: Default>(map: &RwLock<HashMap<Box<str>, Arc<V>>>, key: &str) -> Arc<V> {
@@ -182,6 +205,21 @@ impl VariantHandle {
         get_or_insert(&self.metrics, metric).add_many(count, sum, valued);
     }
 
+    /// The series of `metric`, created on first use (for adding many values to its sketch
+    /// without repeated lookups).
+    pub(super) fn series(&self, metric: &str) -> Arc<Series> {
+        get_or_insert(&self.metrics, metric)
+    }
+
+    /// Adds the buckets of `sketch` to the sketch of `metric` (counts are not touched).
+    pub fn add_sketch(&self, metric: &str, sketch: &SavedSketch) {
+        let series = get_or_insert(&self.metrics, metric);
+        let live = series.sketch();
+        for (i, c) in sketch.iter() {
+            live.add_at(i, c);
+        }
+    }
+
     /// Marks the flag as heard from at `now_ms`.
     pub fn touch(&self, now_ms: u64) {
         self.flag
@@ -210,6 +248,14 @@ impl Aggregates {
             .unwrap_or_default()
     }
 
+    /// The values' sketch of (flag, variant, metric); `None` when it never received a value.
+    pub fn sketch(&self, flag: &str, variant: &str, metric: &str) -> Option<SavedSketch> {
+        get(&self.flags, flag)
+            .and_then(|f| get(&f.variants, variant))
+            .and_then(|m| get(&m, metric))
+            .and_then(|s| s.saved_sketch())
+    }
+
     /// When the flag last received a signal (Unix ms), if ever.
     pub fn last_signal_ms(&self, flag: &str) -> Option<u64> {
         get(&self.flags, flag)
@@ -229,6 +275,15 @@ impl Aggregates {
                 let out = variants.entry(variant.to_string()).or_default();
                 for (metric, series) in metrics.read().unwrap_or_else(|e| e.into_inner()).iter() {
                     out.insert(metric.to_string(), series.totals());
+                    if let Some(sketch) = series.saved_sketch() {
+                        saved
+                            .sketches
+                            .entry(flag.to_string())
+                            .or_default()
+                            .entry(variant.to_string())
+                            .or_default()
+                            .insert(metric.to_string(), sketch);
+                    }
                 }
             }
         }
@@ -252,6 +307,28 @@ impl SavedAggregates {
         series.sum = saturating_sum(series.sum, t.sum);
     }
 
+    /// Adds `sketch`'s buckets to the sketch of (flag, variant, metric).
+    pub fn add_sketch(&mut self, flag: &str, variant: &str, metric: &str, sketch: &SavedSketch) {
+        self.sketches
+            .entry(flag.to_owned())
+            .or_default()
+            .entry(variant.to_owned())
+            .or_default()
+            .entry(metric.to_owned())
+            .or_default()
+            .merge(sketch);
+    }
+
+    /// Iterates the saved sketches.
+    pub fn sketches(&self) -> impl Iterator<Item = (&str, &str, &str, &SavedSketch)> {
+        self.sketches.iter().flat_map(|(f, vs)| {
+            vs.iter().flat_map(move |(v, ms)| {
+                ms.iter()
+                    .map(move |(m, s)| (f.as_str(), v.as_str(), m.as_str(), s))
+            })
+        })
+    }
+
     /// Marks `flag` as heard from at `ms` (keeps the latest).
     pub fn touch(&mut self, flag: &str, ms: u64) {
         let last = self.last_signal_ms.entry(flag.to_owned()).or_default();
@@ -266,11 +343,14 @@ impl SavedAggregates {
         for (flag, ms) in other.last_signals() {
             self.touch(flag, ms);
         }
+        for (flag, variant, metric, s) in other.sketches() {
+            self.add_sketch(flag, variant, metric, s);
+        }
     }
 
     /// True when it holds no series and no last-signal time.
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.last_signal_ms.is_empty()
+        self.series.is_empty() && self.last_signal_ms.is_empty() && self.sketches.is_empty()
     }
 
     /// When each flag last received a signal (Unix ms).
@@ -293,6 +373,12 @@ impl Aggregates {
     /// Rebuilds aggregates from a persisted copy.
     pub fn restore(saved: SavedAggregates) -> Self {
         let aggregates = Aggregates::default();
+        for (flag, variant, metric, sketch) in saved.sketches() {
+            let series = aggregates.variant(flag, variant).series(metric);
+            for (i, c) in sketch.iter() {
+                series.sketch().set_at(i, c);
+            }
+        }
         for (flag, variants) in saved.series {
             for (variant, metrics) in variants {
                 let handle = aggregates.variant(&flag, &variant);
@@ -319,6 +405,9 @@ impl Aggregates {
             self.variant(flag, variant)
                 .add_totals(metric, t.count, t.sum, t.valued);
         }
+        for (flag, variant, metric, s) in saved.sketches() {
+            self.variant(flag, variant).add_sketch(metric, s);
+        }
         for (flag, ms) in saved.last_signals() {
             get_or_insert(&self.flags, flag)
                 .last_signal_ms
@@ -333,6 +422,13 @@ impl Aggregates {
         for (flag, variant, metric, t) in saved.iter() {
             let handle = self.variant(flag, variant);
             get_or_insert(&handle.metrics, metric).raise_to(t);
+        }
+        // Buckets are raised like counts: a bucket is never lowered.
+        for (flag, variant, metric, s) in saved.sketches() {
+            let series = self.variant(flag, variant).series(metric);
+            for (i, c) in s.iter() {
+                series.sketch().raise_at(i, c);
+            }
         }
         for (flag, ms) in saved.last_signals() {
             get_or_insert(&self.flags, flag)
@@ -430,6 +526,11 @@ mod tests {
         global.add("g", "off", "errors", totals(3, 0.0, 0)); // never seen locally
         global.touch("f", 400);
         global.touch("g", 900);
+        // Sketch buckets are raised like counts: 1.0 is behind (2 < 4), 0.5 is new.
+        let mut behind = SavedSketch::default();
+        behind.add(1.0, 2);
+        behind.add(0.5, 5);
+        global.add_sketch("f", "on", "latency", &behind);
 
         a.set_totals(&global);
 
@@ -448,6 +549,10 @@ mod tests {
                 expected.add("g", "off", "errors", totals(3, 0.0, 0));
                 expected.touch("f", 500);
                 expected.touch("g", 900);
+                let mut sketch = SavedSketch::default();
+                sketch.add(1.0, 4);
+                sketch.add(0.5, 5);
+                expected.add_sketch("f", "on", "latency", &sketch);
                 expected
             },
             "applying the same totals twice changes nothing"
@@ -500,6 +605,14 @@ mod tests {
             );
             assert_eq!(agg.totals("f", "off", "exposure").count, 0);
             assert_eq!(agg.last_signal_ms("f"), Some(1234));
+            let sketch = agg
+                .sketch("f", "on", "latency")
+                .expect("a valued series has a sketch");
+            assert_eq!(
+                sketch.quantile(0.5).map(|q| (q - 0.25).abs() < 0.0025),
+                Some(true)
+            );
+            assert_eq!(agg.sketch("f", "on", "exposure"), None);
         }
     }
 }

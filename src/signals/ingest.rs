@@ -10,7 +10,8 @@
 //! such batches to saturate, and sums of values stay finite. The aggregates saturate anyway
 //! (see `aggregate.rs`), so no sequence of batches can lower or reset a count.
 
-use super::aggregate::Aggregates;
+use super::aggregate::{Aggregates, Series};
+use super::histogram::Histogram;
 use crate::live::Live;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -76,12 +77,15 @@ pub struct Signal<'a> {
     /// Number of events (default 1).
     #[serde(default, deserialize_with = "crate::json_int::option_u64")]
     pub count: Option<u64>,
-    /// A value such as a latency in seconds.
+    /// A value such as a latency in seconds (`count` observations of it).
     #[serde(default)]
     pub value: Option<f64>,
     /// The release audience the evaluation named (`metadata.audience`); absent: everyone else.
     #[serde(default, borrow)]
     pub audience: Option<Cow<'a, str>>,
+    /// Pre-aggregated observations (instead of `count` and `value`), see `histogram.rs`.
+    #[serde(default, deserialize_with = "super::histogram::option")]
+    pub histogram: Option<Histogram>,
     /// The user, if known (not aggregated).
     #[serde(default, rename = "targetingKey", borrow)]
     pub targeting_key: Option<Cow<'a, str>>,
@@ -137,7 +141,7 @@ pub struct Malformed {
 }
 
 impl Malformed {
-    fn shape(field: String, message: impl Into<String>) -> Self {
+    pub(super) fn shape(field: String, message: impl Into<String>) -> Self {
         Malformed {
             field,
             message: message.into(),
@@ -145,7 +149,7 @@ impl Malformed {
         }
     }
 
-    fn bound(field: String, message: impl Into<String>) -> Self {
+    pub(super) fn bound(field: String, message: impl Into<String>) -> Self {
         Malformed {
             field,
             message: message.into(),
@@ -228,7 +232,21 @@ pub fn check(batch: &SignalBatch<'_>, max: usize) -> Result<(), Malformed> {
             }
             _ => {}
         }
-        let count = s.count.unwrap_or(1);
+        let count = match &s.histogram {
+            Some(h) => {
+                for (absent, field) in [(s.count.is_none(), "count"), (s.value.is_none(), "value")]
+                {
+                    if !absent {
+                        return Err(Malformed::bound(
+                            at(field),
+                            "a signal with a histogram carries its counts and values in it",
+                        ));
+                    }
+                }
+                h.check(&format!("signals[{i}]"))?
+            }
+            None => s.count.unwrap_or(1),
+        };
         if count == 0 {
             return Err(Malformed::shape(at("count"), "must be at least 1"));
         }
@@ -316,22 +334,28 @@ pub fn ingest(
             current = Some((flag, variant, audience, handle));
         }
         if let Some((_, _, _, handle)) = &current {
-            let count = s.count.unwrap_or(1);
-            match &mut run {
-                Some(r) if r.metric == s.metric.as_ref() => r.add(count, s.value),
+            let r = match &mut run {
+                Some(r) if r.metric == s.metric.as_ref() => r,
                 _ => {
                     if let Some(r) = run.take() {
                         r.apply(handle);
                     }
-                    let mut r = Run {
+                    run.insert(Run {
                         metric: s.metric.as_ref(),
+                        series: None,
                         count: 0,
                         sum: 0.0,
                         valued: 0,
-                    };
-                    r.add(count, s.value);
-                    run = Some(r);
+                    })
                 }
+            };
+            match &s.histogram {
+                Some(h) => {
+                    for (bound, count) in h.buckets() {
+                        r.add(handle, count, Some(bound));
+                    }
+                }
+                None => r.add(handle, s.count.unwrap_or(1), s.value),
             }
             report.accepted += 1;
         }
@@ -342,20 +366,26 @@ pub fn ingest(
     report
 }
 
-/// Totals of consecutive signals of one series.
+/// Totals of consecutive signals of one series; values go straight into the series'
+/// sketch (one atomic add each), looked up once per run.
 struct Run<'a> {
     metric: &'a str,
+    series: Option<std::sync::Arc<Series>>,
     count: u64,
     sum: f64,
     valued: u64,
 }
 
 impl Run<'_> {
-    fn add(&mut self, count: u64, value: Option<f64>) {
+    fn add(&mut self, handle: &super::aggregate::VariantHandle, count: u64, value: Option<f64>) {
         self.count = self.count.saturating_add(count);
         if let Some(v) = value {
             self.sum = super::aggregate::saturating_sum(self.sum, v * count as f64);
             self.valued = self.valued.saturating_add(count);
+            self.series
+                .get_or_insert_with(|| handle.series(self.metric))
+                .sketch()
+                .add(v, count);
         }
     }
 

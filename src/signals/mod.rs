@@ -11,12 +11,15 @@
 //!   at most the last second of signals (documented in `docs/operations.md`).
 
 mod aggregate;
+mod histogram;
 mod ingest;
 mod limit;
+pub mod sketch;
 
 pub use aggregate::{
     series_key, split_series_key, Aggregates, MetricTotals, SavedAggregates, AUDIENCE_SEPARATOR,
 };
+pub use histogram::Histogram;
 pub use ingest::{
     check, check_timestamps, ingest, ClientReport, IngestReport, Malformed, SignalBatch,
     SignalError,

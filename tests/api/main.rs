@@ -18,6 +18,7 @@ mod fuzz;
 mod guards;
 mod interop;
 mod js_client;
+mod latency;
 mod ofrep;
 mod openapi;
 mod operations;

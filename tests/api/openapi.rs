@@ -319,7 +319,12 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
     let token = app.create_token("mirror-client", "client").await;
     let signal = json!({"flag": "counted", "variant": "on", "metric": "exposure", "count": 2.0,
         "value": 0.25, "audience": "beta", "targetingKey": "u1", "timestamp": "2026-11-22T10:00:00Z"});
-    mirror_agrees(&doc, "Signal", &signal, async |s| {
+    // A signal carries either `count`/`value` or a `histogram`: each shape is checked with
+    // the other's properties left out of the schema.
+    let histogram = json!({"flag": "counted", "variant": "on", "metric": "latency",
+        "histogram": {"bounds": [0.1, 0.5], "counts": [3, 1.0]},
+        "targetingKey": "u1", "timestamp": "2026-11-22T10:00:00Z"});
+    let send = async |s: Value| {
         let r = app
             .client
             .post(app.url("/api/v1/signals"))
@@ -331,8 +336,42 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap();
         (status, body)
-    })
+    };
+    for (example, absent) in [
+        (&signal, &["histogram"][..]),
+        (&histogram, &["count", "value"][..]),
+    ] {
+        let mut shape = doc.clone();
+        let properties = shape["components"]["schemas"]["Signal"]["properties"]
+            .as_object_mut()
+            .unwrap();
+        for p in absent {
+            properties.remove(*p);
+        }
+        mirror_agrees(&shape, "Signal", example, send).await;
+    }
+    let (status, _) = send(
+        json!({"flag": "counted", "variant": "on", "metric": "latency", "count": 2,
+        "histogram": {"bounds": [0.1], "counts": [1]}}),
+    )
     .await;
+    assert_eq!(
+        status, 422,
+        "count beside a histogram: schema-valid, refused by a rule stated in words"
+    );
+    let properties = names(&schema(&doc, "Histogram")["properties"]);
+    assert_eq!(properties, names(&json!(["bounds", "counts"])));
+    assert_eq!(schema(&doc, "Histogram")["additionalProperties"], false);
+    for list in ["bounds", "counts"] {
+        let items = &schema(&doc, "Histogram")["properties"][list];
+        assert_eq!(
+            (&items["minItems"], &items["maxItems"]),
+            (&json!(1), &json!(512)),
+            "{items}"
+        );
+    }
+    let count = &schema(&doc, "Histogram")["properties"]["counts"]["items"];
+    assert_eq!(count["minimum"], 0, "{count}");
 
     // The client report of a batch (docs/clients.md), in a heartbeat.
     let client = json!({"id": "tab-1", "revision": 3.0, "applied_ms_ago": 850, "sdk": "rollgate-rust/0.1.0", "closing": false});

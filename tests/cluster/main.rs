@@ -12,5 +12,6 @@ mod support;
 mod boot;
 mod drills;
 mod feed;
+mod latency;
 mod leader;
 mod outage;

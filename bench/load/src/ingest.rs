@@ -50,6 +50,20 @@ pub struct Args {
     /// How long to wait for the counts to settle (a cluster flushes them asynchronously).
     #[arg(long, default_value_t = 0.0)]
     pub settle_s: f64,
+    /// Latency signals instead of error events: every non-exposure signal is a
+    /// `checkout_latency` observation, as a single `value` or as a 16-bucket `histogram`
+    /// (issue 12). Off: the rate signals above.
+    #[arg(long, value_enum)]
+    pub latency: Option<Latency>,
+}
+
+/// How the latency signals of `--latency` are shaped.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Latency {
+    /// `{"metric": "checkout_latency", "value": 0.2}`: one observation per signal.
+    Values,
+    /// `{"metric": "checkout_latency", "histogram": {"bounds": [16], "counts": [16]}}`.
+    Histogram,
 }
 
 #[derive(Deserialize)]
@@ -111,12 +125,13 @@ pub async fn run(server: Server, args: Args) -> Result<()> {
             .await?;
         watched_release = Some(id);
     }
-    let (body, expected) = build_body(
+    let (body, expected) = build_latency_body(
         &key,
         args.batch,
         args.exposure_share,
         args.grouped,
         args.seed,
+        args.latency,
     )?;
     println!("{}", machine_note());
     println!(
@@ -330,7 +345,14 @@ pub async fn run(server: Server, args: Args) -> Result<()> {
     }
     println!(
         "summary: ingest{} batch={} connections={} seconds={} signals_per_s={rate:.0} p50_ms={:.3} p99_ms={:.3} counts_exact={} others_exact={others_exact}/{} flag={key} accepted={} target={}",
-        if args.watched { " watched" } else { "" },
+        match (args.watched, args.latency) {
+            (false, None) => "",
+            (true, None) => " watched",
+            (false, Some(Latency::Values)) => " latency-values",
+            (true, Some(Latency::Values)) => " watched latency-values",
+            (false, Some(Latency::Histogram)) => " latency-histogram",
+            (true, Some(Latency::Histogram)) => " watched latency-histogram",
+        },
         args.batch,
         args.connections,
         args.seconds,
@@ -362,6 +384,18 @@ pub fn build_body(
     grouped: bool,
     seed: u64,
 ) -> Result<(Bytes, Expected)> {
+    build_latency_body(key, batch, exposure_share, grouped, seed, None)
+}
+
+/// [`build_body`], with latency signals instead of error events when `latency` is set.
+pub fn build_latency_body(
+    key: &str,
+    batch: usize,
+    exposure_share: f64,
+    grouped: bool,
+    seed: u64,
+    latency: Option<Latency>,
+) -> Result<(Bytes, Expected)> {
     let mut rng = XorShift::new(seed);
     let mut signals = Vec::with_capacity(batch);
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -377,17 +411,51 @@ pub fn build_body(
         } else {
             "on"
         };
-        let metric = if rng.unit() < exposure_share {
-            "exposure"
-        } else if rng.unit() < 0.1 {
-            "payment_error"
-        } else {
-            "error"
+        let exposure = rng.unit() < exposure_share;
+        let (signal, metric, count) = match latency {
+            _ if exposure => (
+                json!({"flag": key, "variant": variant, "metric": "exposure"}),
+                "exposure",
+                1,
+            ),
+            None => {
+                let metric = if rng.unit() < 0.1 {
+                    "payment_error"
+                } else {
+                    "error"
+                };
+                (
+                    json!({"flag": key, "variant": variant, "metric": metric}),
+                    metric,
+                    1,
+                )
+            }
+            // Latencies from 0.05 s to 2.7 s, log-uniform: many distinct sketch buckets.
+            Some(Latency::Values) => (
+                json!({"flag": key, "variant": variant, "metric": "checkout_latency",
+                    "value": 0.05 * (4.0 * rng.unit()).exp()}),
+                "checkout_latency",
+                1,
+            ),
+            Some(Latency::Histogram) => {
+                let bounds: Vec<f64> = (0..16).map(|k| 0.05 * 1.3f64.powi(k)).collect();
+                let mut counts: Vec<u64> = (0..16).map(|_| rng.next() % 8).collect();
+                if counts.iter().all(|c| *c == 0) {
+                    counts[0] = 1;
+                }
+                let total = counts.iter().sum::<u64>();
+                (
+                    json!({"flag": key, "variant": variant, "metric": "checkout_latency",
+                        "histogram": {"bounds": bounds, "counts": counts}}),
+                    "checkout_latency",
+                    total,
+                )
+            }
         };
-        signals.push(json!({"flag": key, "variant": variant, "metric": metric}));
+        signals.push(signal);
         *expected
             .entry((variant.to_owned(), metric.to_owned()))
-            .or_default() += 1;
+            .or_default() += count;
     }
     Ok((
         Bytes::from(serde_json::to_vec(&json!({ "signals": signals }))?),

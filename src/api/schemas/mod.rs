@@ -401,7 +401,7 @@ pub struct SignalSchema {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub count: Option<u64>,
-    /// A value such as a latency in seconds.
+    /// A value such as a latency in seconds (`count` observations of it).
     #[serde(default)]
     #[schema(minimum = -1e12, maximum = 1e12)]
     pub value: Option<f64>,
@@ -410,6 +410,9 @@ pub struct SignalSchema {
     #[serde(default)]
     #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,127}$")]
     pub audience: Option<String>,
+    /// Pre-aggregated observations of a value metric (then no `count` and no `value`).
+    #[serde(default)]
+    pub histogram: Option<HistogramSchema>,
     /// The user, if known (not aggregated).
     #[serde(default, rename = "targetingKey")]
     pub targeting_key: Option<String>,
@@ -417,6 +420,20 @@ pub struct SignalSchema {
     #[serde(default)]
     #[schema(schema_with = timestamp_schema)]
     pub timestamp: Option<Value>,
+}
+
+/// A signal's pre-aggregated histogram (`signals::Histogram`, docs/api.md): `counts[i]`
+/// observations in `(bounds[i-1], bounds[i]]`, each recorded at `bounds[i]`.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Histogram)]
+#[serde(deny_unknown_fields)]
+pub struct HistogramSchema {
+    /// Bucket upper bounds, strictly increasing, each in [0, 1e12].
+    #[schema(min_items = 1, max_items = 512)]
+    pub bounds: Vec<f64>,
+    /// Observations per bucket, as many as bounds, at least one in all, at most 1,000,000.
+    #[schema(min_items = 1, max_items = 512)]
+    pub counts: Vec<u64>,
 }
 
 /// Answer of `POST /api/v1/signals`.
