@@ -22,8 +22,8 @@ function notice(text, kind = 'alert', keep = false) {
   const close = views.h('button', { type: 'button', class: 'quiet', onclick: () => el.remove() }, 'Dismiss');
   const el = views.h('div', { class: `notice ${kind === 'info' ? 'info' : ''}`, role: kind === 'info' ? 'status' : 'alert' }, views.h('p', {}, text), close);
   $('notices').prepend(el);
-  while ($('notices').children.length > 4) $('notices').lastElementChild.remove();
-  if (!keep) setTimeout(() => el.remove(), 20000);
+  while ($('notices').children.length > 3) $('notices').lastElementChild.remove();
+  if (!keep) setTimeout(() => el.remove(), kind === 'info' ? 6000 : 20000);
   return el;
 }
 
@@ -137,7 +137,7 @@ async function loadFlags() {
 async function loadRelease(id) {
   const [status, history] = await Promise.all([
     get(`/api/v1/releases/${encodeURIComponent(id)}`),
-    get(`/api/v1/releases/${encodeURIComponent(id)}/history?max_points=720`),
+    get(`/api/v1/releases/${encodeURIComponent(id)}/history?max_points=120`),
   ]);
   ctx.release = status;
   ctx.history = views.historyModel(history);
@@ -302,14 +302,19 @@ function render() {
 async function go() {
   route = parseRoute();
   try {
+    const t0 = performance.now();
     if (route.view === 'release') {
       ctx.release = null;
-      await Promise.all([loadRelease(route.id), loadReleases()]);
+      await loadRelease(route.id);
+      window.__rollgate.timing = { loaded: performance.now() - t0 };
+      // The list (for names in notices) after the page is drawn.
+      setTimeout(() => loadReleases().catch(() => {}), 0);
     } else if (route.view === 'releases') await loadReleases();
     else if (route.view === 'flags') await Promise.all([loadFlags(), loadReleases()]);
     else if (route.view === 'audit') await loadAudit();
     render();
     window.__rollgate.rendered = performance.now();
+    if (window.__rollgate.timing) window.__rollgate.timing.rendered = performance.now() - t0;
     document.title = `rollgate · ${route.view === 'release' ? ctx.release?.name : route.view}`;
   } catch (e) {
     $('view').replaceChildren(views.h('p', { class: 'error', role: 'alert' }, e.message));

@@ -5,11 +5,24 @@
 const pending = new Set();
 let scheduled = false;
 
+// Colours, read once per frame for every chart (the theme's custom properties on :root).
+let palette = null;
+
 function flush() {
   scheduled = false;
   const charts = [...pending];
   pending.clear();
-  for (const c of charts) c.draw();
+  const style = getComputedStyle(document.documentElement);
+  const cache = new Map();
+  palette = (v) => {
+    if (!cache.has(v)) cache.set(v, style.getPropertyValue(v).trim() || '#888');
+    return cache.get(v);
+  };
+  // Every size first, then every drawing: resizing a canvas dirties the layout, and a size read
+  // after it would lay the page out again, once per chart.
+  const sizes = charts.map((c) => [c.canvas.clientWidth, c.canvas.clientHeight]);
+  charts.forEach((c, i) => c.draw(sizes[i]));
+  palette = null;
 }
 
 /** Draw calls made since the page loaded (the speed test reads it). */
@@ -42,12 +55,10 @@ export class LineChart {
     }
   }
 
-  draw() {
+  draw([width, height] = [this.canvas.clientWidth, this.canvas.clientHeight]) {
     const t0 = performance.now();
     const { canvas, data } = this;
     const ratio = window.devicePixelRatio || 1;
-    const width = canvas.clientWidth;
-    const height = canvas.clientHeight;
     if (!width || !height) return;
     if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
       canvas.width = Math.round(width * ratio);
@@ -56,8 +67,8 @@ export class LineChart {
     const ctx = canvas.getContext('2d');
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    const style = getComputedStyle(canvas);
-    const color = (v) => style.getPropertyValue(v).trim() || '#888';
+    const style = palette ? null : getComputedStyle(document.documentElement);
+    const color = palette ?? ((v) => style.getPropertyValue(v).trim() || '#888');
     const x = data?.x ?? [];
     let lo = Infinity;
     let hi = -Infinity;

@@ -7,7 +7,6 @@ use super::resource;
 use super::schemas::{Malformed, NotFound, Readers};
 use crate::auth::extract::presented_token;
 use crate::auth::{Held, Reader, Role, Via};
-use crate::controller::status;
 use crate::history::{History, LivePoint};
 use crate::state::AppState;
 use crate::store::HistoryKey;
@@ -16,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -92,12 +92,14 @@ pub async fn history(
             format!("max_points must be 1–{MAX_POINTS}"),
         ));
     }
-    let doc = status::release_status(&state, &id).await?;
-    let release: uuid::Uuid = doc["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ApiError::Internal("release status without an id".into()))?;
-    let modules = doc["modules"].as_array().cloned().unwrap_or_default();
+    // The release's modules, found as the status finds it, without computing its readings.
+    let (release, name, modules) = {
+        let w = state.writer.lock().await;
+        let id = w.find_release(&id)?;
+        let r = &w.releases[&id];
+        let flags: Vec<String> = r.modules.iter().map(|m| m.flag.clone()).collect();
+        (r.id, r.name.clone(), flags)
+    };
     if let Some(m) = params.module {
         if usize::from(m) >= modules.len() {
             return Err(ApiError::bad_field(
@@ -108,8 +110,13 @@ pub async fn history(
     }
     let since = params.since.unwrap_or(0);
     let history = history.into_inner();
-    let out = web::block(move || -> Result<Vec<Value>, ApiError> {
-        let mut out = Vec::new();
+    let head = json!({"release": release, "name": name}).to_string();
+    // The stored points are JSON already: the answer is assembled around them, not re-encoded.
+    let body = web::block(move || -> Result<Vec<u8>, ApiError> {
+        let mut body = head.into_bytes();
+        body.pop(); // the closing brace
+        body.extend_from_slice(b",\"modules\":[");
+        let mut first = true;
         for (i, m) in modules.iter().enumerate() {
             let Ok(module) = u16::try_from(i) else {
                 break;
@@ -120,17 +127,29 @@ pub async fn history(
             let points = history
                 .points(HistoryKey { release, module }, since, max_points)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            out.push(json!({"module": module, "flag": m["flag"], "points": points}));
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            let entry = json!({"module": module, "flag": m}).to_string();
+            body.extend_from_slice(&entry.as_bytes()[..entry.len() - 1]);
+            body.extend_from_slice(b",\"points\":[");
+            for (j, p) in points.iter().enumerate() {
+                if j > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(p);
+            }
+            body.extend_from_slice(b"]}");
         }
-        Ok(out)
+        body.extend_from_slice(b"]}");
+        Ok(body)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(HttpResponse::Ok().json(json!({
-        "release": doc["id"],
-        "name": doc["name"],
-        "modules": out,
-    })))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// Query of `GET /api/v1/history/stream`.

@@ -112,19 +112,21 @@ impl History {
     }
 
     /// The points of a series since `since_ms`, about `max_points` of them (marked points
-    /// always), oldest first, as JSON.
+    /// always), oldest first, each as its stored JSON (served as is, not re-encoded).
     pub fn points(
         &self,
         series: HistoryKey,
         since_ms: u64,
         max_points: usize,
-    ) -> Result<Vec<Value>, HistoryError> {
-        let stored = self.store.history_since(series, since_ms)?;
+    ) -> Result<Vec<sled::IVec>, HistoryError> {
+        let mut stored = self.store.history_since(series, since_ms)?;
         let times: Vec<(u64, bool)> = stored.iter().map(|p| (p.at_ms, p.mark)).collect();
-        Ok(rules::thin(&times, max_points)
-            .into_iter()
-            .filter_map(|i| serde_json::from_slice(&stored[i].json).ok())
-            .collect())
+        let keep = rules::thin(&times, max_points);
+        let mut out = Vec::with_capacity(keep.len());
+        for i in keep {
+            out.push(std::mem::take(&mut stored[i].json));
+        }
+        Ok(out)
     }
 
     /// One look at every started release (see the module header).

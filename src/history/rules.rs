@@ -233,7 +233,7 @@ mod tests {
         let kept: Vec<_> = points.iter().filter(|p| !drop.contains(p)).collect();
         let age_h = |at: u64| (now - at) as f64 / 3_600_000.0;
         assert!(!kept.iter().any(|p| age_h(p.0) > 30.0 * 24.0), "past keep");
-        assert_eq!(kept.iter().filter(|p| age_h(p.0) <= 1.0).count(), 720 + 1);
+        assert_eq!(kept.iter().filter(|p| age_h(p.0) <= 1.0).count(), 720);
         assert!(kept.iter().any(|p| p.1), "the mark stays");
         let mid = kept
             .iter()

@@ -33,6 +33,9 @@ pub struct StoredPoint {
     pub json: sled::IVec,
 }
 
+/// Every series with its points' times and marks, oldest first.
+pub type SeriesIndex = Vec<(HistoryKey, Vec<(u64, bool)>)>;
+
 const PREFIX: usize = 18;
 
 impl HistoryKey {
@@ -112,8 +115,8 @@ impl Store {
     }
 
     /// Every series with its points' times and marks (keys only; for compaction).
-    pub fn history_index(&self) -> Result<Vec<(HistoryKey, Vec<(u64, bool)>)>, StoreError> {
-        let mut out: Vec<(HistoryKey, Vec<(u64, bool)>)> = Vec::new();
+    pub fn history_index(&self) -> Result<SeriesIndex, StoreError> {
+        let mut out: SeriesIndex = Vec::new();
         for key in self.history.iter().keys() {
             let Some((series, at_ms, mark)) = parse(&key?) else {
                 continue;

@@ -87,7 +87,11 @@ async fn started(app: &TestApp, plan: Value) -> String {
 
 /// 24 h of history, one point a minute, for every module of `release`: the module's current
 /// guard readings with the new variant's rate drifting.
-fn seed_day(history: &rollgate::history::History, release: &str, status: &Value) -> usize {
+fn seed_day(
+    history: &std::sync::Arc<rollgate::history::History>,
+    release: &str,
+    status: &Value,
+) -> usize {
     let id: uuid::Uuid = release.parse().unwrap();
     let now = rollgate::clock::now_ms();
     let mut n = 0;
@@ -165,10 +169,13 @@ async fn the_dashboard_works_end_to_end_in_chromium() {
     .await;
     let status = app.admin_get(&format!("/api/v1/releases/{big}")).await;
     assert_eq!(status["modules"][19]["guards"].as_array().unwrap().len(), 4);
-    let seeded = seed_day(&history, &big, &status);
-    assert_eq!(seeded, 20 * 1440);
     let viewer = app.create_token("screen", "viewer").await;
     let client = app.create_token("app", "client").await;
+    let seed_id = big.clone();
+    let seeded = tokio::task::spawn_blocking(move || seed_day(&history, &seed_id, &status))
+        .await
+        .unwrap();
+    assert_eq!(seeded, 20 * 1440);
 
     let shots = root().join("target/ui-screenshots");
     let out = node(

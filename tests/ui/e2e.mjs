@@ -62,7 +62,8 @@ async function signedIn(token, options = {}) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
+    // The browser logs every 4xx answer; the refusals the steps provoke are expected.
+    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) errors.push(m.text());
   });
   const response = await page.goto(`${URL_}/ui`);
   await page.fill('#token-input', token);
@@ -215,6 +216,7 @@ await step('speed: 20 modules × 4 guards with 24 h of history render in < 1 s a
   await page.waitForSelector(`[data-release="${BIG}"]`);
   const render = await page.evaluate(async (id) => {
     const before = window.__rollgate.stats.draws;
+    const drawBefore = window.__rollgate.stats.drawMs;
     const t0 = performance.now();
     location.hash = `#/release/${id}`;
     await new Promise((resolve) => {
@@ -224,13 +226,25 @@ await step('speed: 20 modules × 4 guards with 24 h of history render in < 1 s a
       };
       check();
     });
+    const ms = performance.now() - t0;
     const points = window.__rollgate.ctx.history.reduce((n, m) => n + (m?.points.length ?? 0), 0);
-    return { ms: performance.now() - t0, draws: window.__rollgate.stats.draws - before, points };
+    const fetched = performance.getEntriesByType('resource').filter((e) => e.name.includes(`/${id}/history`)).pop();
+    return {
+      ms, draws: window.__rollgate.stats.draws - before, points, drawMs: window.__rollgate.stats.drawMs - drawBefore,
+      historyMs: fetched?.duration, timing: window.__rollgate.timing,
+      statusMs: performance.getEntriesByType('resource').filter((e) => e.name.endsWith(`/releases/${id}`)).pop()?.duration, historyBytes: fetched?.decodedBodySize,
+    };
   }, BIG);
   figures.big_release_render_ms = Math.round(render.ms);
   figures.big_release_points = render.points;
   figures.big_release_charts = render.draws;
-  assert.ok(render.ms < 1000, `rendered in ${render.ms} ms`);
+  figures.big_release_history_fetch_ms = Math.round(render.historyMs ?? -1);
+  figures.big_release_history_bytes = render.historyBytes;
+  figures.big_release_status_fetch_ms = Math.round(render.statusMs ?? -1);
+  figures.big_release_data_loaded_ms = Math.round(render.timing?.loaded ?? -1);
+  figures.big_release_dom_built_ms = Math.round(render.timing?.rendered ?? -1);
+  figures.chart_draw_total_ms = Math.round(render.drawMs);
+  assert.ok(render.ms < 1000, `rendered in ${render.ms} ms: ${JSON.stringify(figures)}`);
 
   // 100 changes per second for 5 s while the page is measured frame by frame.
   await page.evaluate(() => {
@@ -273,6 +287,7 @@ await step('speed: 20 modules × 4 guards with 24 h of history render in < 1 s a
   assert.ok(before > 0);
   assert.ok(frames.p95 < 50, `p95 frame ${frames.p95} ms`);
   await page.screenshot({ path: `${SHOTS}/big-release-desktop-light.png` });
+  await page.locator('[data-module="0"]').screenshot({ path: `${SHOTS}/module-charts-desktop-light.png` });
 });
 
 assert.deepEqual(admin.errors, []);
