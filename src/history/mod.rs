@@ -43,6 +43,9 @@ pub struct History {
     last: Mutex<HashMap<HistoryKey, Last>>,
     /// Releases whose final state is recorded: not looked at again in this run.
     finished: Mutex<HashSet<Uuid>>,
+    /// Times and marks of the series read so far (loaded on first read, kept in step with
+    /// writes): a read picks its points here and fetches only those.
+    times: Mutex<HashMap<HistoryKey, Vec<(u64, bool)>>>,
     feed: broadcast::Sender<Arc<LivePoint>>,
 }
 
@@ -70,6 +73,7 @@ impl History {
             settings,
             last: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashSet::new()),
+            times: Mutex::new(HashMap::new()),
             feed: broadcast::channel(4096).0,
         }
     }
@@ -96,6 +100,12 @@ impl History {
         let at_ms = point["at_ms"].as_u64().unwrap_or(0);
         let bytes = serde_json::to_vec(point).map_err(StoreError::Encode)?;
         self.store.history_put(series, at_ms, mark, &bytes)?;
+        if let Some(times) = self.lock_times().get_mut(&series) {
+            let at = times.partition_point(|t| *t < (at_ms, mark));
+            if times.get(at) != Some(&(at_ms, mark)) {
+                times.insert(at, (at_ms, mark));
+            }
+        }
         let event = json!({
             "release": series.release,
             "module": series.module,
@@ -119,12 +129,26 @@ impl History {
         since_ms: u64,
         max_points: usize,
     ) -> Result<Vec<sled::IVec>, HistoryError> {
-        let mut stored = self.store.history_since(series, since_ms)?;
-        let times: Vec<(u64, bool)> = stored.iter().map(|p| (p.at_ms, p.mark)).collect();
-        let keep = rules::thin(&times, max_points);
-        let mut out = Vec::with_capacity(keep.len());
-        for i in keep {
-            out.push(std::mem::take(&mut stored[i].json));
+        let times = {
+            // Loaded under the lock, so that no point recorded meanwhile is missed.
+            let mut all = self.lock_times();
+            match all.get(&series) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.store.history_times(series)?;
+                    all.insert(series, t.clone());
+                    t
+                }
+            }
+        };
+        let from = times.partition_point(|t| t.0 < since_ms);
+        let times = &times[from..];
+        let mut out = Vec::new();
+        for i in rules::thin(times, max_points) {
+            let (at_ms, mark) = times[i];
+            if let Some(json) = self.store.history_get(series, at_ms, mark)? {
+                out.push(json);
+            }
         }
         Ok(out)
     }
@@ -162,6 +186,10 @@ impl History {
 
     fn lock_finished(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
         self.finished.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_times(&self) -> std::sync::MutexGuard<'_, HashMap<HistoryKey, Vec<(u64, bool)>>> {
+        self.times.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_last(&self) -> std::sync::MutexGuard<'_, HashMap<HistoryKey, Last>> {
@@ -237,6 +265,8 @@ impl History {
             if !drop.is_empty() {
                 dropped += drop.len();
                 self.store.history_remove(series, &drop)?;
+                // Read again on the next request.
+                self.lock_times().remove(&series);
             }
         }
         Ok(dropped)

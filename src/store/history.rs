@@ -89,21 +89,25 @@ impl Store {
         Ok(())
     }
 
-    /// The points of a series at or after `since_ms`, oldest first.
-    pub fn history_since(
-        &self,
-        series: HistoryKey,
-        since_ms: u64,
-    ) -> Result<Vec<StoredPoint>, StoreError> {
-        let start = series.key(since_ms, false);
-        let end = series.key(u64::MAX, true);
+    /// The times and marks of a series' points, oldest first (keys only).
+    pub fn history_times(&self, series: HistoryKey) -> Result<Vec<(u64, bool)>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.history.range(start..=end) {
-            if let Some(p) = point(entry)? {
-                out.push(p);
+        for key in self.history.scan_prefix(series.prefix()).keys() {
+            if let Some((_, at_ms, mark)) = parse(&key?) {
+                out.push((at_ms, mark));
             }
         }
         Ok(out)
+    }
+
+    /// One point's JSON.
+    pub fn history_get(
+        &self,
+        series: HistoryKey,
+        at_ms: u64,
+        mark: bool,
+    ) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.history.get(series.key(at_ms, mark))?)
     }
 
     /// The newest point of a series.
