@@ -32,7 +32,8 @@ const MAX_POINTS: usize = 20_000;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
-    /// Only this module (its index in the release); every module by default.
+    /// Only this module (its index in the release; 404 when there is no such module); every
+    /// module by default.
     #[param(minimum = 0, maximum = 65535)]
     module: Option<u16>,
     /// Only points at or after this time (Unix ms); the whole kept history by default.
@@ -102,10 +103,10 @@ pub async fn history(
     };
     if let Some(m) = params.module {
         if usize::from(m) >= modules.len() {
-            return Err(ApiError::bad_field(
-                "module",
-                format!("the release has {} modules", modules.len()),
-            ));
+            return Err(ApiError::NotFound(format!(
+                "no module {m}: the release has {} modules",
+                modules.len()
+            )));
         }
     }
     let since = params.since.unwrap_or(0);

@@ -212,7 +212,7 @@ async fn history_queries_are_checked_and_thinned() {
         app.admin(Method::GET, &format!("/api/v1/releases/{id}/history{q}"))
             .send()
     };
-    assert_eq!(get("?module=1").await.unwrap().status(), 400);
+    assert_eq!(get("?module=1").await.unwrap().status(), 404);
     assert_eq!(get("?max_points=0").await.unwrap().status(), 400);
     assert_eq!(get("?bogus=1").await.unwrap().status(), 400);
     let r = app
