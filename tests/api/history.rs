@@ -248,3 +248,71 @@ async fn stop(mut server: ServerProcess) {
         .unwrap();
     assert!(exit.success(), "{exit}");
 }
+
+#[tokio::test]
+async fn compaction_keeps_the_last_hour_whole_and_thins_what_is_older() {
+    let (app, history) = spawn_app_with_history(|_| {}).await;
+    let id = guarded_release(&app.address, &app.client).await;
+    let series = rollgate::store::HistoryKey {
+        release: id.parse().unwrap(),
+        module: 0,
+    };
+    let now = rollgate::clock::now_ms();
+    // Every 5 s for the last 3 hours, a marked point 2.5 hours ago, one point 40 days ago.
+    let seeded = {
+        let history = history.clone();
+        tokio::task::spawn_blocking(move || {
+            let point = |at_ms: u64, mark: bool| {
+                json!({"at_ms": at_ms, "state": "ramping", "mark": mark, "guards": []})
+            };
+            let mut n = 0;
+            for at in (0..3 * 720u64).map(|i| now - 3 * 3_600_000 + i * 5_000) {
+                history.record(series, "pay", &point(at, false), false).unwrap();
+                n += 1;
+            }
+            history
+                .record(series, "pay", &point(now - 9_000_000 + 1, true), true)
+                .unwrap();
+            let old = now - 40 * 24 * 3_600_000;
+            history.record(series, "pay", &point(old, false), false).unwrap();
+            n + 2
+        })
+        .await
+        .unwrap()
+    };
+    let all = |doc: &Value| {
+        points(doc)
+            .iter()
+            .map(|p| p["at_ms"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let path = format!("/api/v1/releases/{id}/history?max_points=20000");
+    let before = all(&app.admin_get(&path).await);
+    assert!(before.len() >= seeded, "{} points", before.len());
+
+    let dropped = tokio::task::spawn_blocking(move || history.compact(now).unwrap())
+        .await
+        .unwrap();
+    let after = all(&app.admin_get(&path).await);
+    assert_eq!(before.len() - after.len(), dropped);
+    let hour = |at: u64| now.saturating_sub(at) <= 3_600_000;
+    assert_eq!(
+        after.iter().filter(|a| hour(**a)).count(),
+        before.iter().filter(|a| hour(**a)).count(),
+        "the last hour is kept whole"
+    );
+    assert!(
+        !after.contains(&(now - 40 * 24 * 3_600_000)),
+        "older than 30 days: dropped"
+    );
+    assert!(
+        after.contains(&(now - 9_000_000 + 1)),
+        "the marked point stays"
+    );
+    let older = after.iter().filter(|a| !hour(**a)).count();
+    // Two hours at one point a minute, plus the mark.
+    assert!(
+        (120..=123).contains(&older),
+        "{older} points older than an hour"
+    );
+}

@@ -205,3 +205,61 @@ async fn the_dashboard_works_end_to_end_in_chromium() {
         assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
     }
 }
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_embedded_and_served_with_a_strict_csp() {
+    let (app, _) = spawn_app_with_history(|_| {}).await;
+    for (path, kind) in [
+        ("/ui", "text/html"),
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/logic.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for part in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let body = r.text().await.unwrap();
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} fetches nothing from outside"
+        );
+    }
+    let r = app.client.get(app.url("/ui/nope.js")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    let viewer = app.create_token("screen", "viewer").await;
+    let who: Value = app
+        .client
+        .get(app.url("/api/v1/whoami"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who, json!({"name": "screen", "role": "viewer"}));
+    let r = app
+        .client
+        .get(app.url("/api/v1/whoami"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -134,6 +134,9 @@ await step('a rollback caused by a guard appears live, without reload, within a 
   await page.waitForSelector('.notice:has-text("Rolled back: qr-ordering")', { timeout: 1000 });
   await page.waitForSelector('[data-module="0"] .badge.rolled_back', { timeout: 1000 });
   figures.rollback_notice_ms = Date.now() - t0;
+  // The history stream brings the rollback's marked point to the charts, live too.
+  await page.waitForFunction(() => window.__rollgate.ctx.history?.[0]?.points.at(-1)?.state === 'rolled_back', null, { timeout: 2000 });
+  figures.rollback_history_point_ms = Date.now() - t0;
   assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload');
   const status = await api('GET', `/api/v1/releases/${RELEASE}`, ADMIN);
   assert.equal(status.body.modules[0].state, 'rolled_back');
@@ -173,6 +176,24 @@ await step('kill by click and the audit view shows the before/after diff', async
   await page.waitForSelector('.timeline li:has-text("flag.kill")');
   await page.click('.timeline li:has-text("flag.kill") summary');
   assert.match(await page.textContent('.timeline li:has-text("flag.kill") .diff'), /enabled\s*true\s*false/);
+});
+
+await step('keyboard: a control is reached with Tab, opened with Enter, its dialog closed with Escape', async () => {
+  await page.goto(`${URL_}/ui#/flags`);
+  await page.waitForSelector('[data-flag="banner"]');
+  let reached = false;
+  for (let i = 0; i < 60 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'Set percentage'
+      && document.activeElement.closest('[data-flag]')?.dataset.flag === 'banner');
+  }
+  assert.ok(reached, 'Set percentage of banner reached by Tab');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm[open]');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'confirm-value');
+  assert.equal(await page.evaluate(() => document.querySelector('label[for=confirm-value]')?.textContent), 'New percentage (0–100)');
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#confirm', { state: 'hidden' });
 });
 
 // ——— viewer ———
