@@ -9,12 +9,11 @@ use crate::auth::extract::presented_token;
 use crate::auth::{Held, Reader, Role, Via};
 use crate::history::{History, LivePoint};
 use crate::state::AppState;
-use crate::store::HistoryKey;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
@@ -111,43 +110,12 @@ pub async fn history(
     }
     let since = params.since.unwrap_or(0);
     let history = history.into_inner();
-    let head = json!({"release": release, "name": name}).to_string();
-    // The stored points are JSON already: the answer is assembled around them, not re-encoded.
-    let body = web::block(move || -> Result<Vec<u8>, ApiError> {
-        let mut body = head.into_bytes();
-        body.pop(); // the closing brace
-        body.extend_from_slice(b",\"modules\":[");
-        let mut first = true;
-        for (i, m) in modules.iter().enumerate() {
-            let Ok(module) = u16::try_from(i) else {
-                break;
-            };
-            if params.module.is_some_and(|only| only != module) {
-                continue;
-            }
-            let points = history
-                .points(HistoryKey { release, module }, since, max_points)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            if !first {
-                body.push(b',');
-            }
-            first = false;
-            let entry = json!({"module": module, "flag": m}).to_string();
-            body.extend_from_slice(&entry.as_bytes()[..entry.len() - 1]);
-            body.extend_from_slice(b",\"points\":[");
-            for (j, p) in points.iter().enumerate() {
-                if j > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(p);
-            }
-            body.extend_from_slice(b"]}");
-        }
-        body.extend_from_slice(b"]}");
-        Ok(body)
+    let body = web::block(move || {
+        history.answer(release, &name, &modules, params.module, since, max_points)
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))

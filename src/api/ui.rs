@@ -1,5 +1,5 @@
 //! The ops dashboard (issue 13, docs/ui.md): `GET /ui` and its assets under `/ui/`, embedded
-//! in the binary (`ui/` at build time, no build step), served with a strict
+//! in the binary (`src/ui/` at build time, no build step), served with a strict
 //! Content-Security-Policy; and `GET /api/v1/whoami`, the role the dashboard adapts to.
 
 use super::resource;
@@ -28,42 +28,42 @@ const ASSETS: &[(&str, &str, &str)] = &[
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_str!("../../ui/index.html"),
+        include_str!("../ui/index.html"),
     ),
     (
         "app.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../ui/app.js"),
+        include_str!("../ui/app.js"),
     ),
     (
         "api.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../ui/api.js"),
+        include_str!("../ui/api.js"),
     ),
     (
         "logic.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../ui/logic.js"),
+        include_str!("../ui/logic.js"),
     ),
     (
         "chart.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../ui/chart.js"),
+        include_str!("../ui/chart.js"),
     ),
     (
         "views.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../ui/views.js"),
+        include_str!("../ui/views.js"),
     ),
     (
         "style.css",
         "text/css; charset=utf-8",
-        include_str!("../../ui/style.css"),
+        include_str!("../ui/style.css"),
     ),
     (
         "favicon.svg",
         "image/svg+xml",
-        include_str!("../../ui/favicon.svg"),
+        include_str!("../ui/favicon.svg"),
     ),
 ];
 

@@ -153,6 +153,50 @@ impl History {
         Ok(out)
     }
 
+    /// The answer of `GET /api/v1/releases/{id}/history`: `{"release", "name", "modules":
+    /// [{"module", "flag", "points"}]}` for every module of `flags` (or only `only`), assembled
+    /// around the stored JSON of the points (not decoded and re-encoded).
+    pub fn answer(
+        &self,
+        release: Uuid,
+        name: &str,
+        flags: &[String],
+        only: Option<u16>,
+        since_ms: u64,
+        max_points: usize,
+    ) -> Result<Vec<u8>, HistoryError> {
+        let head = json!({"release": release, "name": name}).to_string();
+        let mut body = head.into_bytes();
+        body.pop(); // its closing brace
+        body.extend_from_slice(b",\"modules\":[");
+        let mut first = true;
+        for (i, flag) in flags.iter().enumerate() {
+            let Ok(module) = u16::try_from(i) else {
+                break;
+            };
+            if only.is_some_and(|m| m != module) {
+                continue;
+            }
+            let points = self.points(HistoryKey { release, module }, since_ms, max_points)?;
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            let entry = json!({"module": module, "flag": flag}).to_string();
+            body.extend_from_slice(&entry.as_bytes()[..entry.len() - 1]);
+            body.extend_from_slice(b",\"points\":[");
+            for (j, p) in points.iter().enumerate() {
+                if j > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(p);
+            }
+            body.extend_from_slice(b"]}");
+        }
+        body.extend_from_slice(b"]}");
+        Ok(body)
+    }
+
     /// One look at every started release (see the module header).
     pub async fn sample(&self, state: &AppState) -> Result<(), StoreError> {
         let now = now_ms();

@@ -1,4 +1,4 @@
-//! The `/ui` dashboard (issue 13): its JS unit tests (`node --test ui/test/`) and the
+//! The `/ui` dashboard (issue 13): its JS unit tests (`node --test src/ui/test/`) and the
 //! end-to-end run in Debian's headless Chromium driven by playwright-core
 //! (`tests/ui/e2e.mjs`), against a real server filled here: a guarded running release, a big
 //! release (20 modules × 4 guards) with 24 h of seeded history, a viewer and a client token.
@@ -46,7 +46,7 @@ async fn node(args: &[&str], envs: &[(&str, String)], timeout: Duration) -> Stri
 
 #[tokio::test]
 async fn the_dashboard_logic_passes_its_unit_tests() {
-    let out = node(&["--test", "ui/test/"], &[], Duration::from_secs(60)).await;
+    let out = node(&["--test", "src/ui/test/"], &[], Duration::from_secs(60)).await;
     assert!(out.contains("# fail 0"), "{out}");
     assert!(!out.contains("# pass 0"), "{out}");
 }

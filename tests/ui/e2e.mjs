@@ -143,6 +143,19 @@ await step('a rollback caused by a guard appears live, without reload, within a 
   await page.screenshot({ path: `${SHOTS}/release-rolled-back-desktop-light.png`, fullPage: false });
 });
 
+await step('start a release by click, with a confirmation, and see it running', async () => {
+  const flag = { key: 'onboarding', type: 'boolean', variants: { off: false, on: true }, off_variant: 'off', on_variant: 'on', enabled: true, rollout: 0, rules: [] };
+  assert.equal((await api('PUT', '/api/v1/flags/onboarding', ADMIN, flag)).status, 201);
+  const created = await api('POST', '/api/v1/releases', ADMIN, { name: 'onboarding-v1', policy: 'ui-guard', modules: [{ flag: 'onboarding' }] });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await page.goto(`${URL_}/ui#/releases`);
+  await page.click('button:text-is("Start onboarding-v1")');
+  assert.match(await page.textContent('#confirm-text'), /first module begins ramping/);
+  await confirmDialog(page);
+  await page.waitForSelector(`[data-release="${created.body.id}"] .badge.running`);
+  assert.equal((await api('GET', `/api/v1/releases/${created.body.id}`, ADMIN)).body.state, 'running');
+});
+
 await step('set a percentage by click and see the flag change', async () => {
   await page.goto(`${URL_}/ui#/flags`);
   await page.waitForSelector('[data-flag="banner"]');

@@ -1,5 +1,5 @@
 // The dashboard's pure logic: formatting and chart series. No DOM, no fetch: unit-tested by
-// `node --test ui/test/` (tests/api/ui.rs runs them).
+// `node --test src/ui/test/` (tests/api/ui.rs runs them).
 
 /** Words for a module or release state. */
 export const STATE_WORDS = {

@@ -1,4 +1,4 @@
-// Unit tests of the dashboard's pure logic (ui/logic.js): `node --test ui/test/`.
+// Unit tests of the dashboard's pure logic (ui/logic.js): `node --test src/ui/test/`.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
