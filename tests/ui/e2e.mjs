@@ -154,6 +154,18 @@ await step('start a release by click, with a confirmation, and see it running', 
   await confirmDialog(page);
   await page.waitForSelector(`[data-release="${created.body.id}"] .badge.running`);
   assert.equal((await api('GET', `/api/v1/releases/${created.body.id}`, ADMIN)).body.state, 'running');
+
+  // A 409 is shown plainly: the dialog is open when someone else pauses the release first.
+  await page.goto(`${URL_}/ui#/release/${created.body.id}`);
+  await page.click('.controls button:text-is("Pause")');
+  await page.waitForSelector('#confirm[open]');
+  assert.equal((await api('POST', `/api/v1/releases/${created.body.id}/pause`, ADMIN, {})).status, 200);
+  const conflict = await api('POST', `/api/v1/releases/${created.body.id}/pause`, ADMIN, {});
+  assert.equal(conflict.status, 409);
+  await page.click('#confirm-ok');
+  await page.waitForFunction(() => document.querySelector('#confirm-error').textContent.startsWith('Conflict: '));
+  assert.ok((await page.textContent('#confirm-error')).includes(conflict.body.error.message));
+  await page.click('#confirm-cancel');
 });
 
 await step('set a percentage by click and see the flag change', async () => {
@@ -225,6 +237,10 @@ await step('a viewer sees no controls and the API refuses its writes', async () 
   const pause = await api('POST', `/api/v1/releases/${RELEASE}/pause`, VIEWER, {});
   assert.equal(pause.status, 403);
   assert.deepEqual(v.errors, []);
+  // Revoked while signed in: the stream ends, the page signs out and says why.
+  assert.equal((await api('DELETE', '/api/v1/tokens/screen', ADMIN)).status, 204);
+  await v.page.waitForSelector('#signin:not([hidden])', { timeout: 5000 });
+  assert.match(await v.page.textContent('#signin-error'), /no longer valid \(expired or revoked\)/);
   await v.context.close();
 });
 
