@@ -254,7 +254,16 @@ function startStreams() {
       if (s === 'open') refresh('releases');
     },
   }));
-  streams.push(follow('/api/v1/history/stream', { onEvent: onPoint }));
+  // After a reconnect (not the first open) the points missed meanwhile are read again.
+  let historyOpened = false;
+  streams.push(follow('/api/v1/history/stream', {
+    onEvent: onPoint,
+    onState: (s) => {
+      if (s !== 'open') return;
+      if (historyOpened && route.view === 'release') go();
+      historyOpened = true;
+    },
+  }));
 }
 function stopStreams() {
   for (const s of streams) s.stop();

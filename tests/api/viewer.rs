@@ -81,6 +81,11 @@ async fn a_viewer_reads_every_get_of_the_document_and_every_other_operation_is_4
     let doc = app.admin_get("/api/v1/openapi.json").await;
     let before_flags = app.admin_get("/api/v1/flags").await;
     let before_tokens = app.admin_get("/api/v1/tokens").await;
+    assert_eq!(
+        doc["components"]["schemas"]["Role"]["enum"],
+        json!(["client", "admin", "viewer"]),
+        "the document's Role lists viewer"
+    );
     let ops = operations(&doc);
     let (mut reads, mut writes) = (0, 0);
 
