@@ -39,7 +39,7 @@ impl Default for Settings {
             mid_step: Duration::from_secs(60),
             old_step: Duration::from_secs(15 * 60),
             keep: Duration::from_secs(30 * 24 * 3600),
-            compact_every: Duration::from_secs(60),
+            compact_every: Duration::from_secs(300),
         }
     }
 }
