@@ -59,7 +59,7 @@ export function releases(ctx) {
       h('span', { class: 'meta' }, `${stateWords(m.state)} · ${pct(m.percentage)}`),
       audiences(m))),
     ctx.admin && r.state === 'pending'
-      ? h('div', { class: 'controls' }, h('button', { type: 'button', onclick: () => ctx.actions.release(r, 'start') }, `Start ${r.name}`))
+      ? h('div', { class: 'controls' }, h('button', { type: 'button', id: `start-${r.id}`, onclick: () => ctx.actions.release(r, 'start') }, `Start ${r.name}`))
       : null));
   return h('section', { 'aria-labelledby': 'releases-title' },
     h('h1', { id: 'releases-title' }, 'Releases'),
@@ -147,11 +147,11 @@ export function release(ctx) {
   if (!r) return h('p', {}, 'Loading…');
   const charts = [];
   const controls = ctx.admin ? h('div', { class: 'controls' },
-    r.state === 'pending' ? h('button', { type: 'button', onclick: () => ctx.actions.release(r, 'start') }, 'Start') : null,
-    r.state === 'running' ? h('button', { type: 'button', onclick: () => ctx.actions.release(r, 'pause') }, 'Pause') : null,
-    r.state === 'paused' ? h('button', { type: 'button', onclick: () => ctx.actions.release(r, 'resume') }, 'Resume') : null,
+    r.state === 'pending' ? h('button', { type: 'button', id: 'do-start', onclick: () => ctx.actions.release(r, 'start') }, 'Start') : null,
+    r.state === 'running' ? h('button', { type: 'button', id: 'do-pause', onclick: () => ctx.actions.release(r, 'pause') }, 'Pause') : null,
+    r.state === 'paused' ? h('button', { type: 'button', id: 'do-resume', onclick: () => ctx.actions.release(r, 'resume') }, 'Resume') : null,
     ['running', 'paused'].includes(r.state)
-      ? h('button', { type: 'button', class: 'danger', onclick: () => ctx.actions.release(r, 'rollback') }, 'Roll back') : null) : null;
+      ? h('button', { type: 'button', id: 'do-rollback', class: 'danger', onclick: () => ctx.actions.release(r, 'rollback') }, 'Roll back') : null) : null;
   const modules = r.modules.map((m, i) => {
     const hist = ctx.history?.[i]?.points ?? [];
     const recs = records(hist);
@@ -212,10 +212,10 @@ export function flags(ctx) {
         h('td', { 'data-label': 'rules' }, (f.rules ?? []).length ? h('ol', { class: 'rules' }, f.rules.map((r) => h('li', {}, ruleWords(r)))) : h('span', { class: 'meta' }, 'no rules')),
         h('td', { 'data-label': 'guarded by' }, guards.length ? guards.join(', ') : h('span', { class: 'meta' }, 'nothing')),
         ctx.admin ? h('td', { 'data-label': 'actions' }, h('div', { class: 'controls' },
-          h('button', { type: 'button', onclick: () => ctx.actions.rollout(f) }, 'Set percentage'),
+          h('button', { type: 'button', id: `rollout-${f.key}`, onclick: () => ctx.actions.rollout(f) }, 'Set percentage'),
           f.enabled
-            ? h('button', { type: 'button', class: 'danger', onclick: () => ctx.actions.kill(f, true) }, 'Kill')
-            : h('button', { type: 'button', onclick: () => ctx.actions.kill(f, false) }, 'Unkill'))) : null);
+            ? h('button', { type: 'button', id: `kill-${f.key}`, class: 'danger', onclick: () => ctx.actions.kill(f, true) }, 'Kill')
+            : h('button', { type: 'button', id: `kill-${f.key}`, onclick: () => ctx.actions.kill(f, false) }, 'Unkill'))) : null);
     }));
   };
   search.addEventListener('input', () => {
