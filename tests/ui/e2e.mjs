@@ -166,6 +166,16 @@ await step('start a release by click, with a confirmation, and see it running', 
   await page.waitForFunction(() => document.querySelector('#confirm-error').textContent.startsWith('Conflict: '));
   assert.ok((await page.textContent('#confirm-error')).includes(conflict.body.error.message));
   await page.click('#confirm-cancel');
+
+  // The pause made elsewhere reaches the page live; then roll back by click.
+  await page.waitForSelector('#release-title .badge.paused');
+  await page.click('.controls button:text-is("Roll back")');
+  assert.match(await page.textContent('#confirm-text'), /goes to 0 % at once/);
+  await confirmDialog(page);
+  await page.waitForSelector('#release-title .badge.rolled_back');
+  const after = await api('GET', `/api/v1/releases/${created.body.id}`, ADMIN);
+  assert.equal(after.body.state, 'rolled_back');
+  assert.equal(after.body.modules[0].percentage, 0);
 });
 
 await step('set a percentage by click and see the flag change', async () => {
@@ -190,7 +200,7 @@ await step('a bad percentage shows the server message and changes nothing', asyn
   assert.equal((await api('GET', '/api/v1/flags/banner', ADMIN)).body.rollout, 37.5);
 });
 
-await step('kill by click and the audit view shows the before/after diff', async () => {
+await step('kill by click, its before/after diff in the audit view, unkill by click', async () => {
   await page.click('[data-flag="banner"] button:text-is("Kill")');
   await confirmDialog(page);
   await page.waitForSelector('[data-flag="banner"] button:text-is("Unkill")');
@@ -201,6 +211,11 @@ await step('kill by click and the audit view shows the before/after diff', async
   await page.waitForSelector('.timeline li:has-text("flag.kill")');
   await page.click('.timeline li:has-text("flag.kill") summary');
   assert.match(await page.textContent('.timeline li:has-text("flag.kill") .diff'), /enabled\s*true\s*false/);
+  await page.goto(`${URL_}/ui#/flags`);
+  await page.click('[data-flag="banner"] button:text-is("Unkill")');
+  await confirmDialog(page);
+  await page.waitForSelector('[data-flag="banner"] button:text-is("Kill")');
+  assert.equal((await api('GET', '/api/v1/flags/banner', ADMIN)).body.enabled, true);
 });
 
 await step('keyboard: a control is reached with Tab, opened with Enter, its dialog closed with Escape', async () => {
