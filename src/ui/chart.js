@@ -114,7 +114,9 @@ export class LineChart {
       ctx.fillText(this.format(v), 2, y + 4);
     }
     // x labels: first and last time
-    const hhmm = (s) => new Date(s * 1000).toISOString().slice(11, 16);
+    // Over half a day the labels carry the date too (UTC, like every time on the page).
+    const long = x1 - x0 > 12 * 3600;
+    const hhmm = (s) => new Date(s * 1000).toISOString().slice(long ? 5 : 11, 16).replace('T', ' ');
     ctx.fillText(hhmm(x0), left, height - 4);
     const last = hhmm(x1);
     ctx.fillText(last, width - right - ctx.measureText(last).width, height - 4);
