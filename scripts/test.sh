@@ -40,6 +40,9 @@ bash tests/schemathesis/setup.sh
 echo "== api test dependencies (strace, for the fsync test)"
 bash tests/api/setup.sh
 
+echo "== dashboard browser test dependencies (chromium, playwright-core)"
+bash tests/ui/setup.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -158,6 +158,8 @@ pub struct Config {
     pub reach: ReachSettings,
     /// Cluster mode on PostgreSQL (`None`: a single node on sled).
     pub cluster: Option<ClusterConfig>,
+    /// The guard history's sampling and retention (fixed defaults; tests shorten them).
+    pub history: crate::history::Settings,
 }
 
 impl Config {
@@ -188,6 +190,7 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             reach: ReachSettings::default(),
             cluster: None,
+            history: crate::history::Settings::default(),
         }
     }
 
@@ -273,6 +276,7 @@ impl Config {
             },
             reach,
             cluster,
+            history: d.history,
             trusted_proxies: {
                 let entries = if args.trusted_proxies.is_empty() {
                     file.trusted_proxies.unwrap_or_default()

@@ -36,6 +36,7 @@ pub mod controller;
 pub mod drills;
 pub mod follow;
 pub mod health_check;
+pub mod history;
 pub mod hub;
 pub mod json_int;
 pub mod lease;

@@ -28,6 +28,8 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     generated_admin_token: Option<String>,
+    /// The guard history (its sampler starts with the server).
+    history: std::sync::Arc<crate::history::History>,
 }
 
 impl Application {
@@ -108,6 +110,11 @@ impl Application {
             crate::controller::watch::refresh(&state, &mut writer);
         }
 
+        let history = std::sync::Arc::new(crate::history::History::new(
+            state.store.clone(),
+            config.history,
+        ));
+        let server_history = web::Data::from(history.clone());
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let address = listener.local_addr()?;
@@ -117,6 +124,7 @@ impl Application {
             App::new()
                 .app_data(server_state.clone())
                 .app_data(web::Data::from(server_state.tokens.clone()))
+                .app_data(server_history.clone())
                 .wrap_fn(move |req, srv| {
                     let started = Instant::now();
                     let metrics = metrics_state.clone();
@@ -146,6 +154,7 @@ impl Application {
             state,
             generated_admin_token,
             lease: pg_lease,
+            history,
         })
     }
 
@@ -156,6 +165,11 @@ impl Application {
         let mut tasks = vec![
             tokio::spawn(runner::run_controller(state.clone(), stopped.clone())),
             tokio::spawn(runner::run_reach_check(state.clone(), stopped.clone())),
+            tokio::spawn(crate::history::run(
+                state.clone(),
+                self.history.clone(),
+                stopped.clone(),
+            )),
         ];
         match &state.cluster {
             // A single node keeps its aggregates in its own store.
@@ -211,6 +225,11 @@ impl Application {
     /// The shared state (tests inspect it).
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
+    }
+
+    /// The guard history (tests and benches seed it).
+    pub fn history(&self) -> std::sync::Arc<crate::history::History> {
+        self.history.clone()
     }
 
     /// Serves until SIGINT/SIGTERM, then drains requests and flushes the store.

@@ -3,8 +3,8 @@
 use super::error::ApiError;
 use super::extract::Query;
 use super::resource;
-use super::schemas::{AdminOnly, AuditList, Invalid, Malformed};
-use crate::auth::Admin;
+use super::schemas::{AuditList, Invalid, Malformed, Readers};
+use crate::auth::Reader;
 use crate::controller::status;
 use crate::state::AppState;
 use crate::store::AuditQuery;
@@ -55,11 +55,11 @@ fn since_bound(text: &str) -> Result<uuid::Uuid, ApiError> {
 
 /// `GET /api/v1/audit?flag=&release=&since=&limit=` — newest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, body = AuditList, description = "Newest first"), Malformed, AdminOnly, Invalid), security(("bearer" = [])))]
+    responses((status = 200, body = AuditList, description = "Newest first"), Malformed, Readers, Invalid), security(("bearer" = [])))]
 #[tracing::instrument(name = "audit.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     params: Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();

@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key, Query};
 use super::resource;
-use super::schemas::{AdminOnly, Conflict, Invalid, Malformed, NotFound, TooLarge};
-use crate::auth::Admin;
+use super::schemas::{AdminOnly, Conflict, Invalid, Malformed, NotFound, Readers, TooLarge};
+use crate::auth::{Admin, Reader};
 use crate::drills::{self, DrillResult};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -78,12 +78,12 @@ pub async fn run(
 
 /// `GET /api/v1/drills?limit=` — newest first, from every node.
 #[utoipa::path(get, path = "/api/v1/drills", tag = "drills", params(DrillParams),
-    responses((status = 200, body = DrillList, description = "Newest first"), Malformed, AdminOnly, Invalid),
+    responses((status = 200, body = DrillList, description = "Newest first"), Malformed, Readers, Invalid),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "drills.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     params: Query<DrillParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = params.into_inner().limit.unwrap_or(50);
@@ -96,11 +96,11 @@ pub async fn list(
 
 /// `GET /api/v1/drills/{id}`
 #[utoipa::path(get, path = "/api/v1/drills/{id}", tag = "drills", params(("id" = String, Path, description = "Drill id")),
-    responses((status = 200, body = DrillResult), AdminOnly, NotFound), security(("bearer" = [])))]
+    responses((status = 200, body = DrillResult), Readers, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "drills.get", skip_all, fields(drill = %id.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     id: Key,
 ) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::NotFound(format!("drill {:?} not found", id.as_str()));

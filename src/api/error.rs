@@ -30,9 +30,10 @@ pub enum ApiError {
     /// No token, or a token that does not exist.
     #[error("missing or invalid bearer token")]
     Unauthorized,
-    /// A valid token whose role may not do this.
-    #[error("this endpoint needs an admin token")]
-    Forbidden,
+    /// A valid token whose role may not do this (the message names the role and what is
+    /// needed).
+    #[error("{0}")]
+    Forbidden(String),
     /// Unknown resource.
     #[error("{0}")]
     NotFound(String),
@@ -92,7 +93,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Invalid { .. } => "invalid",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -119,7 +120,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -191,7 +192,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Unauthorized => ApiError::Unauthorized,
-            AuthError::Forbidden => ApiError::Forbidden,
+            e @ AuthError::Forbidden(..) => ApiError::Forbidden(e.to_string()),
         }
     }
 }

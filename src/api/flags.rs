@@ -3,8 +3,10 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
-use super::schemas::{AdminOnly, Conflict, FlagSchema, Invalid, Malformed, NotFound, TooLarge};
-use crate::auth::Admin;
+use super::schemas::{
+    AdminOnly, Conflict, FlagSchema, Invalid, Malformed, NotFound, Readers, TooLarge,
+};
+use crate::auth::{Admin, Reader};
 use crate::ops;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -53,9 +55,9 @@ struct FlagList<'a> {
 
 /// `GET /api/v1/flags`
 #[utoipa::path(get, path = "/api/v1/flags", tag = "flags",
-    responses((status = 200, body = super::schemas::FlagList), AdminOnly), security(("bearer" = [])))]
+    responses((status = 200, body = super::schemas::FlagList), Readers), security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.list", skip_all)]
-pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+pub async fn list(state: web::Data<AppState>, _reader: Reader) -> HttpResponse {
     let live = state.live.load();
     HttpResponse::Ok().json(FlagList {
         flags: live.flags().iter().map(|f| &f.def).collect(),
@@ -64,11 +66,11 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `GET /api/v1/flags/{key}`
 #[utoipa::path(get, path = "/api/v1/flags/{key}", tag = "flags", params(("key" = String, Path)),
-    responses((status = 200, body = FlagSchema), AdminOnly, NotFound), security(("bearer" = [])))]
+    responses((status = 200, body = FlagSchema), Readers, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "flags.get", skip_all, fields(flag = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     key: Key,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.live.load();

@@ -13,6 +13,7 @@ pub mod error;
 mod extract;
 mod flags;
 mod health;
+mod history;
 mod ofrep;
 mod openapi;
 mod policies;
@@ -23,6 +24,7 @@ mod segments;
 mod signals;
 mod stream;
 mod tokens;
+mod ui;
 
 use crate::state::Limits;
 use actix_web::http::header::{self, HeaderValue};
@@ -73,8 +75,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     signals::configure(cfg, limits.max_signals_body);
     alerts::configure(cfg);
     releases::configure(cfg);
+    history::configure(cfg);
     reach::configure(cfg);
     drills::configure(cfg);
+    ui::configure(cfg);
 }
 
 /// actix's own query and path extractors (ours are `extract::Query` and `extract::Key`): a

@@ -8,10 +8,11 @@
 use super::extract::etag_matches;
 use super::resource;
 use super::schemas::{
-    OfrepBadRequest, OfrepBulk, OfrepNotFound, OfrepRequest, OfrepSuccess, OfrepTooLarge,
-    OfrepUnauthorized,
+    OfrepBadRequest, OfrepBulk, OfrepForbidden, OfrepNotFound, OfrepRequest, OfrepSuccess,
+    OfrepTooLarge, OfrepUnauthorized,
 };
-use crate::auth::extract::{authenticate, presented_token};
+use crate::auth::extract::{authenticate, presented_token, Needs};
+use crate::auth::{AuthError, Role};
 use crate::live::ServedFlag;
 use crate::metrics::ErrorLabels;
 use crate::state::AppState;
@@ -161,7 +162,7 @@ fn prepare(
     body: Result<web::Bytes, actix_web::Error>,
     key: Option<&str>,
 ) -> Result<Context, Box<HttpResponse>> {
-    authenticate(req).map_err(|_| {
+    let principal = authenticate(req).map_err(|_| {
         Box::new(
             HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
@@ -172,6 +173,15 @@ fn prepare(
                 }),
         )
     })?;
+    // A viewer reads the ops API and changes nothing: evaluation is for clients and admins.
+    if principal.role == Role::Viewer {
+        let refusal = AuthError::Forbidden(Role::Viewer, Needs::Sender);
+        return Err(Box::new(HttpResponse::Forbidden().json(Failure {
+            key,
+            error_code: "GENERAL",
+            error_details: refusal.to_string(),
+        })));
+    }
     let body = body.map_err(|e| {
         let status = e.as_response_error().status_code();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -194,7 +204,7 @@ fn prepare(
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep",
     params(("key" = String, Path, description = "Flag key")),
     request_body(content = Option<OfrepRequest>, description = "Optional: an empty body is an empty context"),
-    responses((status = 200, body = OfrepSuccess), OfrepBadRequest, OfrepUnauthorized, OfrepNotFound, OfrepTooLarge),
+    responses((status = 200, body = OfrepSuccess), OfrepBadRequest, OfrepUnauthorized, OfrepForbidden, OfrepNotFound, OfrepTooLarge),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "ofrep.evaluate", level = "debug", skip_all)]
 pub async fn evaluate_one(
@@ -336,7 +346,7 @@ fn count_error(state: &AppState, code: &'static str) {
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep",
     request_body(content = Option<OfrepRequest>, description = "Optional: an empty body is an empty context"),
     responses((status = 200, body = OfrepBulk, headers(("ETag" = String))), (status = 304, description = "If-None-Match matched"),
-        OfrepBadRequest, OfrepUnauthorized, OfrepTooLarge),
+        OfrepBadRequest, OfrepUnauthorized, OfrepForbidden, OfrepTooLarge),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "ofrep.evaluate_all", level = "debug", skip_all)]
 pub async fn evaluate_all(

@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
-use super::schemas::{AdminOnly, Invalid, Malformed, NotFound, PolicyList, TooLarge};
-use crate::auth::Admin;
+use super::schemas::{AdminOnly, Invalid, Malformed, NotFound, PolicyList, Readers, TooLarge};
+use crate::auth::{Admin, Reader};
 use crate::ops;
 use crate::policies::Policy;
 use crate::rehearsal::{self, RehearsalReport, RehearsalRequest};
@@ -25,20 +25,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /api/v1/policies`
-#[utoipa::path(get, path = "/api/v1/policies", tag = "policies", responses((status = 200, body = PolicyList), AdminOnly), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/policies", tag = "policies", responses((status = 200, body = PolicyList), Readers), security(("bearer" = [])))]
 #[tracing::instrument(name = "policies.list", skip_all)]
-pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+pub async fn list(state: web::Data<AppState>, _reader: Reader) -> HttpResponse {
     let set = state.policies.load();
     HttpResponse::Ok().json(serde_json::json!({ "policies": set.iter().collect::<Vec<_>>() }))
 }
 
 /// `GET /api/v1/policies/{name}`
 #[utoipa::path(get, path = "/api/v1/policies/{name}", tag = "policies", params(("name" = String, Path)),
-    responses((status = 200, body = Policy), AdminOnly, NotFound), security(("bearer" = [])))]
+    responses((status = 200, body = Policy), Readers, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "policies.get", skip_all, fields(policy = %name.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     name: Key,
 ) -> Result<HttpResponse, ApiError> {
     let set = state.policies.load();

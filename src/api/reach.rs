@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use super::extract::Query;
 use super::resource;
-use super::schemas::{AdminOnly, Invalid, Malformed};
-use crate::auth::Admin;
+use super::schemas::{Invalid, Malformed, Readers};
+use crate::auth::Reader;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -30,12 +30,12 @@ pub struct ReachParams {
 /// `GET /api/v1/reach?flag=&limit=` — newest first.
 #[utoipa::path(get, path = "/api/v1/reach", tag = "reach", params(ReachParams),
     responses((status = 200, body = ReachList, description = "The live clients and the newest changes, newest first"),
-        Malformed, AdminOnly, Invalid),
+        Malformed, Readers, Invalid),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "reach.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     params: Query<ReachParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();

@@ -4,9 +4,9 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
 use super::schemas::{
-    AdminOnly, ErrorBody, Malformed, NotFound, ReleaseList, ReleaseStatus, TooLarge,
+    AdminOnly, ErrorBody, Malformed, NotFound, Readers, ReleaseList, ReleaseStatus, TooLarge,
 };
-use crate::auth::{Actor, Admin};
+use crate::auth::{Actor, Admin, Reader};
 use crate::controller::{commands, status, ReleaseCommand};
 use crate::release::ReleasePlan;
 use crate::state::AppState;
@@ -46,9 +46,9 @@ pub async fn create(
 }
 
 /// `GET /api/v1/releases`
-#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", responses((status = 200, body = ReleaseList), AdminOnly), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", responses((status = 200, body = ReleaseList), Readers), security(("bearer" = [])))]
 #[tracing::instrument(name = "releases.list", skip_all)]
-pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+pub async fn list(state: web::Data<AppState>, _reader: Reader) -> HttpResponse {
     let releases = status::releases(&state).await;
     let list: Vec<_> = releases
         .iter()
@@ -59,11 +59,11 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `GET /api/v1/releases/{id}` — every module's state, percentage, stage and guard readings.
 #[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases", params(("id" = String, Path, description = "Release id (or name)")),
-    responses((status = 200, body = ReleaseStatus), AdminOnly, NotFound), security(("bearer" = [])))]
+    responses((status = 200, body = ReleaseStatus), Readers, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "releases.get", skip_all, fields(release = %id.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     id: Key,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(status::release_status(&state, &id).await?))

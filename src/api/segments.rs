@@ -4,9 +4,9 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
 use super::schemas::{
-    AdminOnly, Invalid, Malformed, NotFound, SegmentList, SegmentSchema, TooLarge,
+    AdminOnly, Invalid, Malformed, NotFound, Readers, SegmentList, SegmentSchema, TooLarge,
 };
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::ops;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -23,9 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /api/v1/segments`
-#[utoipa::path(get, path = "/api/v1/segments", tag = "segments", responses((status = 200, body = SegmentList), AdminOnly), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/segments", tag = "segments", responses((status = 200, body = SegmentList), Readers), security(("bearer" = [])))]
 #[tracing::instrument(name = "segments.list", skip_all)]
-pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+pub async fn list(state: web::Data<AppState>, _reader: Reader) -> HttpResponse {
     let live = state.live.load();
     HttpResponse::Ok()
         .json(serde_json::json!({ "segments": live.segments.values().collect::<Vec<_>>() }))
@@ -33,11 +33,11 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `GET /api/v1/segments/{key}`
 #[utoipa::path(get, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
-    responses((status = 200, body = SegmentSchema), AdminOnly, NotFound), security(("bearer" = [])))]
+    responses((status = 200, body = SegmentSchema), Readers, NotFound), security(("bearer" = [])))]
 #[tracing::instrument(name = "segments.get", skip_all, fields(segment = %key.as_str()))]
 pub async fn get(
     state: web::Data<AppState>,
-    _admin: Admin,
+    _reader: Reader,
     key: Key,
 ) -> Result<HttpResponse, ApiError> {
     let live = state.live.load();

@@ -12,7 +12,7 @@ use super::resource;
 use super::schemas::{
     Invalid, Malformed, RateLimited, SignalBatchSchema, SignalReport, TooLarge, Unauthorized,
 };
-use crate::auth::Caller;
+use crate::auth::Sender;
 use crate::controller::pass;
 use crate::signals::{ingest, Aggregates, SignalBatch};
 use crate::state::AppState;
@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
 #[tracing::instrument(name = "signals.ingest", skip_all, fields(caller = %caller.name))]
 pub async fn ingest_batch(
     state: web::Data<AppState>,
-    Caller(caller): Caller,
+    Sender(caller): Sender,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let batch = parse_batch(&body.0)?;

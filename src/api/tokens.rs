@@ -4,9 +4,9 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
 use super::schemas::{
-    AdminOnly, Conflict, ErrorBody, Invalid, Malformed, NotFound, TokenList, TooLarge,
+    AdminOnly, Conflict, ErrorBody, Invalid, Malformed, NotFound, Readers, TokenList, TooLarge,
 };
-use crate::auth::{Admin, Role};
+use crate::auth::{Admin, Reader, Role};
 use crate::ops;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -60,9 +60,9 @@ pub async fn create(
 }
 
 /// `GET /api/v1/tokens`
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = TokenList), AdminOnly), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = TokenList), Readers), security(("bearer" = [])))]
 #[tracing::instrument(name = "tokens.list", skip_all)]
-pub async fn list(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, _reader: Reader) -> Result<HttpResponse, ApiError> {
     let tokens: Vec<_> = state
         .store
         .tokens()?

@@ -1,5 +1,6 @@
-//! The actix extractors handlers take to authenticate: [`Caller`] (any valid token) and
-//! [`Admin`] (an admin token, carrying the audit [`Actor`]). They read the [`TokenBook`]
+//! The actix extractors handlers take to authenticate: [`Caller`] (any valid token),
+//! [`Sender`] (a client or admin token: what may send signals), [`Reader`] (an admin or viewer
+//! token: the ops API's reads) and [`Admin`] (an admin token, carrying the audit [`Actor`]). They read the [`TokenBook`]
 //! registered as its own `web::Data`. Their [`AuthError`] is rendered by the API's one error
 //! mapping (`api::error`).
 //!
@@ -27,9 +28,47 @@ pub enum AuthError {
     /// No token, or a token that does not exist (or was revoked).
     #[error("missing or invalid bearer token")]
     Unauthorized,
-    /// A valid token whose role may not do this.
-    #[error("this endpoint needs an admin token")]
-    Forbidden,
+    /// A valid token whose role may not do this: the role it has, and what the endpoint needs.
+    #[error("{}", forbidden_message(*.0, *.1))]
+    Forbidden(Role, Needs),
+}
+
+/// What an endpoint needs of a token's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// An admin token.
+    Admin,
+    /// An admin or viewer token (the ops API's reads).
+    Reader,
+    /// A client or admin token (signals, OFREP evaluation).
+    Sender,
+}
+
+/// The refusal's words: what the endpoint needs and which role was presented.
+fn forbidden_message(role: Role, needs: Needs) -> String {
+    let needs = match needs {
+        Needs::Admin => "this endpoint needs an admin token",
+        Needs::Reader => "this endpoint needs an admin or viewer token",
+        Needs::Sender => "this endpoint needs a client or admin token",
+    };
+    match role {
+        Role::Viewer => format!("{needs}; a viewer token is read-only"),
+        other => format!("{needs}; this is a {} token", other.as_str()),
+    }
+}
+
+/// The principal of a request when its role is one of `allowed`, else the refusal.
+pub fn authorize(
+    req: &HttpRequest,
+    allowed: &[Role],
+    needs: Needs,
+) -> Result<Principal, AuthError> {
+    let p = authenticate(req)?;
+    if allowed.contains(&p.role) {
+        Ok(p)
+    } else {
+        Err(AuthError::Forbidden(p.role, needs))
+    }
 }
 
 /// The secret a request presents: `Authorization: Bearer …` or `X-API-Key`.
@@ -111,7 +150,7 @@ fn check<T: 'static>(
     }))
 }
 
-/// Any valid token (client or admin).
+/// Any valid token (client, admin or viewer).
 pub struct Caller(pub Principal);
 
 impl FromRequest for Caller {
@@ -131,20 +170,43 @@ impl FromRequest for Admin {
     type Future = Checked<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let result = authenticate(req).and_then(|p| {
-            if p.role != Role::Admin {
-                return Err(AuthError::Forbidden);
-            }
+        let result = authorize(req, &[Role::Admin], Needs::Admin).map(|p| {
             let reason = req
                 .headers()
                 .get(REASON_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(|r| r.chars().take(1000).collect());
-            Ok(Admin(Actor {
+            Admin(Actor {
                 name: p.name.to_string(),
                 reason,
-            }))
+            })
         });
+        check(req, payload, result)
+    }
+}
+
+/// An admin or viewer token: the ops API's reads.
+pub struct Reader(pub Principal);
+
+impl FromRequest for Reader {
+    type Error = AuthError;
+    type Future = Checked<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let result = authorize(req, &[Role::Admin, Role::Viewer], Needs::Reader).map(Reader);
+        check(req, payload, result)
+    }
+}
+
+/// A client or admin token: what may send signals (a viewer changes nothing).
+pub struct Sender(pub Principal);
+
+impl FromRequest for Sender {
+    type Error = AuthError;
+    type Future = Checked<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let result = authorize(req, &[Role::Client, Role::Admin], Needs::Sender).map(Sender);
         check(req, payload, result)
     }
 }

@@ -13,7 +13,7 @@ pub mod extract;
 pub mod hmac;
 pub mod index;
 
-pub use extract::{presented_token, Admin, AuthError, Caller};
+pub use extract::{presented_token, Admin, AuthError, Caller, Reader, Sender};
 pub use index::{stream_token, Held, Principal, TokenBook, TokenIndex, Via};
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,9 @@ pub enum Role {
     Client,
     /// Everything.
     Admin,
+    /// Read-only operator: every `GET` of the ops API and the stream; no change of any kind
+    /// (no write, no signals, no OFREP evaluation).
+    Viewer,
 }
 
 impl Role {
@@ -54,6 +57,7 @@ impl Role {
         match self {
             Role::Client => "client",
             Role::Admin => "admin",
+            Role::Viewer => "viewer",
         }
     }
 }

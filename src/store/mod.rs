@@ -2,7 +2,8 @@
 //!
 //! Trees: `meta` (schema version, the config revision, the saved aggregates), `flags`, `segments`, `tokens` (SHA-256 hashes only, never
 //! secrets), `policies` and `audit` (append-only, keyed by time-ordered UUIDv7); in cluster
-//! mode `outbox` (signal batches not yet counted in PostgreSQL; `outbox.rs`).
+//! mode `outbox` (signal batches not yet counted in PostgreSQL; `outbox.rs`); `history` (the
+//! guard history of release modules, `history.rs`: not synced per write, see there).
 //!
 //! Invariants:
 //! - Every change and its audit entry are written in one sled transaction, then the database
@@ -18,10 +19,12 @@
 mod audit;
 mod codec;
 mod durable;
+mod history;
 mod outbox;
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use durable::Durability;
+pub use history::{HistoryKey, StoredPoint};
 
 use crate::auth::{Role, StoredToken};
 use crate::release::Release;
@@ -93,6 +96,7 @@ pub struct Store {
     meta: sled::Tree,
     outbox: sled::Tree,
     outbox_state: Arc<outbox::OutboxState>,
+    history: sled::Tree,
 }
 
 /// A change to apply atomically with its audit entry.
@@ -166,6 +170,7 @@ impl Store {
             meta,
             outbox,
             outbox_state,
+            history: db.open_tree("history")?,
             syncer,
         })
     }

@@ -246,6 +246,22 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     serve(app, data_dir, database)
 }
 
+/// Starts a server like [`spawn_app_with`] and also hands out its guard history (to seed it).
+pub async fn spawn_app_with_history(
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, std::sync::Arc<rollgate::history::History>) {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(data_dir.path().join("data"));
+    let database = TestDatabase::in_cluster_mode().await;
+    if let Some(db) = &database {
+        config.cluster = Some(ClusterConfig::new(&db.url));
+    }
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("build app");
+    let history = app.history();
+    (serve(app, data_dir, database), history)
+}
+
 /// One Server-Sent Event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SseEvent {

@@ -126,7 +126,22 @@ impl IntoResponses for AdminOnly {
         let mut map = Unauthorized::responses();
         map.insert(
             "403".into(),
-            RefOr::T(json_response("A client token on an admin endpoint", "ErrorBody").build()),
+            RefOr::T(
+                json_response("A client or viewer token on an admin endpoint", "ErrorBody").build(),
+            ),
+        );
+        map
+    }
+}
+
+/// 401 and 403: the ops API's reads (admin or viewer tokens).
+pub struct Readers;
+impl IntoResponses for Readers {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut map = Unauthorized::responses();
+        map.insert(
+            "403".into(),
+            RefOr::T(json_response("A client token on an ops read", "ErrorBody").build()),
         );
         map
     }

@@ -122,6 +122,21 @@ ofrep_answer!(
 ofrep_answer!(OfrepTooLarge, 413, "GENERAL: body over the OFREP limit");
 ofrep_answer!(OfrepNotFound, 404, "FLAG_NOT_FOUND");
 
+/// 403 in OFREP's shape.
+pub struct OfrepForbidden;
+impl IntoResponses for OfrepForbidden {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        one(
+            403,
+            json_response(
+                "GENERAL: a viewer token (read-only) may not evaluate",
+                "OfrepError",
+            )
+            .build(),
+        )
+    }
+}
+
 /// 401 in OFREP's shape.
 pub struct OfrepUnauthorized;
 impl IntoResponses for OfrepUnauthorized {
