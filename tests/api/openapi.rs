@@ -322,7 +322,7 @@ async fn the_mirrors_of_the_eval_model_agree_with_the_real_types() {
     // A signal carries either `count`/`value` or a `histogram`: each shape is checked with
     // the other's properties left out of the schema.
     let histogram = json!({"flag": "counted", "variant": "on", "metric": "latency",
-        "histogram": {"bounds": [0.1, 0.5], "counts": [3, 1.0]},
+        "histogram": {"bounds": [0.1, 0.5], "counts": [3, 1.0]}, "audience": "beta",
         "targetingKey": "u1", "timestamp": "2026-11-22T10:00:00Z"});
     let send = async |s: Value| {
         let r = app
