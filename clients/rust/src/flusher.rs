@@ -179,7 +179,7 @@ impl Flusher {
             }
             Sent::Later => self.keep(unsent),
             Sent::Refused | Sent::Ok => {
-                let events: u64 = unsent.iter().map(|s| s.count).sum();
+                let events: u64 = unsent.iter().map(|s| s.events).sum();
                 self.shared
                     .pending
                     .dropped
@@ -191,10 +191,7 @@ impl Flusher {
     /// Puts unsent signals back into the pending store.
     fn keep(&self, unsent: &[WireSignal]) {
         for s in unsent {
-            let acc = match s.value {
-                None => Acc::count(s.count),
-                Some(v) => Acc::valued(s.count, v),
-            };
+            let acc = Acc::from_wire(s);
             let served = (&*s.variant, s.audience.as_deref());
             self.shared.pending.add(&s.flag, served, &s.metric, acc);
         }

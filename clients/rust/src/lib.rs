@@ -67,6 +67,7 @@ mod options;
 mod provider;
 mod shared;
 mod signals;
+mod sketch;
 mod sse;
 mod sync;
 

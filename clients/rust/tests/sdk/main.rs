@@ -5,6 +5,7 @@ mod agreement;
 mod conformance;
 mod down;
 mod helpers;
+mod latency;
 mod openfeature;
 mod reach;
 mod restart;
