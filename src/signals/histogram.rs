@@ -9,7 +9,7 @@
 //! the rules it can only state in words (bounds increasing and in range, one count per bound,
 //! at least one and at most 1,000,000 observations) are 422, as for every schema-valid request.
 
-use super::ingest::{Malformed, MAX_ABS_VALUE, MAX_COUNT};
+use super::bounds::{Malformed, MAX_ABS_VALUE, MAX_COUNT};
 use serde::Deserialize;
 
 /// Most buckets one histogram may have.

@@ -11,6 +11,7 @@
 //!   at most the last second of signals (documented in `docs/operations.md`).
 
 mod aggregate;
+mod bounds;
 mod histogram;
 mod ingest;
 mod limit;
