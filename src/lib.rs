@@ -26,7 +26,6 @@
 
 pub mod analysis;
 pub mod api;
-pub mod audience_plan;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -52,7 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::rehearsal::RehearsalRequest, crate::rehearsal::RehearsalReport,
         crate::rehearsal::AaFigures, crate::rehearsal::RegressionFigures,
         crate::rehearsal::StageGuard, crate::rehearsal::Quantiles,
-        crate::release::ReleasePlan, crate::release::ModulePlan, crate::release::StagesOverride, crate::release::Cohort, crate::audience_plan::AudiencePlan, crate::audience_plan::Advance,
+        crate::release::ReleasePlan, crate::release::ModulePlan, crate::release::StagesOverride, crate::release::Cohort, crate::release::AudiencePlan, crate::release::Advance,
         super::alerts::AlertmanagerPayload, super::alerts::Alert,
         super::stream::StreamFormat,
         schemas::ErrorBody, schemas::ErrorDetail, schemas::ErrorCode,

@@ -8,9 +8,9 @@
 use super::machine::{self, Command, Decision};
 use super::step::{self, Observation};
 use super::transition::{webhook, Turn};
-use crate::audience_plan::{self, Active};
 use crate::auth::Actor;
 use crate::policies::Policy;
+use crate::release::audiences::{self as audience_plan, Active};
 use crate::release::{Cohort, Module, ModuleState, Release};
 use crate::signals::series_key;
 use crate::webhooks::WebhookKind;

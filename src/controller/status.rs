@@ -63,9 +63,9 @@ fn module_json(
     let m = &release.modules[i];
     let policy = release.policy.as_ref().and_then(|p| policies.get(p));
     // With audiences, the phases share the budget, as the controller reads them.
-    let shared = policy
-        .filter(|_| !m.audiences.is_empty())
-        .map(|p| crate::audience_plan::share_budget(p, crate::audience_plan::tested_phases(m)));
+    let shared = policy.filter(|_| !m.audiences.is_empty()).map(|p| {
+        crate::release::audiences::share_budget(p, crate::release::audiences::tested_phases(m))
+    });
     let policy = shared.as_ref().or(policy);
     let def = live.get(&m.flag).map(|f| &f.def);
     let (readings, note) = match def {
@@ -147,12 +147,12 @@ fn audiences_json(
             "guards": reading.guards,
         })
     };
-    let one = |(j, a): (usize, &crate::audience_plan::AudiencePhase)| {
+    let one = |(j, a): (usize, &crate::release::AudiencePhase)| {
         let view = super::audiences::audience_view(def, &a.segment, a.percentage);
         let mut v = phase(
             Some(&a.segment),
             a.protected,
-            crate::audience_plan::state_name(m, j),
+            crate::release::audiences::state_name(m, j),
             &a.phase,
             &view,
         );

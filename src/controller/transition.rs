@@ -112,10 +112,10 @@ impl<'a> Turn<'a> {
                 let m = &release.modules[i];
                 if !m.audiences.is_empty() {
                     // Any phase started (an early audience ramps while everyone else waits).
-                    let started = crate::audience_plan::watched(m)
+                    let started = crate::release::audiences::watched(m)
                         || m.audiences
                             .iter()
-                            .any(|a| crate::audience_plan::watched(&a.phase));
+                            .any(|a| crate::release::audiences::watched(&a.phase));
                     if started && m.state != ModuleState::RolledBack {
                         self.rollback_all(w, release, i, &why, numbers.clone(), None, &actor);
                     }

@@ -1,61 +1,16 @@
-//! Audiences in a release plan (docs/releases.md#audiences): the plan's shape, its checks, and
-//! the persisted phase of each audience of a module. Pure data and pure functions.
+//! Audiences of a release (docs/releases.md#audiences): checking a module's audiences and
+//! resolving their phases, which phase ramps now, and what the flag serves each audience.
+//! Pure functions over [`Module`] (the plan types are in `plan.rs`, the phase in `module.rs`).
 //!
 //! A module with audiences ramps in phases: the non-protected audiences first (listed order),
 //! then everyone else (the module's own fields), then the protected audiences (listed order;
 //! `advance = "manual"` waits for an operator). Each phase is a [`Module`] of its own, so the
 //! same state machine and guards drive every phase.
 
+use super::module::{AudiencePhase, Module, ModuleState};
+use super::plan::{resolve_stages, Advance, AudiencePlan, PlanError, StagesOverride};
 use crate::policies::Policy;
-use crate::release::{resolve_stages, Module, ModuleState, PlanError, StagesOverride};
 use rollgate_eval::Percentage;
-use serde::{Deserialize, Serialize};
-
-/// How a protected audience starts once everyone else has completed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Advance {
-    /// At once.
-    #[default]
-    Auto,
-    /// On an operator's `POST /api/v1/releases/{id}/advance`.
-    Manual,
-}
-
-/// One audience of a plan (or of a module).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AudiencePlan {
-    /// An existing segment's key.
-    pub segment: String,
-    /// Protected: ramps after everyone else has completed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub protected: bool,
-    /// Only for protected audiences: `auto` (default) or `manual`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advance: Option<Advance>,
-    /// This audience's own stages (resolved like a module's, over the module's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stages: Option<StagesOverride>,
-}
-
-/// The persisted phase of one audience of a module.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AudiencePhase {
-    /// The segment key.
-    pub segment: String,
-    /// Ramps after everyone else.
-    pub protected: bool,
-    /// How a protected audience starts.
-    pub advance: Advance,
-    /// A manual protected audience was released by an operator.
-    #[serde(default)]
-    pub released: bool,
-    /// The audience's current percentage of the new variant.
-    pub percentage: Percentage,
-    /// The phase's own state, stages, baselines and evidence.
-    pub phase: Module,
-}
 
 /// Which phase of a module ramps now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
