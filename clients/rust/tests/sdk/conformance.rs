@@ -1,5 +1,6 @@
-//! The shared conformance vectors (`eval/tests/vectors/evaluation.json`), loaded into a real
-//! server and evaluated through the SDK's public API.
+//! The shared conformance vectors (`eval/tests/vectors/evaluation.json`, and the release
+//! audiences' `audiences.json`), loaded into a real server and evaluated through the SDK's
+//! public API.
 
 use crate::helpers::spawn_server;
 use rollgate_client::Context;
@@ -22,11 +23,12 @@ struct Case {
     expect: Value,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_conformance_vector_evaluates_as_published_through_the_sdk() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../eval/tests/vectors/evaluation.json"
+/// Loads `file` into a fresh server and evaluates every case through the SDK; `Served` as
+/// JSON: value, variant, reason, and `audience` when one decided.
+async fn run_vectors(file: &str, min_cases: usize) {
+    let path = format!(
+        "{}/../../eval/tests/vectors/{file}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let file: EvaluationFile =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -55,7 +57,11 @@ async fn every_conformance_vector_evaluates_as_published_through_the_sdk() {
     for case in &file.cases {
         let got = match flags.evaluate(&case.flag, &case.context) {
             Ok(s) => {
-                serde_json::json!({"value": s.value, "variant": s.variant, "reason": s.reason.as_str()})
+                let mut got = serde_json::json!({"value": s.value, "variant": s.variant, "reason": s.reason.as_str()});
+                if let Some(audience) = s.audience {
+                    got["audience"] = audience.into();
+                }
+                got
             }
             Err(e) => serde_json::json!({"error": e.code()}),
         };
@@ -63,7 +69,7 @@ async fn every_conformance_vector_evaluates_as_published_through_the_sdk() {
             failures.push(format!("{}: want {}, got {got}", case.name, case.expect));
         }
     }
-    assert!(file.cases.len() >= 100, "{} cases", file.cases.len());
+    assert!(file.cases.len() >= min_cases, "{} cases", file.cases.len());
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
@@ -72,4 +78,14 @@ async fn every_conformance_vector_evaluates_as_published_through_the_sdk() {
         failures.join("\n")
     );
     client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_vector_evaluates_as_published_through_the_sdk() {
+    run_vectors("evaluation.json", 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_audience_vector_evaluates_as_published_through_the_sdk() {
+    run_vectors("audiences.json", 10).await;
 }
