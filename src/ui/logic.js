@@ -123,8 +123,17 @@ export function formatDecision(record) {
   };
 }
 
-/** The value a guard reading charts for a variant side (`new` or `old`): rate or quantile. */
+/** A latency guard's quantile reading (`GuardReading.quantile`, docs/guards.md), if it is one. */
+function quantileOf(reading) {
+  const q = reading?.quantile;
+  return q && typeof q === 'object' && typeof q.quantile === 'number' ? q : null;
+}
+
+/** The value a guard reading charts for a variant side (`new` or `old`): its rate, or for a
+ * latency guard the variant's quantile. */
 export function sideValue(reading, side) {
+  const q = quantileOf(reading);
+  if (q) return typeof q[side]?.value === 'number' ? q[side].value : null;
   const s = reading?.[side];
   if (!s || typeof s !== 'object') return null;
   for (const k of ['rate', 'quantile', 'value', 'p']) {
@@ -136,6 +145,11 @@ export function sideValue(reading, side) {
 /** The band's ceiling for the new variant: the old value raised by the allowed increase, or an
  * absolute ceiling. */
 export function bandOf(reading) {
+  const q = quantileOf(reading);
+  if (q) {
+    if (typeof q.threshold === 'number') return q.threshold;
+    return typeof q.max_value === 'number' ? q.max_value : null;
+  }
   const old = sideValue(reading, 'old');
   const rel = reading?.max_relative_increase;
   if (typeof old === 'number' && typeof rel === 'number') return old * (1 + rel);
@@ -147,8 +161,32 @@ export function bandOf(reading) {
 
 /** A guard's name within a module: its metric (plus quantile, when it has one). */
 export function guardName(reading) {
-  const q = reading?.quantile ?? reading?.q;
-  return q !== undefined && typeof q !== 'object' ? `${reading.metric} p${q}` : String(reading?.metric ?? '?');
+  const q = quantileOf(reading);
+  return q ? `${reading.metric} p${Math.round(q.quantile * 1000) / 10}` : String(reading?.metric ?? '?');
+}
+
+/** The log evidence of a reading and where it fires (a latency guard's own, when it is one). */
+export function evidenceOf(reading) {
+  const q = quantileOf(reading);
+  const ev = typeof reading?.ln_evidence === 'number' ? reading.ln_evidence : q?.ln_evidence;
+  const th = typeof reading?.ln_threshold === 'number' && !q ? reading.ln_threshold : q?.ln_threshold ?? reading?.ln_threshold;
+  return { evidence: typeof ev === 'number' ? ev : null, threshold: typeof th === 'number' ? th : null };
+}
+
+/**
+ * A module's audiences as rows (docs/releases.md#audiences): in ramp order, everyone else
+ * (`segment: null`) named so, each with its state, percentage and stage progress. Empty for a
+ * module without audiences.
+ */
+export function audienceRows(module) {
+  const list = Array.isArray(module?.audiences) ? module.audiences : [];
+  return list.map((a) => ({
+    label: a.segment === null || a.segment === undefined ? 'everyone else' : a.segment,
+    protected: a.protected === true,
+    state: a.state,
+    percentage: a.percentage,
+    progress: progress({ ...a, state: a.state === 'waiting' ? 'pending' : a.state }),
+  }));
 }
 
 /**
@@ -178,8 +216,9 @@ export function buildSeries(points) {
       s.new.push(sideValue(g, 'new'));
       s.old.push(sideValue(g, 'old'));
       s.band.push(bandOf(g));
-      s.evidence.push(typeof g.ln_evidence === 'number' ? g.ln_evidence : null);
-      s.threshold.push(typeof g.ln_threshold === 'number' ? g.ln_threshold : null);
+      const { evidence, threshold } = evidenceOf(g);
+      s.evidence.push(evidence);
+      s.threshold.push(threshold);
     }
     for (const [name, s] of series) {
       if (!seen.has(name)) for (const k of ['new', 'old', 'band', 'evidence', 'threshold']) s[k].push(null);

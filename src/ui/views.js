@@ -2,7 +2,7 @@
 // is `render(ctx)` → element; `ctx` holds the data, the role and the actions (app.js).
 import {
   stateWords, pct, rate, time, duration, progress, formatDecision, buildSeries, ruleWords,
-  guardedBy, matchesSearch, diff,
+  guardedBy, matchesSearch, diff, sideValue, guardName, evidenceOf, audienceRows,
 } from './logic.js';
 import { LineChart } from './chart.js';
 
@@ -33,14 +33,18 @@ function bar(module) {
   }, h('span', { style: `width: ${Math.round(p.fraction * 100)}%` }));
 }
 
-/** Audiences of a module, if the status has them (read generically). */
+/** A module's audiences in ramp order, each with its own stage bar (none without audiences). */
 function audiences(module) {
-  const a = module.audiences ?? module.audience;
-  if (a === undefined || a === null) return null;
-  const words = Array.isArray(a)
-    ? a.map((x) => (typeof x === 'string' ? x : x?.name ?? x?.segment ?? JSON.stringify(x))).join(', ')
-    : typeof a === 'string' ? a : JSON.stringify(a);
-  return h('div', { class: 'audiences' }, `audiences: ${words}`);
+  const rows = audienceRows(module);
+  if (!rows.length) return null;
+  return h('ul', { class: 'audiences', 'aria-label': `audiences of ${module.flag}` },
+    rows.map((a) => h('li', { class: 'audience-row', 'data-audience': a.label },
+      h('span', {}, a.label, a.protected ? ' (protected)' : ''),
+      h('div', {
+        class: `bar ${a.state}`, role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': a.progress.total,
+        'aria-valuenow': a.progress.done, 'aria-valuetext': `${a.label}: ${a.progress.label}`, title: a.progress.label,
+      }, h('span', { style: `width: ${Math.round(a.progress.fraction * 100)}%` })),
+      h('span', { class: 'meta' }, `${a.state === 'waiting' ? 'waiting for everyone else' : stateWords(a.state)} · ${pct(a.percentage)}`))));
 }
 
 // ——— Releases ———
@@ -88,28 +92,47 @@ function fmtValue(v) {
   return String(Math.round(v * 100) / 100);
 }
 
+/** A guard's card: its reading in words and, when `charts` is given, its charts over time. */
 function guardCard(reading, charts, moduleIndex) {
-  const name = reading.metric + (reading.quantile !== undefined && typeof reading.quantile !== 'object' ? ` p${reading.quantile}` : '');
-  const rateCanvas = h('canvas', { class: 'chart', 'data-chart': `${moduleIndex}:${name}:rate` });
-  const evCanvas = h('canvas', { class: 'chart', 'data-chart': `${moduleIndex}:${name}:evidence` });
-  charts.push({ module: moduleIndex, guard: name, rate: new LineChart(rateCanvas, { lines: RATE_LINES, format: fmtValue }),
+  const name = guardName(reading);
+  const q = reading.quantile && typeof reading.quantile === 'object' ? reading.quantile : null;
+  const { evidence, threshold } = evidenceOf(reading);
+  const rateCanvas = charts ? h('canvas', { class: 'chart', 'data-chart': `${moduleIndex}:${name}:rate` }) : null;
+  const evCanvas = charts ? h('canvas', { class: 'chart', 'data-chart': `${moduleIndex}:${name}:evidence` }) : null;
+  charts?.push({ module: moduleIndex, guard: name, rate: new LineChart(rateCanvas, { lines: RATE_LINES, format: fmtValue }),
     evidence: new LineChart(evCanvas, { lines: EVIDENCE_LINES, format: (v) => v.toFixed(1) }) });
-  const newV = reading.new?.rate ?? reading.new?.quantile ?? null;
-  const oldV = reading.old?.rate ?? reading.old?.quantile ?? null;
+  const newV = sideValue(reading, 'new');
+  const oldV = sideValue(reading, 'old');
+  const fmt = q ? (v) => String(Math.round(v * 10000) / 10000) : fmtValue;
   return h('section', { class: 'guard', 'aria-label': `guard ${name}` },
     h('h4', {}, name, h('span', { class: `badge ${reading.state}` }, reading.state), h('span', { class: 'meta' }, reading.class)),
     h('dl', {},
-      h('dt', {}, 'new / old'), h('dd', {}, `${newV === null ? '—' : fmtValue(newV)} / ${oldV === null ? '—' : fmtValue(oldV)}`),
+      h('dt', {}, q ? `p${Math.round(q.quantile * 1000) / 10} new / old` : 'new / old'),
+      h('dd', {}, `${newV === null ? '—' : fmt(newV)} / ${oldV === null ? '—' : fmt(oldV)}`),
+      q && typeof q.max_value === 'number' ? [h('dt', {}, 'ceiling'), h('dd', {}, fmt(q.max_value))] : null,
       reading.max_relative_increase !== null && reading.max_relative_increase !== undefined
         ? [h('dt', {}, 'band'), h('dd', {}, `up to +${Math.round(reading.max_relative_increase * 100)} % over old`)] : null,
       reading.max_rate !== null && reading.max_rate !== undefined ? [h('dt', {}, 'ceiling'), h('dd', {}, rate(reading.max_rate))] : null,
       reading.max_count !== null && reading.max_count !== undefined
         ? [h('dt', {}, 'count'), h('dd', {}, `${reading.count_since_start ?? 0} of at most ${reading.max_count}`)] : null,
       h('dt', {}, 'evidence'),
-      h('dd', {}, typeof reading.ln_evidence === 'number' ? `${reading.ln_evidence.toFixed(2)} of ${reading.ln_threshold.toFixed(2)}` : '—')),
+      h('dd', {}, evidence !== null && threshold !== null ? `${evidence.toFixed(2)} of ${threshold.toFixed(2)}` : '—')),
     h('p', { class: 'meta' }, reading.explanation ?? ''),
-    h('h5', { class: 'meta' }, 'rate over time'), rateCanvas, legend(RATE_LINES),
-    h('h5', { class: 'meta' }, 'evidence against the threshold'), evCanvas, legend(EVIDENCE_LINES));
+    charts ? [h('h5', { class: 'meta' }, q ? `p${Math.round(q.quantile * 1000) / 10} over time` : 'rate over time'), rateCanvas, legend(RATE_LINES),
+      h('h5', { class: 'meta' }, 'evidence against the threshold'), evCanvas, legend(EVIDENCE_LINES)] : null);
+}
+
+/** The guards of each audience phase that has started (its own series, docs/guards.md): the
+ * readings in words; the module's charts follow everyone else. */
+function audienceGuards(module) {
+  return (module.audiences ?? [])
+    .filter((a) => (a.guards ?? []).length && !['pending', 'waiting'].includes(a.state))
+    .map((a) => {
+      const label = a.segment ?? 'everyone else';
+      return h('details', { class: 'audience-guards', 'data-audience-guards': label, open: a.state === 'ramping' || a.state === 'paused' },
+        h('summary', {}, `${label}: guards (${stateWords(a.state)})`),
+        h('div', { class: 'guards' }, a.guards.map((g) => guardCard(g, null, null))));
+    });
 }
 
 function decisionBlock(record, note) {
@@ -157,7 +180,7 @@ export function release(ctx) {
     const recs = records(hist);
     return h('section', { class: 'module', 'aria-labelledby': `m${i}`, 'data-module': i },
       h('header', {}, h('h2', { id: `m${i}` }, m.flag), badge(m.state), h('span', { class: 'meta' }, `${pct(m.percentage)} · ${progress(m).label}`)),
-      bar(m), audiences(m),
+      bar(m), audiences(m), audienceGuards(m),
       decisionBlock(m.decision, m.waiting),
       reachBlock(m.reach),
       h('div', { class: 'guards' }, (m.guards ?? []).map((g) => guardCard(g, charts, i))),

@@ -3,7 +3,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
   formatDecision, buildSeries, appendPoint, progress, ruleWords, diff, parseSse, errorText,
-  guardedBy, matchesSearch, pct, rate, duration, bandOf, parsePercentage,
+  guardedBy, matchesSearch, pct, rate, duration, bandOf, parsePercentage, audienceRows,
 } from '../logic.js';
 
 const reading = (metric, newRate, oldRate, extra = {}) => ({
@@ -60,12 +60,37 @@ test('series: one per guard, aligned on x, nulls where a guard is missing, band 
   assert.deepEqual(a.threshold, [6.9, 6.9, null]);
 });
 
-test('quantile guards chart their quantile and are named by it', () => {
-  const q = { metric: 'latency_ms', quantile: 99, new: { quantile: 120 }, old: { quantile: 100 }, max_relative_increase: 0.1 };
+test('latency guards chart their quantile per variant against the threshold, named by the quantile', () => {
+  // The server's shape (GuardReading.quantile, src/analysis/quantile.rs): the rate fields of a
+  // latency guard are its observation counts, never what it charts.
+  const q = {
+    metric: 'checkout_latency', class: 'core', state: 'ok', ln_evidence: null, ln_threshold: 5.3,
+    new: { events: 900, exposures: 900, rate: 1 }, old: { events: 880, exposures: 880, rate: 1 },
+    quantile: { quantile: 0.95, relative_accuracy: 0.01, new: { observations: 900, value: 0.52 },
+      old: { observations: 880, value: 0.46 }, threshold: 0.6, ln_evidence: 1.5, ln_threshold: 6.0, max_value: 5 },
+  };
   const s = buildSeries([{ at_ms: 0, guards: [q] }]);
-  assert.deepEqual([...s.keys()], ['latency_ms p99']);
-  assert.equal(s.get('latency_ms p99').new[0], 120);
-  assert.ok(Math.abs(bandOf(q) - 110) < 1e-9);
+  assert.deepEqual([...s.keys()], ['checkout_latency p95']);
+  const g = s.get('checkout_latency p95');
+  assert.deepEqual([g.new[0], g.old[0], g.band[0], g.evidence[0], g.threshold[0]], [0.52, 0.46, 0.6, 1.5, 6.0]);
+  // Without a relative band, the ceiling is the band.
+  assert.equal(bandOf({ ...q, quantile: { ...q.quantile, threshold: null } }), 5);
+});
+
+test('audience rows: ramp order, everyone else named, waiting protected audiences at 0', () => {
+  const module = {
+    flag: 'qr', state: 'ramping', stages: [5, 100], stage: null, percentage: 0,
+    audiences: [
+      { segment: 'innovation', protected: false, state: 'completed', stage: 1, stages: [50, 100], percentage: 100 },
+      { segment: null, protected: false, state: 'ramping', stage: 0, stages: [5, 100], percentage: 5 },
+      { segment: 'seniors', protected: true, state: 'waiting', stage: null, stages: [100], percentage: 0 },
+    ],
+  };
+  const rows = audienceRows(module);
+  assert.deepEqual(rows.map((r) => [r.label, r.protected, r.state, r.percentage]),
+    [['innovation', false, 'completed', 100], ['everyone else', false, 'ramping', 5], ['seniors', true, 'waiting', 0]]);
+  assert.deepEqual(rows.map((r) => r.progress.done), [2, 1, 0]);
+  assert.deepEqual(audienceRows({ flag: 'plain' }), []);
 });
 
 test('appending live points keeps every series aligned and bounded', () => {
