@@ -1,6 +1,8 @@
 //! Structured logging through `tracing`: human lines by default, JSON with `--log-format json`.
 //! Level from `RUST_LOG` (default `info`). Logs go to stderr; stdout carries only the
-//! listening address and a generated admin token.
+//! listening address and a generated admin token. Human lines are coloured only when stderr is
+//! a terminal and `NO_COLOR` is unset or empty (no-color.org), so a log file or a journal
+//! never holds escape codes.
 //!
 //! actix's HTTP/1 dispatcher logs every broken connection at ERROR (`stream error: request
 //! parse error …`: a malformed request, a head too large, a peer that hung up mid-read). Those
@@ -10,7 +12,13 @@
 //! the API at DEBUG.
 
 use crate::config::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// Whether log lines may carry colour codes: a terminal, and no `NO_COLOR`.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(format: LogFormat) {
@@ -24,6 +32,7 @@ pub fn init(format: LogFormat) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),

@@ -498,3 +498,39 @@ async fn a_body_that_is_not_a_json_object_is_refused_everywhere() {
         (json!(true), json!(10.0))
     );
 }
+
+#[tokio::test]
+async fn human_logs_written_to_a_file_carry_no_colour_codes() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stderr_path = dir.path().join("stderr.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--policies-dir")
+        .arg(crate::helpers::policies_dir())
+        .env("ROLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("rollgate listening on") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).await.unwrap() > 0,
+            "server exited"
+        );
+    }
+    child.kill().await.unwrap();
+    let logs = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(logs.contains("INFO"), "the human log is captured: {logs}");
+    assert!(
+        !logs.contains('\x1b'),
+        "escape codes in a log file: {logs:?}"
+    );
+}
