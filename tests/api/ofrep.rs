@@ -212,6 +212,40 @@ async fn evaluation_needs_a_valid_token_but_accepts_x_api_key() {
     assert_eq!(none.status(), 401);
     assert_eq!(wrong.status(), 401);
     assert_eq!(api_key.status(), 200);
+
+    // Same checks, same revocation: a wrong key is refused, and a revoked token at once,
+    // on the single and the bulk endpoint.
+    let with_key = |key: &str, path: &str| {
+        app.client
+            .post(app.url(path))
+            .header("X-API-Key", key)
+            .json(&json!({"context": {}}))
+            .send()
+    };
+    assert_eq!(
+        with_key("rg_wrong", "/ofrep/v1/evaluate/flags/f")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        with_key(&token, "/ofrep/v1/evaluate/flags")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let revoked = app
+        .admin(reqwest::Method::DELETE, "/api/v1/tokens/web-app")
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    for path in ["/ofrep/v1/evaluate/flags/f", "/ofrep/v1/evaluate/flags"] {
+        let r = with_key(&token, path).await.unwrap();
+        assert_eq!(r.status(), 401, "{path} after revocation");
+    }
 }
 
 #[tokio::test]
