@@ -37,7 +37,7 @@ bash clients/js/setup.sh
 echo "== schemathesis dependencies"
 bash tests/schemathesis/setup.sh
 
-echo "== api test dependencies (strace, for the fsync test)"
+echo "== api test dependencies (strace for the fsync test, systemd-analyze for the deploy test)"
 bash tests/api/setup.sh
 
 echo "== dashboard browser test dependencies (chromium, playwright-core)"

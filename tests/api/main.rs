@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod cli;
 mod conformance;
+mod deploy;
 mod drills;
 mod durability;
 mod edges;

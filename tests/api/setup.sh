@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # What tests/api needs beyond cargo: strace, with which tests/api/fsync.rs counts the server's
-# real sync calls. Idempotent: does nothing when strace is already installed. Installs it with
-# apt-get when running as root; otherwise fails and says what to do (the test itself then fails
-# with the same advice rather than skipping).
+# real sync calls, and systemd-analyze (package systemd), with which tests/api/deploy.rs
+# verifies the shipped unit. Idempotent: does nothing when both are installed. Installs what is
+# missing with apt-get when running as root; otherwise fails and says what to do (the tests
+# themselves then fail with the same advice rather than skipping).
 set -euo pipefail
 
-if command -v strace >/dev/null 2>&1; then
+missing=()
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 if [ "${EUID}" -ne 0 ]; then
-    echo "tests/api/setup.sh: strace is missing and this is not root; install it (e.g. sudo apt-get install -y strace) and rerun" >&2
+    echo "tests/api/setup.sh: ${missing[*]} missing and this is not root; install (e.g. sudo apt-get install -y ${missing[*]}) and rerun" >&2
     exit 1
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "tests/api/setup.sh: strace is missing and apt-get is not available; install strace with this system's package manager" >&2
+    echo "tests/api/setup.sh: ${missing[*]} missing and apt-get is not available; install with this system's package manager" >&2
     exit 1
 fi
-echo "installing strace (apt-get)"
+echo "installing ${missing[*]} (apt-get)"
 DEBIAN_FRONTEND=noninteractive apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 strace -V | head -n 1
+systemd-analyze --version | head -n 1
