@@ -13,7 +13,7 @@ use tokio::process::Command;
 const LIMIT: Duration = Duration::from_secs(5);
 
 /// A CLI invocation against `url` with `token`.
-fn rollgate(url: &str, token: &str, args: &[&str]) -> Command {
+pub(crate) fn rollgate(url: &str, token: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rollgate"));
     command
         .args(args)
@@ -25,11 +25,11 @@ fn rollgate(url: &str, token: &str, args: &[&str]) -> Command {
 }
 
 /// Runs the CLI with the admin token and waits for it.
-async fn run(app: &TestApp, args: &[&str]) -> Output {
+pub(crate) async fn run(app: &TestApp, args: &[&str]) -> Output {
     run_as(&app.address, &app.admin_token, args).await
 }
 
-async fn run_as(url: &str, token: &str, args: &[&str]) -> Output {
+pub(crate) async fn run_as(url: &str, token: &str, args: &[&str]) -> Output {
     let output = rollgate(url, token, args).output();
     tokio::time::timeout(LIMIT, output)
         .await
@@ -37,16 +37,16 @@ async fn run_as(url: &str, token: &str, args: &[&str]) -> Output {
         .expect("run rollgate")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts exit code 0 and returns stdout.
-fn success(output: &Output) -> String {
+pub(crate) fn success(output: &Output) -> String {
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -57,7 +57,7 @@ fn success(output: &Output) -> String {
     stdout(output)
 }
 
-async fn flag(app: &TestApp, key: &str) -> Value {
+pub(crate) async fn flag(app: &TestApp, key: &str) -> Value {
     let r = app
         .admin(Method::GET, &format!("/api/v1/flags/{key}"))
         .send()
