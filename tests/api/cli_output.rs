@@ -43,7 +43,7 @@ async fn json_and_yaml_output_parse_back_to_the_servers_document() {
         (&["flags", "list", "--output", "json"][..], false),
         (&["flags", "list", "--json"][..], false),
         (&["flags", "list", "--output", "yaml"][..], true),
-        (&["--output", "yaml", "flags", "list"][..], true),
+        (&["flags", "--output", "yaml", "list"][..], true),
     ] {
         let out = success(&run(&app, args).await);
         let printed: Value = if yaml {
