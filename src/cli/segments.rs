@@ -82,9 +82,11 @@ pub fn run(args: SegmentsArgs) -> Result<(), CliError> {
             let (doc, source) = start(&fields, || Ok(json!({ "key": key, "when": [] })))?;
             let body = apply(doc, &key, &fields, &source)?;
             match client.get(&path(&key)) {
-                Ok(_) => return Err(CliError::Input(format!(
+                Ok(_) => {
+                    return Err(CliError::Input(format!(
                     "segment {key:?} already exists; change it with `rollgate segments edit {key}`"
-                ))),
+                )))
+                }
                 Err(CliError::Api { status: 404, .. }) => {}
                 Err(e) => return Err(e),
             }
