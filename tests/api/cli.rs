@@ -1,4 +1,5 @@
-//! The ops CLI (`rollgate flags|release|audit|watch`) run as the real binary against a live
+//! The ops CLI (`rollgate flags|release|audit|watch`) run as the real binary (the newer
+//! commands: cli_objects.rs, cli_output.rs) against a live
 //! server: what it prints and how it exits.
 
 use crate::helpers::{bool_flag, spawn_app, TestApp};
@@ -366,6 +367,20 @@ async fn watch_json_prints_the_raw_change_event() {
     let output = watch_one_change(&app, &["--json"]).await;
 
     let change: Value = serde_json::from_str(success(&output).trim()).expect("one JSON line");
+    assert_eq!(change["type"], "flag");
+    assert_eq!(change["flag"]["rollout"], 42.0);
+    assert_eq!(change["cause"]["reason"], "watched");
+}
+
+#[tokio::test]
+async fn watch_yaml_prints_each_change_as_a_yaml_document() {
+    let app = app_with_flags(&["qr-ordering"]).await;
+
+    let output = watch_one_change(&app, &["--output", "yaml"]).await;
+
+    let text = success(&output);
+    assert!(text.starts_with("---\n"), "{text}");
+    let change: Value = serde_yaml_ng::from_str(&text).expect("one YAML document");
     assert_eq!(change["type"], "flag");
     assert_eq!(change["flag"]["rollout"], 42.0);
     assert_eq!(change["cause"]["reason"], "watched");
