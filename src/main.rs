@@ -1,6 +1,6 @@
 //! The `rollgate` binary: parse the command line, init tracing, build, run.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use rollgate::config::{Cli, Command, Config};
 use rollgate::startup::Application;
 use std::io::Write;
@@ -24,6 +24,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Migrate(args) => rollgate::cli::migrate::run(args),
+        Command::Ops(rollgate::cli::OpsCommand::Completions(args)) => {
+            rollgate::cli::completions::print(&args, &mut Cli::command())
+        }
         Command::Ops(command) => rollgate::cli::run(command),
     }
 }

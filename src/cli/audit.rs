@@ -37,7 +37,7 @@ pub fn run(args: AuditArgs) -> Result<(), CliError> {
     ];
     query.extend(filters.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     let answer = client.get_query("/api/v1/audit", &query)?;
-    show(args.remote.json, &answer, render);
+    show(args.remote.format(), &answer, render);
     Ok(())
 }
 

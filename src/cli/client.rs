@@ -124,6 +124,11 @@ impl Client {
         self.call(self.request(Method::PUT, path)?.json(body))
     }
 
+    /// `DELETE path` → the JSON answer (`Null` for 204).
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.call(self.request(Method::DELETE, path)?)
+    }
+
     /// A request with the token, for callers that read the body themselves (the stream).
     pub fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, CliError> {
         let token = self.token.as_deref().ok_or(CliError::NoToken)?;

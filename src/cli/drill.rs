@@ -32,7 +32,7 @@ pub fn run(args: DrillArgs) -> Result<(), CliError> {
         body["flag"] = json!(flag);
     }
     let result = client.post("/api/v1/drills", &body)?;
-    show(args.remote.json, &result, render);
+    show(args.remote.format(), &result, render);
     if result["passed"] == true {
         Ok(())
     } else {

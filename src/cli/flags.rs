@@ -1,11 +1,16 @@
-//! `rollgate flags list|get|set-rollout|kill|unkill`.
+//! `rollgate flags list|get|create|edit|set-rollout|kill|unkill`.
 //!
-//! Each subcommand is one request; the flag the server answers with is what gets printed, so
-//! the output always shows the state that was actually committed.
+//! Each subcommand is one request (`create` first checks the flag does not exist, `edit`
+//! reads it first); the flag the server answers with is what gets printed, so the output
+//! always shows the state that was actually committed. The fields of `create`/`edit` live in
+//! flag_fields.rs.
 
-use super::client::{segment, CliError};
-use super::output::{percent, percent_of, text_of, truncate, Table};
-use super::{show, Remote};
+use super::client::{segment, CliError, Client};
+use super::flag_fields::{self, FlagFields};
+use super::output::{
+    percent, percent_of, state_tone, stdout_wants_colour, text_of, truncate, Table,
+};
+use super::{document, show, Remote};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
@@ -26,6 +31,20 @@ enum FlagsCommand {
     Get {
         /// Flag key.
         key: String,
+    },
+    /// Create a flag from a file (`-f`) and/or options; refused when the key exists.
+    Create {
+        /// Flag key.
+        key: String,
+        #[command(flatten)]
+        fields: FlagFields,
+    },
+    /// Change a flag: read it, apply the file (`-f`, replaces it) and/or options, write it back.
+    Edit {
+        /// Flag key.
+        key: String,
+        #[command(flatten)]
+        fields: FlagFields,
     },
     /// Set a flag's rollout by hand (a module in a release is then held).
     SetRollout {
@@ -59,11 +78,22 @@ enum FlagsCommand {
 /// Runs a `flags` subcommand.
 pub fn run(args: FlagsArgs) -> Result<(), CliError> {
     let client = args.remote.client()?;
-    let json = args.remote.json;
+    let json = args.remote.format();
     match args.command {
         FlagsCommand::List => {
             let answer = client.get("/api/v1/flags")?;
-            show(json, &answer, render_list);
+            let colour = stdout_wants_colour();
+            show(json, &answer, |a| render_list_with(a, colour));
+        }
+        FlagsCommand::Create { key, fields } => {
+            let answer = create(&client, &key, &fields)?;
+            eprintln!("flag {key} created");
+            show(json, &answer, render_flag);
+        }
+        FlagsCommand::Edit { key, fields } => {
+            let answer = edit(&client, &key, &fields)?;
+            eprintln!("flag {key} saved");
+            show(json, &answer, render_flag);
         }
         FlagsCommand::Get { key } => {
             let answer = client.get(&flag_path(&key, ""))?;
@@ -112,7 +142,46 @@ fn flag_path(key: &str, tail: &str) -> String {
     format!("/api/v1/flags/{}{tail}", segment(key))
 }
 
-fn parse_percentage(text: &str) -> Result<f64, String> {
+/// The starting document and how messages name it: the `-f` file, or `fallback`.
+fn start(
+    fields: &FlagFields,
+    fallback: impl FnOnce() -> Result<Value, CliError>,
+) -> Result<(Value, String), CliError> {
+    match &fields.file {
+        Some(path) => Ok((document::read(path)?, document::shown(path))),
+        None => Ok((fallback()?, "flag".to_owned())),
+    }
+}
+
+fn create(client: &Client, key: &str, fields: &FlagFields) -> Result<Value, CliError> {
+    let (doc, source) = start(fields, || Ok(flag_fields::defaults(key)))?;
+    let flag = flag_fields::apply(doc, key, fields, &source)?;
+    match client.get(&flag_path(key, "")) {
+        Ok(_) => {
+            return Err(CliError::Input(format!(
+                "flag {key:?} already exists; change it with `rollgate flags edit {key}`"
+            )))
+        }
+        Err(CliError::Api { status: 404, .. }) => {}
+        Err(e) => return Err(e),
+    }
+    client.put(&flag_path(key, ""), &flag)
+}
+
+fn edit(client: &Client, key: &str, fields: &FlagFields) -> Result<Value, CliError> {
+    if fields.file.is_none() && fields.only_file() {
+        return Err(CliError::Input(
+            "nothing to change: give -f FILE or an option such as --rollout".into(),
+        ));
+    }
+    let current = client.get(&flag_path(key, ""))?;
+    let (doc, source) = start(fields, || Ok(current))?;
+    let flag = flag_fields::apply(doc, key, fields, &source)?;
+    client.put(&flag_path(key, ""), &flag)
+}
+
+/// `12.5`, `12.5%` → 12.5, refused outside 0–100.
+pub fn parse_percentage(text: &str) -> Result<f64, String> {
     let number = text.trim().trim_end_matches('%');
     let value: f64 = number
         .parse()
@@ -134,6 +203,11 @@ fn switch(flag: &Value) -> &'static str {
 
 /// The `GET /api/v1/flags` document as a table.
 pub fn render_list(answer: &Value) -> String {
+    render_list_with(answer, false)
+}
+
+/// [`render_list`], the switch column coloured when `colour`.
+pub fn render_list_with(answer: &Value, colour: bool) -> String {
     let flags = answer["flags"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     if flags.is_empty() {
         return "no flags".to_owned();
@@ -154,7 +228,10 @@ pub fn render_list(answer: &Value) -> String {
             ),
         ]);
     }
-    table.render()
+    table.render_with(colour, |cell| match cell {
+        "KILLED" | "on" => state_tone(cell),
+        _ => None,
+    })
 }
 
 /// One flag as a two-column sheet, rules in order.

@@ -1,29 +1,47 @@
-//! The ops CLI: `rollgate flags|release|audit|policy|watch|drill`, the same binary talking to a running
-//! server over HTTP (`ROLLGATE_URL`, `ROLLGATE_TOKEN`, or `--url` / `--token`).
+//! The ops CLI: `rollgate flags|segments|tokens|policy|signals|release|audit|watch|drill`, the
+//! same binary talking to a running server over HTTP (`ROLLGATE_URL`, `ROLLGATE_TOKEN`, or
+//! `--url` / `--token`). docs/cli.md documents every command.
 //!
 //! Shape: each command group has its clap arguments and a thin `run` in its own file that
 //! asks [`client::Client`] and hands the answer to a pure renderer (`output`, or the group's
-//! own `render_*` functions). `--json` prints the server's JSON document unchanged for scripts.
+//! own `render_*` functions). `--output json|yaml` (`--json` is `--output json`) prints the
+//! server's document unchanged for scripts; tables are coloured only on a terminal without
+//! `NO_COLOR` (output.rs). Documents read from files (`-f`) are checked against the server's
+//! own types first (document.rs), so a typo is reported with its file and field before
+//! anything is sent.
 //!
-//! `rollgate migrate` (migrate.rs) is the one command that talks to no server: it copies a
-//! stopped node's data dir into PostgreSQL.
+//! Commands that talk to no server: `rollgate migrate` (migrate.rs) copies a stopped node's
+//! data dir into PostgreSQL; `rollgate policy validate` (policy_check.rs) runs the server's
+//! policy validation on files; `rollgate completions` (completions.rs, wired in main.rs,
+//! which owns the root command) prints a shell completion script.
 //!
-//! Exit codes: `0` success, `1` the server refused the request (its `error.message` is
-//! printed) or the input was bad, `2` the server is unreachable, `3` the token is missing,
-//! refused or lacks the admin role. Messages go to stderr, results to stdout.
+//! Exit codes: `0` success, `1` the server refused the request (its `error.message` and
+//! `error.field` are printed), the input was bad (file and field named), or what the command
+//! checked failed (a drill, an invalid policy file, rejected signals), `2` the server is
+//! unreachable — and, as for every clap program, a command line clap itself refuses (an unknown
+//! option), `3` the token is missing, refused or lacks the role the command needs. Messages go
+//! to stderr, results to stdout.
 
 pub mod audit;
 pub mod client;
+pub mod completions;
+pub mod document;
 pub mod drill;
+pub mod flag_fields;
 pub mod flags;
 pub mod migrate;
 pub mod output;
 pub mod policy;
+pub mod policy_check;
 pub mod release;
+pub mod segments;
+pub mod signals;
+pub mod tokens;
 pub mod watch;
 
 use clap::{Args, Subcommand};
 use client::{CliError, Client};
+use output::Format;
 use std::process::ExitCode;
 
 /// Where the server is and how to talk to it; accepted anywhere after the command group.
@@ -40,7 +58,10 @@ pub struct Remote {
     /// Bearer token (admin role).
     #[arg(long, env = "ROLLGATE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Print the server's JSON instead of tables.
+    /// How to print results: tables for people, or the server's document as JSON or YAML.
+    #[arg(long, value_enum, global = true, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Same as `--output json`.
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -50,35 +71,59 @@ impl Remote {
     pub fn client(&self) -> Result<Client, CliError> {
         Client::new(&self.url, self.token.clone())
     }
+
+    /// The output format; `--json` wins over `--output`.
+    pub fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.output
+        }
+    }
 }
 
 /// The ops commands, flattened into the binary's top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum OpsCommand {
-    /// List, inspect, ramp and kill flags.
+    /// Create, edit, list, inspect, ramp and kill flags.
     Flags(flags::FlagsArgs),
+    /// Create, edit, list and inspect segments.
+    Segments(segments::SegmentsArgs),
+    /// Create, list and revoke API tokens.
+    Tokens(tokens::TokensArgs),
     /// Apply release plans and operate releases.
     Release(release::ReleaseArgs),
     /// Read the audit log, newest first.
     Audit(audit::AuditArgs),
-    /// Rehearse a policy: simulated releases at a given traffic.
+    /// List, show and validate policies; rehearse one at a given traffic.
     Policy(policy::PolicyArgs),
+    /// Send a batch of signals from a file, for scripts and drills.
+    Signals(signals::SignalsArgs),
     /// Follow the live stream of changes until interrupted.
     Watch(watch::WatchArgs),
     /// Run a rollback drill: kill and revive the drill flag, report reach and checks
     /// (exit code 1 when it failed).
     Drill(drill::DrillArgs),
+    /// Print a shell completion script (bash, zsh, fish, …) to stdout.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs one ops command, printing its error (if any) and mapping it to the exit code.
 pub fn run(command: OpsCommand) -> ExitCode {
     let result = match command {
         OpsCommand::Flags(args) => flags::run(args),
+        OpsCommand::Segments(args) => segments::run(args),
+        OpsCommand::Tokens(args) => tokens::run(args),
+        OpsCommand::Signals(args) => signals::run(args),
         OpsCommand::Release(args) => release::run(args),
         OpsCommand::Audit(args) => audit::run(args),
         OpsCommand::Policy(args) => policy::run(args),
         OpsCommand::Watch(args) => watch::run(args),
         OpsCommand::Drill(args) => drill::run(args),
+        // main.rs answers it with the root command; reaching this arm is a wiring mistake.
+        OpsCommand::Completions(_) => Err(CliError::Input(
+            "completions are printed by the binary's entry point".into(),
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,13 +134,12 @@ pub fn run(command: OpsCommand) -> ExitCode {
     }
 }
 
-/// Prints either the JSON document or its human rendering. Write errors (a closed pipe) are
+/// Prints the document in `format` (`human` renders tables). Write errors (a closed pipe) are
 /// deliberately ignored: the command itself succeeded.
-fn show(json: bool, value: &serde_json::Value, human: impl FnOnce(&serde_json::Value) -> String) {
-    let text = if json {
-        output::json(value)
-    } else {
-        human(value)
-    };
-    let _ = output::emit(&text);
+fn show(
+    format: Format,
+    value: &serde_json::Value,
+    human: impl FnOnce(&serde_json::Value) -> String,
+) {
+    let _ = output::emit(&output::render(format, value, human));
 }

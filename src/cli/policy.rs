@@ -1,11 +1,17 @@
-//! `rollgate policy rehearse NAME --traffic 2000/min --base METRIC=RATE… [--runs N] [--seed S]
-//! [--max-seconds T]`: asks the server to rehearse a policy and prints the figures as tables.
+//! `rollgate policy list|show NAME|validate FILE…|rehearse NAME …`.
+//!
+//! `list` and `show` read the server's policies (`show` prints the policy as the TOML of a
+//! `policies/NAME.toml` file in table mode). `validate` needs no server (policy_check.rs).
+//! `rehearse NAME --traffic 2000/min --base METRIC=RATE… [--runs N] [--seed S]
+//! [--max-seconds T]` asks the server to rehearse a policy and prints the figures as tables.
 
 use super::client::{CliError, Client};
-use super::output::{number, Table};
-use super::{show, Remote};
+use super::output::{number, text_of, Table};
+use super::{policy_check, show, Remote};
+use crate::policies::Policy;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `rollgate policy …`
@@ -17,6 +23,21 @@ pub struct PolicyArgs {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
+    /// Every policy on the server: scope, guards, confidence, false-rollback budget.
+    List(Remote),
+    /// One policy, as the TOML of its file (`--output json|yaml`: the server's document).
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        /// The policy's name.
+        name: String,
+    },
+    /// Check policy files offline with the server's own validation (exit 1 when one is bad).
+    Validate {
+        /// Policy files: `.toml` (named NAME.toml, as in policies/) or `.json`; `-` is stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Simulate releases under the policy: ramp time, false rollbacks, regressions caught.
     Rehearse(RehearseArgs),
 }
@@ -48,7 +69,59 @@ struct RehearseArgs {
 pub fn run(args: PolicyArgs) -> Result<(), CliError> {
     match args.command {
         PolicyCommand::Rehearse(args) => rehearse(args),
+        PolicyCommand::Validate { files } => policy_check::run(&files),
+        PolicyCommand::List(remote) => {
+            let answer = remote.client()?.get("/api/v1/policies")?;
+            show(remote.format(), &answer, render_list);
+            Ok(())
+        }
+        PolicyCommand::Show { remote, name } => {
+            let path = format!("/api/v1/policies/{}", super::client::segment(&name));
+            let answer = remote.client()?.get(&path)?;
+            show(remote.format(), &answer, render_toml);
+            Ok(())
+        }
     }
+}
+
+/// The `GET /api/v1/policies` document as a table.
+pub fn render_list(answer: &Value) -> String {
+    let policies = answer["policies"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if policies.is_empty() {
+        return "no policies".to_owned();
+    }
+    let mut table = Table::new(&["NAME", "SCOPE", "GUARDS", "CONFIDENCE", "FALSE ROLLBACKS"]);
+    for p in policies {
+        let guards: Vec<String> = p["guard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| format!("{} ({})", text_of(&g["metric"]), text_of(&g["class"])))
+            .collect();
+        table.row(vec![
+            text_of(&p["name"]),
+            text_of(&p["scope"]),
+            if guards.is_empty() {
+                "-".into()
+            } else {
+                guards.join(", ")
+            },
+            p["confidence"].as_f64().map_or("-".into(), number),
+            p["false_rollback_rate"].as_f64().map_or("-".into(), number),
+        ]);
+    }
+    table.render()
+}
+
+/// A policy document as the TOML of its `policies/NAME.toml` file (JSON if it is not one).
+pub fn render_toml(policy: &Value) -> String {
+    serde_json::from_value::<Policy>(policy.clone())
+        .ok()
+        .and_then(|p| toml::to_string(&p).ok())
+        .unwrap_or_else(|| super::output::json(policy))
 }
 
 /// `2000/min` → 2000, `30/s` → 1800, `50000/h` → 833.3, `2000` → 2000.
@@ -110,7 +183,7 @@ fn rehearse(args: RehearseArgs) -> Result<(), CliError> {
         super::client::segment(&args.name)
     );
     let answer = client.post(&path, &body)?;
-    show(args.remote.json, &answer, render);
+    show(args.remote.format(), &answer, render);
     Ok(())
 }
 

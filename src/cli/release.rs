@@ -67,7 +67,7 @@ struct Operate {
 /// Runs a `release` subcommand.
 pub fn run(args: ReleaseArgs) -> Result<(), CliError> {
     let client = args.remote.client()?;
-    let json = args.remote.json;
+    let json = args.remote.format();
     let operate = |action: &str, op: Operate| -> Result<(), CliError> {
         let path = format!("/api/v1/releases/{}/{action}", segment(&op.id));
         let answer = client.post(&path, &json!({ "reason": op.reason }))?;

@@ -1,5 +1,6 @@
 //! `rollgate watch`: follows `GET /api/v1/stream` and prints one line per change until
-//! interrupted (`--json`: the raw `data` of each change event, one JSON document per line).
+//! interrupted (`--output json`/`--json`: the raw `data` of each change event, one JSON document
+//! per line; `--output yaml`: each change as a YAML document after a `---` line).
 //!
 //! The Server-Sent Events parser ([`SseParser`]) is written by hand over the blocking
 //! response's `Read`: lines, `event:` / `data:` / `id:` / `retry:` fields, `:` comments
@@ -12,7 +13,7 @@
 //! refused token always is.
 
 use super::client::{root_cause, CliError, Client};
-use super::output::{clean, emit, percent_of, text_of};
+use super::output::{clean, emit, percent_of, text_of, yaml, Format};
 use super::Remote;
 use clap::Args;
 use reqwest::Method;
@@ -130,7 +131,7 @@ impl SseParser {
 
 /// What the watcher carries from one connection to the next.
 struct Follow {
-    json: bool,
+    format: Format,
     max_events: Option<u64>,
     seen: u64,
     last_id: Option<String>,
@@ -154,7 +155,7 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         Some(IDLE_TIMEOUT),
     )?;
     let mut follow = Follow {
-        json: args.remote.json,
+        format: args.remote.format(),
         max_events: args.max_events,
         seen: 0,
         last_id: None,
@@ -219,10 +220,13 @@ fn follow_once(client: &Client, follow: &mut Follow) -> Result<Ended, CliError> 
         match event.event.as_str() {
             "config" => announce_config(client, follow, &event.data),
             "change" => {
-                let line = if follow.json {
-                    event.data
-                } else {
-                    change_line(&event.data, SystemTime::now())
+                let line = match follow.format {
+                    Format::Json => event.data,
+                    Format::Yaml => match serde_json::from_str::<Value>(&event.data) {
+                        Ok(change) => format!("---\n{}", yaml(&change)),
+                        Err(_) => change_line(&event.data, SystemTime::now()),
+                    },
+                    Format::Table => change_line(&event.data, SystemTime::now()),
                 };
                 if emit(&line).is_err() {
                     return Ok(Ended::Stop);

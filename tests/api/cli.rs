@@ -1,4 +1,5 @@
-//! The ops CLI (`rollgate flags|release|audit|watch`) run as the real binary against a live
+//! The ops CLI (`rollgate flags|release|audit|watch`) run as the real binary (the newer
+//! commands: cli_objects.rs, cli_output.rs) against a live
 //! server: what it prints and how it exits.
 
 use crate::helpers::{bool_flag, spawn_app, TestApp};
@@ -13,7 +14,7 @@ use tokio::process::Command;
 const LIMIT: Duration = Duration::from_secs(5);
 
 /// A CLI invocation against `url` with `token`.
-fn rollgate(url: &str, token: &str, args: &[&str]) -> Command {
+pub(crate) fn rollgate(url: &str, token: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rollgate"));
     command
         .args(args)
@@ -25,11 +26,11 @@ fn rollgate(url: &str, token: &str, args: &[&str]) -> Command {
 }
 
 /// Runs the CLI with the admin token and waits for it.
-async fn run(app: &TestApp, args: &[&str]) -> Output {
+pub(crate) async fn run(app: &TestApp, args: &[&str]) -> Output {
     run_as(&app.address, &app.admin_token, args).await
 }
 
-async fn run_as(url: &str, token: &str, args: &[&str]) -> Output {
+pub(crate) async fn run_as(url: &str, token: &str, args: &[&str]) -> Output {
     let output = rollgate(url, token, args).output();
     tokio::time::timeout(LIMIT, output)
         .await
@@ -37,16 +38,16 @@ async fn run_as(url: &str, token: &str, args: &[&str]) -> Output {
         .expect("run rollgate")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts exit code 0 and returns stdout.
-fn success(output: &Output) -> String {
+pub(crate) fn success(output: &Output) -> String {
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -57,7 +58,7 @@ fn success(output: &Output) -> String {
     stdout(output)
 }
 
-async fn flag(app: &TestApp, key: &str) -> Value {
+pub(crate) async fn flag(app: &TestApp, key: &str) -> Value {
     let r = app
         .admin(Method::GET, &format!("/api/v1/flags/{key}"))
         .send()
@@ -366,6 +367,20 @@ async fn watch_json_prints_the_raw_change_event() {
     let output = watch_one_change(&app, &["--json"]).await;
 
     let change: Value = serde_json::from_str(success(&output).trim()).expect("one JSON line");
+    assert_eq!(change["type"], "flag");
+    assert_eq!(change["flag"]["rollout"], 42.0);
+    assert_eq!(change["cause"]["reason"], "watched");
+}
+
+#[tokio::test]
+async fn watch_yaml_prints_each_change_as_a_yaml_document() {
+    let app = app_with_flags(&["qr-ordering"]).await;
+
+    let output = watch_one_change(&app, &["--output", "yaml"]).await;
+
+    let text = success(&output);
+    assert!(text.starts_with("---\n"), "{text}");
+    let change: Value = serde_yaml_ng::from_str(&text).expect("one YAML document");
     assert_eq!(change["type"], "flag");
     assert_eq!(change["flag"]["rollout"], 42.0);
     assert_eq!(change["cause"]["reason"], "watched");

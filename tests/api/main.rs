@@ -8,6 +8,8 @@ mod audiences;
 mod audit;
 mod auth;
 mod cli;
+mod cli_objects;
+mod cli_output;
 mod conformance;
 mod deploy;
 mod drills;

@@ -9,6 +9,7 @@ set -euo pipefail
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils) # the CLI colour test gives the binary a terminal
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
