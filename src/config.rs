@@ -78,6 +78,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub webhook_urls: Vec<String>,
+    /// The dashboard's public base URL, for links in Slack and PagerDuty messages
+    /// (`<url>/ui#/release/<id>`) [default: none, messages carry no link].
+    #[arg(long, env = "ROLLGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Proxies whose `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` headers are
     /// believed: IPs or CIDR ranges (repeatable; env: comma-separated) [default: none].
     #[arg(
@@ -121,6 +125,9 @@ struct FileConfig {
     webhook_urls: Option<Vec<String>>,
     webhook_max_attempts: Option<u32>,
     webhook_initial_backoff: Option<String>,
+    /// Typed webhook targets, `[[webhook]]` tables.
+    webhook: Option<Vec<crate::webhooks::TargetConfig>>,
+    public_url: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     reach_target: Option<f64>,
     reach_timeout: Option<String>,
@@ -262,6 +269,12 @@ impl Config {
                         .collect(),
                     secret,
                 );
+                w.targets = file.webhook.unwrap_or_default();
+                w.public_url = args
+                    .public_url
+                    .or(file.public_url)
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty());
                 if let Some(n) = file.webhook_max_attempts {
                     w.max_attempts = n;
                 }
