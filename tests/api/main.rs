@@ -35,4 +35,5 @@ mod signals;
 mod stream;
 mod ui;
 mod viewer;
+mod webhook_targets;
 mod webhooks;
