@@ -389,3 +389,78 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_file(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("rollgate.toml");
+        std::fs::write(&path, text)?;
+        Config::from_args(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+    }
+
+    #[test]
+    fn typed_webhooks_and_the_public_url_come_from_the_file() {
+        let config = from_file(
+            r#"
+            webhook_urls = ["http://hooks.local/plain"]
+            public_url = "https://rollgate.example.com"
+            [[webhook]]
+            type = "slack"
+            url = "http://slack.local/services/T/B/X"
+            [[webhook]]
+            type = "pagerduty"
+            url = "http://pd.local/v2/enqueue"
+            routing_key = "R0UTING"
+            "#,
+        )
+        .unwrap();
+        let w = &config.webhooks;
+        assert_eq!(w.urls, ["http://hooks.local/plain"]);
+        assert_eq!(
+            w.public_url.as_deref(),
+            Some("https://rollgate.example.com")
+        );
+        let kinds: Vec<_> = w.targets.iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                crate::webhooks::TargetKind::Slack,
+                crate::webhooks::TargetKind::Pagerduty
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_webhook_table_names_the_file_the_target_and_the_field() {
+        let misplaced = from_file(
+            "[[webhook]]\ntype = \"slack\"\nurl = \"http://s.local/x\"\nrouting_key = \"k\"\n",
+        );
+        let text = format!("{:#}", misplaced.unwrap_err());
+        assert!(
+            text.contains("webhook #0 (type slack): routing_key is not a setting of this type"),
+            "{text}"
+        );
+        let unknown = from_file(
+            "[[webhook]]\ntype = \"slack\"\nurl = \"http://s.local/x\"\nchannel = \"#ops\"\n",
+        );
+        let text = format!("{:#}", unknown.unwrap_err());
+        assert!(
+            text.contains("rollgate.toml") && text.contains("channel"),
+            "{text}"
+        );
+        let kind = from_file("[[webhook]]\ntype = \"teams\"\nurl = \"http://s.local/x\"\n");
+        let text = format!("{:#}", kind.unwrap_err());
+        assert!(
+            text.contains("teams") && text.contains("pagerduty"),
+            "{text}"
+        );
+        let public = from_file("public_url = \"rollgate.example.com\"\n");
+        assert!(format!("{:#}", public.unwrap_err()).contains("public_url"));
+    }
+}
