@@ -103,6 +103,8 @@ struct Inner {
     stats: Arc<WebhookStats>,
     public_url: Option<String>,
     targets: usize,
+    /// How many of `targets` are PagerDuty targets (they take only some kinds).
+    pagerduty: usize,
     /// `None` once shut down.
     queues: Mutex<Option<Vec<Queue>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -157,6 +159,10 @@ impl Webhooks {
             }
         };
         let (mut queues, mut workers) = (Vec::new(), Vec::new());
+        let pagerduty = targets
+            .iter()
+            .filter(|t| matches!(t.format, Format::Pagerduty { .. }))
+            .count();
         for Resolved { target, format } in targets {
             let (tx, rx) = mpsc::channel(config.queue.max(1));
             queues.push(Queue {
@@ -185,6 +191,7 @@ impl Webhooks {
                 stats,
                 public_url: config.public_url,
                 targets: queues.len(),
+                pagerduty,
                 queues: Mutex::new(Some(queues)),
                 workers: Mutex::new(workers),
             }),
@@ -194,6 +201,16 @@ impl Webhooks {
     /// How many targets each event is offered to (a PagerDuty target takes only some kinds).
     pub fn targets(&self) -> usize {
         self.inner.targets
+    }
+
+    /// How many targets take events of `kind` (PagerDuty targets only take the kinds that
+    /// page or resolve; the drill counts deliveries against this).
+    pub fn targets_for(&self, kind: WebhookKind) -> usize {
+        if pagerduty::takes(kind) {
+            self.inner.targets
+        } else {
+            self.inner.targets - self.inner.pagerduty
+        }
     }
 
     /// Queues `event` for every target that takes its kind, without blocking or awaiting.

@@ -13,6 +13,18 @@ use super::event::{WebhookEvent, WebhookKind};
 use super::format::{dashboard_link, headline, is_core_rollback, key_numbers, truncate};
 use serde_json::{json, Map, Value};
 
+/// Whether a PagerDuty target takes events of `kind` (a module's: a completion of the whole
+/// release is not sent).
+pub(super) fn takes(kind: WebhookKind) -> bool {
+    matches!(
+        kind,
+        WebhookKind::Rollback
+            | WebhookKind::RollbackUnconfirmed
+            | WebhookKind::Completion
+            | WebhookKind::Resume
+    )
+}
+
 /// The Events API v2 body for `event`, or `None` when this kind does not page.
 pub(super) fn event(
     event: &WebhookEvent,
@@ -163,6 +175,7 @@ mod tests {
                 ..rollback("core")
             };
             assert_eq!(event(&e, "k", None), None, "{kind:?}");
+            assert!(!takes(kind), "{kind:?}");
         }
         let release_done = WebhookEvent {
             kind: WebhookKind::Completion,
