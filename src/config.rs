@@ -62,7 +62,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLGATE_POLICIES_DIR")]
     pub policies_dir: Option<PathBuf>,
     /// TOML file with further settings (bind, data_dir, policies_dir, log_format, workers,
-    /// max_body_bytes, max_eval_body_bytes, trusted_proxies, reach_timeout, …).
+    /// max_body_bytes, max_eval_body_bytes, trusted_proxies, reach_timeout, public_url,
+    /// `[[webhook]]` tables, …).
     #[arg(long, env = "ROLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format [default: human].
@@ -462,5 +463,30 @@ mod tests {
         );
         let public = from_file("public_url = \"rollgate.example.com\"\n");
         assert!(format!("{:#}", public.unwrap_err()).contains("public_url"));
+    }
+
+    #[test]
+    fn the_public_url_flag_or_environment_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rollgate.toml");
+        std::fs::write(&path, "public_url = \"https://file.example\"\n").unwrap();
+        let config = Config::from_args(ServeArgs {
+            config: Some(path),
+            public_url: Some("https://flag.example".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.webhooks.public_url.as_deref(),
+            Some("https://flag.example")
+        );
+        let cli = Cli::try_parse_from(["rollgate", "serve", "--public-url", "https://x.example"]);
+        let Ok(Cli {
+            command: Command::Serve(args),
+        }) = cli
+        else {
+            panic!("serve --public-url parses");
+        };
+        assert_eq!(args.public_url.as_deref(), Some("https://x.example"));
     }
 }
