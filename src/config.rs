@@ -62,7 +62,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLGATE_POLICIES_DIR")]
     pub policies_dir: Option<PathBuf>,
     /// TOML file with further settings (bind, data_dir, policies_dir, log_format, workers,
-    /// max_body_bytes, max_eval_body_bytes, trusted_proxies, reach_timeout, …).
+    /// max_body_bytes, max_eval_body_bytes, trusted_proxies, reach_timeout, public_url,
+    /// `[[webhook]]` tables, …).
     #[arg(long, env = "ROLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format [default: human].
@@ -78,6 +79,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub webhook_urls: Vec<String>,
+    /// The dashboard's public base URL, for links in Slack and PagerDuty messages
+    /// (`<url>/ui#/release/<id>`) [default: none, messages carry no link].
+    #[arg(long, env = "ROLLGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Proxies whose `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` headers are
     /// believed: IPs or CIDR ranges (repeatable; env: comma-separated) [default: none].
     #[arg(
@@ -121,6 +126,9 @@ struct FileConfig {
     webhook_urls: Option<Vec<String>>,
     webhook_max_attempts: Option<u32>,
     webhook_initial_backoff: Option<String>,
+    /// Typed webhook targets, `[[webhook]]` tables.
+    webhook: Option<Vec<crate::webhooks::TargetConfig>>,
+    public_url: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     reach_target: Option<f64>,
     reach_timeout: Option<String>,
@@ -262,6 +270,12 @@ impl Config {
                         .collect(),
                     secret,
                 );
+                w.targets = file.webhook.unwrap_or_default();
+                w.public_url = args
+                    .public_url
+                    .or(file.public_url)
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty());
                 if let Some(n) = file.webhook_max_attempts {
                     w.max_attempts = n;
                 }
@@ -375,4 +389,104 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_file(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("rollgate.toml");
+        std::fs::write(&path, text)?;
+        Config::from_args(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+    }
+
+    #[test]
+    fn typed_webhooks_and_the_public_url_come_from_the_file() {
+        let config = from_file(
+            r#"
+            webhook_urls = ["http://hooks.local/plain"]
+            public_url = "https://rollgate.example.com"
+            [[webhook]]
+            type = "slack"
+            url = "http://slack.local/services/T/B/X"
+            [[webhook]]
+            type = "pagerduty"
+            url = "http://pd.local/v2/enqueue"
+            routing_key = "R0UTING"
+            "#,
+        )
+        .unwrap();
+        let w = &config.webhooks;
+        assert_eq!(w.urls, ["http://hooks.local/plain"]);
+        assert_eq!(
+            w.public_url.as_deref(),
+            Some("https://rollgate.example.com")
+        );
+        let kinds: Vec<_> = w.targets.iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                crate::webhooks::TargetKind::Slack,
+                crate::webhooks::TargetKind::Pagerduty
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_webhook_table_names_the_file_the_target_and_the_field() {
+        let misplaced = from_file(
+            "[[webhook]]\ntype = \"slack\"\nurl = \"http://s.local/x\"\nrouting_key = \"k\"\n",
+        );
+        let text = format!("{:#}", misplaced.unwrap_err());
+        assert!(
+            text.contains("webhook #0 (type slack): routing_key is not a setting of this type"),
+            "{text}"
+        );
+        let unknown = from_file(
+            "[[webhook]]\ntype = \"slack\"\nurl = \"http://s.local/x\"\nchannel = \"#ops\"\n",
+        );
+        let text = format!("{:#}", unknown.unwrap_err());
+        assert!(
+            text.contains("rollgate.toml") && text.contains("channel"),
+            "{text}"
+        );
+        let kind = from_file("[[webhook]]\ntype = \"teams\"\nurl = \"http://s.local/x\"\n");
+        let text = format!("{:#}", kind.unwrap_err());
+        assert!(
+            text.contains("teams") && text.contains("pagerduty"),
+            "{text}"
+        );
+        let public = from_file("public_url = \"rollgate.example.com\"\n");
+        assert!(format!("{:#}", public.unwrap_err()).contains("public_url"));
+    }
+
+    #[test]
+    fn the_public_url_flag_or_environment_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rollgate.toml");
+        std::fs::write(&path, "public_url = \"https://file.example\"\n").unwrap();
+        let config = Config::from_args(ServeArgs {
+            config: Some(path),
+            public_url: Some("https://flag.example".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.webhooks.public_url.as_deref(),
+            Some("https://flag.example")
+        );
+        let cli = Cli::try_parse_from(["rollgate", "serve", "--public-url", "https://x.example"]);
+        let Ok(Cli {
+            command: Command::Serve(args),
+        }) = cli
+        else {
+            panic!("serve --public-url parses");
+        };
+        assert_eq!(args.public_url.as_deref(), Some("https://x.example"));
+    }
 }

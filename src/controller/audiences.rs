@@ -431,6 +431,16 @@ impl Turn<'_> {
                 entry.release = Some(release.id.to_string());
                 entry.reason = Some(format!("restart from the first audience: {reason}"));
                 self.batch.audit.push(entry);
+                let why = format!("restarted from the first audience: {reason}");
+                let event = webhook(
+                    release,
+                    Some(&def.key),
+                    WebhookKind::Resume,
+                    why,
+                    actor,
+                    json!({}),
+                );
+                self.batch.webhooks.push(event);
                 true
             }
             Some(cmd) => {

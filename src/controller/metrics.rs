@@ -1,11 +1,14 @@
 //! The controller's Prometheus families: module states and percentages, each guard's
 //! evidence, threshold, breach and rates, signal totals, stream subscribers, webhook outcomes,
-//! and reach (live clients; each flag's newest change: revision, confirmed share, latency).
+//! and reach (live clients; each flag's newest change: revision, confirmed share, latency);
+//! and what the shipped alert rules (deploy/prometheus) read besides: paused modules by cause,
+//! release events by kind, the node's readiness and whether it leads the controller.
 
 use crate::analysis;
 use crate::metrics::Family;
-use crate::release::{Release, ReleaseState};
+use crate::release::{ModuleState, PauseCause, Release, ReleaseState};
 use crate::state::AppState;
+use crate::webhooks::WebhookKind;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Control-plane metric families: module states, guard readings, signals, streams, webhooks.
@@ -109,7 +112,66 @@ pub fn families(state: &AppState, releases: &[Release]) -> Vec<Family> {
     ];
     out.extend(reach_families(state, now));
     out.extend(node_families(state));
+    out.extend(alert_families(state, releases));
     out
+}
+
+/// The families the alert rules need: `module_paused{cause}`, `release_events_total{kind}`,
+/// `ready`, `controller_leader`.
+fn alert_families(state: &AppState, releases: &[Release]) -> Vec<Family> {
+    let mut paused = Family::gauge(
+        "module_paused",
+        "1 for each paused release module, by cause (operator, guard, data_quality)",
+    );
+    for r in releases.iter().filter(|r| r.is_live()) {
+        for m in &r.modules {
+            // A module with audiences is paused where any of its audiences is.
+            let mut causes: Vec<&'static str> = std::iter::once(m)
+                .chain(m.audiences.iter().map(|a| &a.phase))
+                .filter(|x| x.state == ModuleState::Paused)
+                .filter_map(|x| x.paused.as_ref().map(cause_name))
+                .collect();
+            causes.sort_unstable();
+            causes.dedup();
+            for cause in causes {
+                let labels = vec![
+                    ("release", r.name.clone()),
+                    ("flag", m.flag.clone()),
+                    ("cause", cause.to_owned()),
+                ];
+                paused.push(labels, 1.0);
+            }
+        }
+    }
+    let stats = state.webhooks.stats();
+    let mut events = Family::counter(
+        "release_events",
+        "Release events this node decided (the webhook events), by kind, with or without targets",
+    );
+    for kind in WebhookKind::ALL {
+        let labels = vec![("kind", kind.as_str().into())];
+        events.push(labels, stats.events_of(kind) as f64);
+    }
+    let up = state.store.tokens().is_ok() && state.cluster.as_ref().is_none_or(|c| c.db_up());
+    let mut ready = Family::gauge(
+        "ready",
+        "1 while /readyz answers ready: the store answers and (in a cluster) writes are accepted",
+    );
+    ready.push(vec![], f64::from(u8::from(up)));
+    let mut leader = Family::gauge(
+        "controller_leader",
+        "1 while this node runs the controller (a single node always does)",
+    );
+    leader.push(vec![], f64::from(u8::from(state.lease.held())));
+    vec![paused, events, ready, leader]
+}
+
+fn cause_name(cause: &PauseCause) -> &'static str {
+    match cause {
+        PauseCause::Operator => "operator",
+        PauseCause::Guard { .. } => "guard",
+        PauseCause::DataQuality => "data_quality",
+    }
 }
 
 /// The applied revision (every node), and in a cluster the node's view of it: database

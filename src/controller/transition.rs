@@ -168,6 +168,8 @@ impl<'a> Turn<'a> {
     ) {
         let counts = step::counts_now(&self.state.signals, &def, self.policy_of(release));
         let before = def.rollout;
+        let restarted = matches!(decision, Decision::Resume { .. })
+            && release.modules[i].state == ModuleState::RolledBack;
         let new_rollout = step::apply(
             &mut release.modules[i],
             decision,
@@ -196,6 +198,19 @@ impl<'a> Turn<'a> {
         }
         if !matches!(decision, Decision::BackInBand | Decision::LeftBand) {
             self.record(w, release, i, decision, &def, before.as_f64(), actor);
+        }
+        if restarted {
+            // Resolves what the rollback raised (a PagerDuty incident, for one).
+            let reason = release.modules[i].reason.clone().unwrap_or_default();
+            let event = webhook(
+                release,
+                Some(&def.key),
+                WebhookKind::Resume,
+                reason,
+                actor,
+                json!({}),
+            );
+            self.batch.webhooks.push(event);
         }
         if flag_changed {
             self.edit(def);

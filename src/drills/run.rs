@@ -39,7 +39,7 @@ pub async fn run(
     let kill = switch(state, actor, &req.flag, false, id).await?;
     let killed_stored = keep::stored_enabled(state, &req.flag).await?;
     let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
-    let targets = state.webhooks.targets() as u64;
+    let targets = state.webhooks.targets_for(WebhookKind::Drill) as u64;
     let reach = loop {
         let now = crate::clock::now_ms();
         let reach = reach_of(state, &req.flag, kill.revision, now);

@@ -1,11 +1,11 @@
-//! Delivery: one task per URL sends its events one at a time, retrying what may pass later.
+//! Delivery: one task per target sends its events one at a time, retrying what may pass later.
 //! What to make of an answer (`classify`, `backoff`, `retry_after`) is pure and unit-tested
 //! below; the task around it only does I/O.
 
 use super::config::Target;
 use super::event::{WebhookEvent, WebhookKind};
+use super::format::Rendered;
 use super::{WebhookStats, EVENT_HEADER, EVENT_ID_HEADER, MAX_BACKOFF, SIGNATURE_HEADER};
-use crate::auth::hmac::sign;
 use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -60,7 +60,8 @@ pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// An event ready to send: the exact bytes and their signature, shared by every URL.
+/// An event ready to send to one target: the exact bytes (in the target's format) and their
+/// signature; every attempt sends these.
 pub(super) struct Job {
     pub(super) id: Uuid,
     pub(super) kind: WebhookKind,
@@ -69,18 +70,13 @@ pub(super) struct Job {
 }
 
 impl Job {
-    pub(super) fn new(
-        event: &WebhookEvent,
-        secret: Option<&str>,
-    ) -> Result<Job, serde_json::Error> {
-        let body = Bytes::from(serde_json::to_vec(event)?);
-        let signature = secret.map(|secret| sign(secret, &body));
-        Ok(Job {
+    pub(super) fn new(event: &WebhookEvent, rendered: Rendered) -> Job {
+        Job {
             id: event.id,
             kind: event.kind,
-            body,
-            signature,
-        })
+            body: rendered.body,
+            signature: rendered.signature,
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! What a webhook carries: one event per pause, rollback or completion, and the reach alert
-//! of a rollback (unconfirmed, then confirmed).
+//! What a webhook carries: one event per pause, rollback, completion or restart of a rolled-back
+//! module, and the reach alert of a rollback (unconfirmed, then confirmed).
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -55,6 +55,8 @@ pub enum WebhookKind {
     Rollback,
     /// Every stage done.
     Completion,
+    /// An operator resumed a rolled-back module (it ramps again from its first stage).
+    Resume,
     /// A rollback that too few live clients applied within `reach_timeout` (sent once).
     #[serde(rename = "rollback_unconfirmed")]
     RollbackUnconfirmed,
@@ -69,12 +71,30 @@ pub enum WebhookKind {
 }
 
 impl WebhookKind {
+    /// Every kind, in a fixed order (the index of [`super::WebhookStats::events`]).
+    pub const ALL: [WebhookKind; 8] = [
+        WebhookKind::Pause,
+        WebhookKind::Rollback,
+        WebhookKind::Completion,
+        WebhookKind::Resume,
+        WebhookKind::RollbackUnconfirmed,
+        WebhookKind::RollbackConfirmed,
+        WebhookKind::Drill,
+        WebhookKind::DrillFailed,
+    ];
+
+    /// This kind's position in [`WebhookKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The serialized name, also sent as `X-Rollgate-Event`.
     pub fn as_str(self) -> &'static str {
         match self {
             WebhookKind::Pause => "pause",
             WebhookKind::Rollback => "rollback",
             WebhookKind::Completion => "completion",
+            WebhookKind::Resume => "resume",
             WebhookKind::RollbackUnconfirmed => "rollback_unconfirmed",
             WebhookKind::RollbackConfirmed => "rollback_confirmed",
             WebhookKind::Drill => "drill",
@@ -100,5 +120,17 @@ mod tests {
         assert_eq!(json["id"], event.id.to_string());
         assert_eq!(event.id.get_version_num(), 7);
         assert!(event.time.ends_with('Z'), "{}", event.time);
+    }
+
+    #[test]
+    fn every_kind_is_listed_at_its_index() {
+        for (i, kind) in WebhookKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind:?}");
+        }
+        assert_eq!(WebhookKind::Resume.as_str(), "resume");
+        assert_eq!(
+            serde_json::to_value(WebhookKind::Resume).unwrap_or_default(),
+            "resume"
+        );
     }
 }

@@ -1,9 +1,12 @@
-//! Outgoing webhooks: every configured URL receives a signed JSON event when a release or one
-//! of its modules is paused, rolled back or completed.
+//! Outgoing webhooks: every configured target receives an event when a release or one of its
+//! modules is paused, rolled back, completed or resumed after a rollback: generic targets the
+//! signed JSON event, Slack targets a message, PagerDuty targets an Events API v2 trigger or
+//! resolve (only for the kinds that page).
 //!
 //! Invariants:
-//! - [`Webhooks::notify`] never blocks or awaits. It serializes and signs the event once, then
-//!   `try_send`s it to one bounded queue per URL; a full queue drops the event for that URL
+//! - [`Webhooks::notify`] never blocks or awaits. It serializes the event once, renders it per
+//!   target's format (signing generic bodies), then `try_send`s it to one bounded queue per
+//!   target; a full queue drops the event for that URL
 //!   (counted in `dropped`, logged). A receiver can never slow the controller.
 //! - Each URL has its own delivery task, so a slow or dead receiver delays only its own events.
 //!   A URL receives events one at a time, in the order they were notified.
@@ -19,21 +22,31 @@
 //!   grace period, then aborts them. Dropping every handle without it also ends the tasks, once
 //!   their queues are drained.
 //!
+//! - Every notified event is counted by kind (`events`), with or without targets: the
+//!   `rollgate_release_events_total` metric the shipped alert rules read.
+//!
 //! Rooms: `config` (settings and their validation, URL redaction), `event` (what is sent),
-//! `delivery` (one task per URL: attempts, retry policy; what to make of an answer is pure and
-//! unit-tested there), and this file, the dispatcher handle. Signatures come from
+//! `format`, `slack` and `pagerduty` (the body per target type, pure), `delivery` (one task per
+//! target: attempts, retry policy; what to make of an answer is pure and unit-tested there),
+//! and this file, the dispatcher handle. Signatures come from
 //! [`crate::auth::hmac`].
 
 mod config;
 mod delivery;
 mod event;
+mod format;
+mod pagerduty;
+mod slack;
 
 /// Signing and checking `X-Rollgate-Signature` (HMAC-SHA256 lives in `auth::hmac`).
 pub use crate::auth::hmac::{sign, verify};
-pub use config::{WebhookConfig, WebhookConfigError};
+pub use config::{
+    TargetConfig, TargetKind, WebhookConfig, WebhookConfigError, PAGERDUTY_EVENTS_URL,
+};
 pub use event::{WebhookEvent, WebhookKind};
 
-use config::Target;
+use bytes::Bytes;
+use config::{Format, Resolved, Target};
 use delivery::{error_chain, Job, Worker};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -43,8 +56,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-/// Header carrying the event kind (`pause`, `rollback`, `completion`, `rollback_unconfirmed`,
-/// `rollback_confirmed`).
+/// Header carrying the event kind (`pause`, `rollback`, `completion`, `resume`,
+/// `rollback_unconfirmed`, `rollback_confirmed`, `drill`, `drill_failed`).
 pub const EVENT_HEADER: &str = "X-Rollgate-Event";
 /// Header carrying the event id, identical on every attempt.
 pub const EVENT_ID_HEADER: &str = "X-Rollgate-Event-Id";
@@ -68,6 +81,16 @@ pub struct WebhookStats {
     pub dropped: AtomicU64,
     /// Gauge: queued or being delivered now.
     pub pending: AtomicU64,
+    /// Events notified, by kind (index of [`WebhookKind::ALL`]), whether or not any target
+    /// takes them.
+    pub events: [AtomicU64; WebhookKind::ALL.len()],
+}
+
+impl WebhookStats {
+    /// Events notified of `kind`.
+    pub fn events_of(&self, kind: WebhookKind) -> u64 {
+        self.events[kind.index()].load(Relaxed)
+    }
 }
 
 /// Handle to the delivery tasks; cheap to clone.
@@ -78,8 +101,10 @@ pub struct Webhooks {
 
 struct Inner {
     stats: Arc<WebhookStats>,
-    secret: Option<String>,
+    public_url: Option<String>,
     targets: usize,
+    /// How many of `targets` are PagerDuty targets (they take only some kinds).
+    pagerduty: usize,
     /// `None` once shut down.
     queues: Mutex<Option<Vec<Queue>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -87,22 +112,35 @@ struct Inner {
 
 struct Queue {
     shown: Arc<str>,
+    format: Format,
     tx: mpsc::Sender<Arc<Job>>,
 }
 
 impl Webhooks {
-    /// Starts one delivery task per valid URL on the current tokio runtime; invalid URLs are
-    /// logged and skipped. With no URLs, events are discarded cheaply.
+    /// Starts one delivery task per valid target (`urls`, then typed `targets`) on the current
+    /// tokio runtime; invalid ones are logged and skipped. With no target, events are only
+    /// counted.
     ///
     /// # Panics
-    /// Outside a tokio runtime, when there is a URL.
+    /// Outside a tokio runtime, when there is a target.
     pub fn start(config: WebhookConfig) -> Webhooks {
         let stats = Arc::new(WebhookStats::default());
         let mut targets = Vec::new();
         for (index, url) in config.urls.iter().enumerate() {
             match Target::parse(index, url) {
-                Ok(target) => targets.push(target),
+                Ok(target) => targets.push(Resolved {
+                    target,
+                    format: Format::Generic {
+                        secret: config.secret.clone(),
+                    },
+                }),
                 Err(error) => error!(%error, "webhook URL skipped"),
+            }
+        }
+        for index in 0..config.targets.len() {
+            match config.resolve(index) {
+                Ok(resolved) => targets.push(resolved),
+                Err(error) => error!(%error, "webhook target skipped"),
             }
         }
         let client = reqwest::Client::builder()
@@ -121,10 +159,15 @@ impl Webhooks {
             }
         };
         let (mut queues, mut workers) = (Vec::new(), Vec::new());
-        for target in targets {
+        let pagerduty = targets
+            .iter()
+            .filter(|t| matches!(t.format, Format::Pagerduty { .. }))
+            .count();
+        for Resolved { target, format } in targets {
             let (tx, rx) = mpsc::channel(config.queue.max(1));
             queues.push(Queue {
                 shown: Arc::clone(&target.shown),
+                format,
                 tx,
             });
             let worker = Worker {
@@ -138,7 +181,7 @@ impl Webhooks {
         }
         if !queues.is_empty() {
             info!(
-                urls = queues.len(),
+                targets = queues.len(),
                 signed = config.secret.is_some(),
                 "webhooks started"
             );
@@ -146,28 +189,41 @@ impl Webhooks {
         Webhooks {
             inner: Arc::new(Inner {
                 stats,
-                secret: config.secret,
+                public_url: config.public_url,
                 targets: queues.len(),
+                pagerduty,
                 queues: Mutex::new(Some(queues)),
                 workers: Mutex::new(workers),
             }),
         }
     }
 
-    /// How many URLs each event is sent to.
+    /// How many targets each event is offered to (a PagerDuty target takes only some kinds).
     pub fn targets(&self) -> usize {
         self.inner.targets
     }
 
-    /// Queues `event` for every URL without blocking or awaiting. Where a URL's queue is full,
-    /// or after shutdown, the event is dropped for it, counted in `dropped` and logged.
+    /// How many targets take events of `kind` (PagerDuty targets only take the kinds that
+    /// page or resolve; the drill counts deliveries against this).
+    pub fn targets_for(&self, kind: WebhookKind) -> usize {
+        if pagerduty::takes(kind) {
+            self.inner.targets
+        } else {
+            self.inner.targets - self.inner.pagerduty
+        }
+    }
+
+    /// Queues `event` for every target that takes its kind, without blocking or awaiting.
+    /// Where a target's queue is full, or after shutdown, the event is dropped for it, counted
+    /// in `dropped` and logged.
     pub fn notify(&self, event: WebhookEvent) {
         let inner = &self.inner;
+        inner.stats.events[event.kind.index()].fetch_add(1, Relaxed);
         if inner.targets == 0 {
             return;
         }
-        let job = match Job::new(&event, inner.secret.as_deref()) {
-            Ok(job) => Arc::new(job),
+        let generic = match serde_json::to_vec(&event) {
+            Ok(bytes) => Bytes::from(bytes),
             Err(error) => {
                 inner.stats.dropped.fetch_add(inner.targets as u64, Relaxed);
                 error!(event_id = %event.id, %error, "webhook event not serializable; dropped");
@@ -177,11 +233,21 @@ impl Webhooks {
         let queues = lock(&inner.queues);
         let Some(queues) = queues.as_ref() else {
             inner.stats.dropped.fetch_add(inner.targets as u64, Relaxed);
-            let (event_id, kind) = (job.id, job.kind.as_str());
+            let (event_id, kind) = (event.id, event.kind.as_str());
             warn!(%event_id, kind, "webhooks shut down; event dropped");
             return;
         };
+        let public_url = inner.public_url.as_deref();
         for queue in queues {
+            let job = match format::render(&queue.format, &event, &generic, public_url) {
+                Ok(Some(rendered)) => Arc::new(Job::new(&event, rendered)),
+                Ok(None) => continue,
+                Err(error) => {
+                    inner.stats.dropped.fetch_add(1, Relaxed);
+                    error!(url = %queue.shown, event_id = %event.id, %error, "webhook body not serializable; dropped");
+                    continue;
+                }
+            };
             // Counted before sending so that the task's decrement can never come first.
             inner.stats.pending.fetch_add(1, Relaxed);
             let why = match queue.tx.try_send(Arc::clone(&job)) {

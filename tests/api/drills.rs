@@ -167,8 +167,19 @@ async fn two_reporting_clients_confirm_the_kill() {
 #[tokio::test]
 async fn a_drill_below_the_reach_target_fails_and_alerts() {
     let mut receiver = spawn_receiver(|_| Reply::Status(200)).await;
-    let url = receiver.url.clone();
-    let app = spawn_app_with(move |c| c.webhooks = fast_config(vec![url], None)).await;
+    // A PagerDuty target beside it: drills do not page, and the drill does not wait for it.
+    let mut pagerduty = spawn_receiver(|_| Reply::Status(202)).await;
+    let (url, pd_url) = (receiver.url.clone(), pagerduty.url.clone());
+    let app = spawn_app_with(move |c| {
+        c.webhooks = fast_config(vec![url], None);
+        c.webhooks.targets = vec![rollgate::webhooks::TargetConfig {
+            kind: rollgate::webhooks::TargetKind::Pagerduty,
+            url: Some(pd_url),
+            routing_key: Some("drill-key".into()),
+            ..Default::default()
+        }];
+    })
+    .await;
     let token = app.create_token("sdk", "client").await;
     // A live client that never applies anything after its first report.
     heartbeat(&app, &token, "stuck", 0).await;
@@ -176,7 +187,12 @@ async fn a_drill_below_the_reach_target_fails_and_alerts() {
     assert_eq!(status, 201, "{result}");
     assert_eq!(result["passed"], false, "{result}");
     assert_eq!(check(&result, "reach")["passed"], false);
-    assert_eq!(check(&result, "webhooks")["passed"], true, "{result}");
+    let hooks = check(&result, "webhooks");
+    assert_eq!(hooks["passed"], true, "{result}");
+    assert!(
+        hooks["reason"].as_str().unwrap().contains("1 of 1"),
+        "{result}"
+    );
     assert_eq!(result["reach"]["live_clients"], 1);
     assert_eq!(result["reach"]["confirmed"], 0);
     // The drill's own event, then the alert.
@@ -188,6 +204,7 @@ async fn a_drill_below_the_reach_target_fails_and_alerts() {
     assert_eq!(body["kind"], "drill_failed");
     assert_eq!(body["numbers"]["id"], result["id"]);
     assert!(body["reason"].as_str().unwrap().contains("reach"), "{body}");
+    assert!(pagerduty.is_idle(), "a drill pages nobody");
 }
 
 #[tokio::test]

@@ -37,4 +37,5 @@ mod signals;
 mod stream;
 mod ui;
 mod viewer;
+mod webhook_targets;
 mod webhooks;

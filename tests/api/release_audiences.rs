@@ -353,6 +353,18 @@ async fn a_regression_only_inside_the_early_audience_rolls_back_every_audience()
     );
     assert_eq!(phase(&status, json!("innovation"))["percentage"], 50.0);
     assert_eq!(phase(&status, Value::Null)["state"], "pending");
+    // The restart is a `resume` event (it resolves what the rollback raised, e.g. a PagerDuty
+    // incident), counted where the alert rules read events.
+    let metrics = app
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resumed = "rollgate_release_events_total{kind=\"resume\"} 1";
+    assert!(metrics.lines().any(|l| l == resumed), "{metrics}");
 }
 
 #[tokio::test]

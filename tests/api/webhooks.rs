@@ -31,10 +31,10 @@ pub(crate) enum Reply {
 /// One request as the receiver saw it.
 #[derive(Debug)]
 pub(crate) struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
