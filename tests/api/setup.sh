@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What tests/api needs beyond cargo: strace, with which tests/api/fsync.rs counts the server's
 # real sync calls, and systemd-analyze (package systemd), with which tests/api/deploy.rs
-# verifies the shipped unit. Idempotent: does nothing when both are installed. Installs what is
+# verifies the shipped unit, and prometheus, which tests/api/prometheus.rs runs as a guard
+# source. Idempotent: does nothing when all are installed. Installs what is
 # missing with apt-get when running as root; otherwise fails and says what to do (the tests
 # themselves then fail with the same advice rather than skipping).
 set -euo pipefail
@@ -9,6 +10,7 @@ set -euo pipefail
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -25,3 +27,4 @@ DEBIAN_FRONTEND=noninteractive apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 strace -V | head -n 1
 systemd-analyze --version | head -n 1
+prometheus --version 2>&1 | head -n 1
