@@ -229,18 +229,7 @@ pub fn verdict_sourced(
                 sourced::view(&ctx, answers.get(&g.metric))
             });
         let (new, old, since_start, query) = match &prom {
-            Some(sourced::View::Counts {
-                new,
-                old,
-                since_start,
-                query,
-            }) => (*new, *old, *since_start, Some(query.clone())),
-            Some(sourced::View::NotYet { query, .. } | sourced::View::Silent { query, .. }) => (
-                Rates::default(),
-                Rates::default(),
-                Rates::default(),
-                Some(query.clone()),
-            ),
+            Some(view) => view.rates(),
             None => (
                 Rates::new(
                     window(&module.stage_baseline, on, &g.metric),
@@ -293,24 +282,13 @@ pub fn verdict_sourced(
             readings.push(r);
             continue;
         }
-        match prom {
-            Some(sourced::View::NotYet { reason, .. }) => {
-                r.state = "cannot_tell";
-                r.explanation = reason.clone();
-                let numbers = json!({"guard": &r});
-                cannot_tell.get_or_insert(Verdict::CannotTell { reason, numbers });
-                readings.push(r);
-                continue;
-            }
-            Some(sourced::View::Silent { reason, .. }) => {
-                r.state = "cannot_tell";
-                r.explanation = reason.clone();
-                let numbers = json!({"guard": &r});
-                silent.get_or_insert(Verdict::DataQuality { reason, numbers });
-                readings.push(r);
-                continue;
-            }
-            _ => {}
+        if let Some(v) = prom.and_then(|view| view.unread(&mut r)) {
+            match v {
+                Verdict::DataQuality { .. } => silent.get_or_insert(v),
+                _ => cannot_tell.get_or_insert(v),
+            };
+            readings.push(r);
+            continue;
         }
         let frozen: Vec<String> = [(on, g.metric.as_str()), (on, "exposure")]
             .into_iter()

@@ -9,7 +9,7 @@
 //! since the stage started, then silent telemetry; an answer older than three intervals plus
 //! the timeout is silent telemetry. Never healthy without numbers.
 
-use super::Rates;
+use super::{GuardReading, Rates, Verdict};
 use crate::policies::Guard;
 use crate::sources::readings::{Answer, VariantCounts};
 use serde_json::{json, Value};
@@ -28,6 +28,44 @@ pub enum View {
     NotYet { reason: String, query: Value },
     /// Silent telemetry: the module pauses.
     Silent { reason: String, query: Value },
+}
+
+impl View {
+    /// Stage window (new, old), module window (new) and the query: zeros without numbers.
+    pub fn rates(&self) -> (Rates, Rates, Rates, Option<Value>) {
+        match self {
+            View::Counts {
+                new,
+                old,
+                since_start,
+                query,
+            } => (*new, *old, *since_start, Some(query.clone())),
+            View::NotYet { query, .. } | View::Silent { query, .. } => (
+                Rates::default(),
+                Rates::default(),
+                Rates::default(),
+                Some(query.clone()),
+            ),
+        }
+    }
+
+    /// Without numbers: marks `r` as unable to judge and returns the verdict it raises
+    /// (`CannotTell`, or `DataQuality` for silent telemetry); with numbers, `None`.
+    pub fn unread(self, r: &mut GuardReading) -> Option<Verdict> {
+        let (reason, silent) = match self {
+            View::Counts { .. } => return None,
+            View::NotYet { reason, .. } => (reason, false),
+            View::Silent { reason, .. } => (reason, true),
+        };
+        r.state = "cannot_tell";
+        r.explanation = reason.clone();
+        let numbers = json!({"guard": &*r});
+        Some(if silent {
+            Verdict::DataQuality { reason, numbers }
+        } else {
+            Verdict::CannotTell { reason, numbers }
+        })
+    }
 }
 
 /// Inputs besides the answer.
