@@ -81,6 +81,12 @@ async fn due(state: &AppState) -> Vec<Job> {
     let live = state.live.load_full();
     let mut watched: Vec<(Uuid, String)> = Vec::new();
     let mut jobs = Vec::new();
+    let sourced = |g: &Guard| g.source == GuardSource::Prometheus;
+    if !policies.iter().any(|p| p.guards.iter().any(sourced)) {
+        // No policy reads Prometheus: no need for the writer lock.
+        state.prom.retain(|_, _| false);
+        return jobs;
+    }
     let w = state.writer.lock().await;
     for release in w.releases.values().filter(|r| r.started && r.is_live()) {
         let Some(policy) = release.policy.as_ref().and_then(|p| policies.get(p)) else {
