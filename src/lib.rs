@@ -48,6 +48,7 @@ pub mod reach;
 pub mod rehearsal;
 pub mod release;
 pub mod signals;
+pub mod sources;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -4,6 +4,7 @@
 //! Validation is strict and names the file, the guard and the field, because a policy that
 //! silently means something else than its author thought is worse than a refused start.
 
+use crate::sources::{GuardSource, PromQuery};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -104,6 +105,12 @@ pub struct Guard {
     /// A latency guard: ceiling on the new variant's quantile, in the metric's unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_value: Option<f64>,
+    /// Where events and exposures come from: `signals` (default) or `prometheus`.
+    #[serde(default, skip_serializing_if = "GuardSource::is_signals")]
+    pub source: GuardSource,
+    /// With `source = "prometheus"`: the API and the PromQL templates (docs/guards.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PromQuery>,
 }
 
 impl Guard {
@@ -233,6 +240,7 @@ impl Policy {
                 ));
             }
             check_quantile(g, &at)?;
+            check_source(g, &at)?;
             if g.max_relative_increase.is_none()
                 && g.max_rate.is_none()
                 && g.max_count.is_none()
@@ -287,6 +295,29 @@ impl Policy {
             stages.validate("stages")?;
         }
         Ok(())
+    }
+}
+
+/// `source` and `[guard.prometheus]` go together; a Prometheus guard counts events, so it is
+/// not a quantile guard.
+fn check_source(g: &Guard, at: &dyn Fn(&str) -> String) -> Result<(), PolicyError> {
+    match (g.source, &g.prometheus) {
+        (GuardSource::Signals, None) => Ok(()),
+        (GuardSource::Signals, Some(_)) => Err(err(
+            at("source"),
+            "a [guard.prometheus] table needs source = \"prometheus\"",
+        )),
+        (GuardSource::Prometheus, None) => Err(err(
+            at("prometheus"),
+            "source = \"prometheus\" needs a [guard.prometheus] table (url, events, exposures)",
+        )),
+        (GuardSource::Prometheus, Some(_)) if g.quantile.is_some() => Err(err(
+            at("quantile"),
+            "Prometheus guards read event and exposure counts; quantile guards read client signals",
+        )),
+        (GuardSource::Prometheus, Some(q)) => q
+            .validate()
+            .map_err(|e| err(at(&format!("prometheus.{}", e.field)), e.message)),
     }
 }
 

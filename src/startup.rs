@@ -158,13 +158,18 @@ impl Application {
         })
     }
 
-    /// Starts the controller, the aggregate flusher and the reach check; they stop with the server.
+    /// Starts the controller, the Prometheus poller, the aggregate flusher and the reach check;
+    /// they stop with the server.
     fn spawn_background(&self) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
         let (stop, stopped) = watch::channel(false);
         let state = &self.state;
         let mut tasks = vec![
             tokio::spawn(runner::run_controller(state.clone(), stopped.clone())),
             tokio::spawn(runner::run_reach_check(state.clone(), stopped.clone())),
+            tokio::spawn(crate::controller::prom_poll::run_prom_poller(
+                state.clone(),
+                stopped.clone(),
+            )),
             tokio::spawn(crate::history::run(
                 state.clone(),
                 self.history.clone(),

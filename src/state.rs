@@ -110,6 +110,9 @@ pub struct AppState {
     pub reach: Reach,
     /// This node's part of a cluster (`None`: a single node on sled; docs/cluster.md).
     pub cluster: Option<Arc<Node>>,
+    /// The latest Prometheus answers of Prometheus-sourced guards (filled by the poller on the
+    /// node holding the controller lease).
+    pub prom: crate::sources::readings::Readings,
 }
 
 impl AppState {
@@ -148,6 +151,7 @@ impl AppState {
             proxies: parts.proxies,
             reach: Reach::new(parts.reach, revision),
             cluster: parts.cluster,
+            prom: Default::default(),
         })
     }
 

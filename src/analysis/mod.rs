@@ -14,11 +14,14 @@
 //! back on it); `max_count` still fires, since a saturated count is a lower bound.
 
 pub mod quantile;
+pub mod sourced;
 pub mod stats;
 
 use crate::policies::{parse_duration, Guard, GuardClass, Policy};
 use crate::release::{count_of, Counts, Module, ModuleState};
 use crate::signals::Aggregates;
+use crate::sources::readings::ModuleAnswers;
+use crate::sources::GuardSource;
 use rollgate_eval::FlagDef;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -58,6 +61,11 @@ pub struct GuardReading {
     pub metric: String,
     /// `core` or `basic`.
     pub class: GuardClass,
+    /// Where the numbers come from: `signals` or `prometheus`.
+    pub source: &'static str,
+    /// Prometheus guards: the queries behind the numbers (URL, rendered PromQL, fetch time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<Value>,
     /// `ok`, `breach`, `cannot_tell`, `idle` (module not ramping) or `n/a` (no old variant at 100 %).
     pub state: &'static str,
     /// Stage window: new variant events / exposures / rate.
@@ -148,10 +156,25 @@ pub fn snapshot_counts<'a>(
     counts
 }
 
-/// The guards' verdict on `module` (ramping `def`) under `policy` at `now_ms`.
+/// The guards' verdict on `module` (ramping `def`) under `policy` at `now_ms`, every guard read
+/// from client signals (the rehearsal's simulated traffic, hand guards).
 pub fn verdict(
     policy: Option<&Policy>,
     signals: &Aggregates,
+    module: &Module,
+    def: &FlagDef,
+    now_ms: u64,
+) -> Reading {
+    verdict_sourced(policy, signals, None, module, def, now_ms)
+}
+
+/// The guards' verdict on `module` (ramping `def`) under `policy` at `now_ms`. With `answers`,
+/// Prometheus guards read the poller's latest answers for this module (see [`sourced`]);
+/// without, every guard reads client signals.
+pub fn verdict_sourced(
+    policy: Option<&Policy>,
+    signals: &Aggregates,
+    answers: Option<&ModuleAnswers>,
     module: &Module,
     def: &FlagDef,
     now_ms: u64,
@@ -185,26 +208,53 @@ pub fn verdict(
         .max(1);
 
     let mut readings = Vec::with_capacity(policy.guards.len());
-    let (mut rollback, mut pause, mut cannot_tell) = (None, None, None);
+    let (mut rollback, mut pause, mut cannot_tell, mut silent) = (None, None, None, None);
     for g in &policy.guards {
         let alpha = (1.0 - g.confidence.unwrap_or(policy.confidence))
             .min(policy.false_rollback_rate / statistical as f64);
         let ln_threshold = (1.0 / alpha).ln();
-        let new = Rates::new(
-            window(&module.stage_baseline, on, &g.metric),
-            window(&module.stage_baseline, on, "exposure"),
-        );
-        let old = Rates::new(
-            window(&module.stage_baseline, off, &g.metric),
-            window(&module.stage_baseline, off, "exposure"),
-        );
-        let since_start = Rates::new(
-            window(&module.module_baseline, on, &g.metric),
-            window(&module.module_baseline, on, "exposure"),
-        );
+        let prom = (g.source == GuardSource::Prometheus && active)
+            .then_some(answers)
+            .flatten()
+            .map(|answers| {
+                let ctx = sourced::Ctx {
+                    guard: g,
+                    on,
+                    off,
+                    needs_old: g.max_relative_increase.is_some() && !at_full,
+                    stage_started_ms: module.stage_started_ms.unwrap_or(now_ms),
+                    silence_ms: silence_of(g),
+                    now_ms,
+                };
+                sourced::view(&ctx, answers.get(&g.metric))
+            });
+        let (new, old, since_start, query) = match &prom {
+            Some(view) => view.rates(),
+            None => (
+                Rates::new(
+                    window(&module.stage_baseline, on, &g.metric),
+                    window(&module.stage_baseline, on, "exposure"),
+                ),
+                Rates::new(
+                    window(&module.stage_baseline, off, &g.metric),
+                    window(&module.stage_baseline, off, "exposure"),
+                ),
+                Rates::new(
+                    window(&module.module_baseline, on, &g.metric),
+                    window(&module.module_baseline, on, "exposure"),
+                ),
+                None,
+            ),
+        };
         let mut r = GuardReading {
             metric: g.metric.clone(),
             class: g.class,
+            source: if prom.is_some() {
+                GuardSource::Prometheus.as_str()
+            } else {
+                GuardSource::Signals.as_str()
+            },
+            query,
             state: "ok",
             new,
             old,
@@ -229,6 +279,14 @@ pub fn verdict(
         if !active {
             r.state = "idle";
             r.explanation = "module is not ramping".into();
+            readings.push(r);
+            continue;
+        }
+        if let Some(v) = prom.and_then(|view| view.unread(&mut r)) {
+            match v {
+                Verdict::DataQuality { .. } => silent.get_or_insert(v),
+                _ => cannot_tell.get_or_insert(v),
+            };
             readings.push(r);
             continue;
         }
@@ -334,7 +392,7 @@ pub fn verdict(
         readings.push(r);
     }
     let data_quality = if active && !policy.guards.is_empty() {
-        data_quality(policy, signals, module, def, &counts, now_ms)
+        silent.or_else(|| data_quality(policy, signals, answers, module, def, &counts, now_ms))
     } else {
         None
     };
@@ -423,6 +481,7 @@ fn check_guard(
 fn data_quality(
     policy: &Policy,
     signals: &Aggregates,
+    answers: Option<&ModuleAnswers>,
     module: &Module,
     def: &FlagDef,
     counts: &Counts,
@@ -431,10 +490,14 @@ fn data_quality(
     let silence_applies = module.state == ModuleState::Ramping
         || (module.state == ModuleState::Paused
             && module.paused == Some(crate::release::PauseCause::DataQuality));
-    if silence_applies {
+    // Client-signal silence concerns the guards that read client signals (Prometheus guards
+    // judge their own answers).
+    let from_signals = |g: &&Guard| answers.is_none() || g.source == GuardSource::Signals;
+    if silence_applies && policy.guards.iter().any(|g| from_signals(&g)) {
         let silence = policy
             .guards
             .iter()
+            .filter(from_signals)
             .filter_map(|g| g.silence_after.as_deref().and_then(parse_duration))
             .map(|d| d.as_millis() as u64)
             .min()
@@ -510,6 +573,14 @@ fn data_quality(
         });
     }
     None
+}
+
+/// A guard's `silence_after` (or the default), in ms.
+fn silence_of(g: &Guard) -> u64 {
+    g.silence_after
+        .as_deref()
+        .and_then(parse_duration)
+        .map_or(DEFAULT_SILENCE_MS, |d| d.as_millis() as u64)
 }
 
 fn ms(v: u64) -> String {

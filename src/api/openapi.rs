@@ -49,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::store::AuditEntry, crate::auth::Role,
         crate::policies::Policy, crate::policies::Guard, crate::policies::StagePlan,
         crate::policies::Scope, crate::policies::GuardClass,
+        crate::sources::GuardSource, crate::sources::PromQuery,
         crate::rehearsal::RehearsalRequest, crate::rehearsal::RehearsalReport,
         crate::rehearsal::AaFigures, crate::rehearsal::RegressionFigures,
         crate::rehearsal::StageGuard, crate::rehearsal::Quantiles,

@@ -97,7 +97,14 @@ impl Turn<'_> {
             let Some((phase, view, segment)) = phase_view(m, &def) else {
                 break;
             };
-            let obs = step::observe(policy, &self.state.signals, phase, &view, self.now_ms);
+            let obs = step::observe_sourced(
+                policy,
+                &self.state.signals,
+                Some(&step::NO_ANSWERS),
+                phase,
+                &view,
+                self.now_ms,
+            );
             let may_start = release.module_may_start(i);
             let decision = step::decide(phase, &obs, may_start, cooldown);
             if !decision.changes_state() {
@@ -163,7 +170,14 @@ impl Turn<'_> {
             .into_iter()
             .filter(|(phase, _, _)| audience_plan::watched(phase))
             .find_map(|(phase, view, segment)| {
-                let obs = step::observe(policy, &self.state.signals, phase, &view, self.now_ms);
+                let obs = step::observe_sourced(
+                    policy,
+                    &self.state.signals,
+                    Some(&step::NO_ANSWERS),
+                    phase,
+                    &view,
+                    self.now_ms,
+                );
                 match step::decide(phase, &obs, false, cooldown) {
                     Decision::Rollback { reason, numbers } => Some((
                         format!("{}: {reason}", segment.unwrap_or("everyone else")),
@@ -306,9 +320,10 @@ impl Turn<'_> {
         };
         let policy = policy_of(self, release);
         let counts = step::counts_now(&self.state.signals, &def, policy);
-        let obs = step::observe(
+        let obs = step::observe_sourced(
             policy,
             &self.state.signals,
+            Some(&step::NO_ANSWERS),
             &release.modules[i],
             &def,
             self.now_ms,
@@ -451,7 +466,14 @@ impl Turn<'_> {
                     return false;
                 };
                 let policy = policy_of(self, release);
-                let obs = step::observe(policy, &self.state.signals, phase, &view, self.now_ms);
+                let obs = step::observe_sourced(
+                    policy,
+                    &self.state.signals,
+                    Some(&step::NO_ANSWERS),
+                    phase,
+                    &view,
+                    self.now_ms,
+                );
                 let segment = segment.map(str::to_owned);
                 self.phase_transition(w, release, i, segment.as_deref(), &d, &view, &obs, actor);
                 true

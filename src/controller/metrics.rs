@@ -51,7 +51,10 @@ pub fn families(state: &AppState, releases: &[Release]) -> Vec<Family> {
                 continue;
             };
             module_pct.push(labels(vec![]), def.rollout.as_f64());
-            for g in analysis::verdict(policy, &state.signals, m, def, now).guards {
+            let answers = state.prom.module(r.id, &m.flag);
+            let reading =
+                analysis::verdict_sourced(policy, &state.signals, Some(&answers), m, def, now);
+            for g in reading.guards {
                 let with_metric = || labels(vec![("metric", g.metric.clone())]);
                 if let Some(e) = g.ln_evidence {
                     evidence.push(with_metric(), e);

@@ -12,7 +12,8 @@
 //!   reads, refreshed by the controller after each of its commits.
 //! - [`status`] and [`metrics`]: what the controller shows.
 //! - [`reach`]: the unconfirmed-rollback alert, from the reach tracker's periodic check.
-//! - [`runner`]: the tokio loops.
+//! - [`runner`]: the tokio loops; [`prom_poll`]: the Prometheus poller feeding Prometheus
+//!   guards (on the lease holder, off the hot paths).
 //!
 //! Every action runs under the writer lock and commits once, through `writer`, before it takes
 //! effect. Nothing here is called back from below.
@@ -24,6 +25,7 @@ mod hand;
 pub mod machine;
 pub mod metrics;
 pub mod pass;
+pub mod prom_poll;
 pub mod reach;
 pub mod runner;
 pub mod status;

@@ -70,7 +70,8 @@ fn module_json(
     let def = live.get(&m.flag).map(|f| &f.def);
     let (readings, note) = match def {
         Some(def) => {
-            let obs = step::observe(policy, &state.signals, m, def, now);
+            let answers = state.prom.module(release.id, &m.flag);
+            let obs = step::observe_sourced(policy, &state.signals, Some(&answers), m, def, now);
             let decision = step::decide(
                 m,
                 &obs,
@@ -134,7 +135,15 @@ fn audiences_json(
                  state_name: &str,
                  p: &crate::release::Module,
                  view: &rollgate_eval::FlagDef| {
-        let reading = step::observe(policy, &state.signals, p, view, now).reading;
+        let reading = step::observe_sourced(
+            policy,
+            &state.signals,
+            Some(&step::NO_ANSWERS),
+            p,
+            view,
+            now,
+        )
+        .reading;
         json!({
             "segment": segment,
             "protected": protected,

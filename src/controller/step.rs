@@ -11,6 +11,8 @@ use crate::analysis::{self, Reading};
 use crate::policies::Policy;
 use crate::release::{Counts, Module};
 use crate::signals::Aggregates;
+use crate::sources::readings::ModuleAnswers;
+use crate::sources::GuardSource;
 use rollgate_eval::{FlagDef, Percentage};
 
 /// Default cooldown before a guard-paused module resumes once back in band.
@@ -27,7 +29,8 @@ pub struct Observation {
     pub exposures_total: u64,
 }
 
-/// Reads the guards of `module` (ramping `def`) under `policy` at `now_ms`.
+/// Reads the guards of `module` (ramping `def`) under `policy` at `now_ms`, every guard from
+/// client signals (the rehearsal, hand guards).
 pub fn observe(
     policy: Option<&Policy>,
     signals: &Aggregates,
@@ -35,13 +38,42 @@ pub fn observe(
     def: &FlagDef,
     now_ms: u64,
 ) -> Observation {
-    let reading = analysis::verdict(policy, signals, module, def, now_ms);
+    observe_sourced(policy, signals, None, module, def, now_ms)
+}
+
+/// No Prometheus answers: what audience phases read (the poller does not query per phase, so
+/// their Prometheus guards read as silent telemetry rather than as healthy).
+pub static NO_ANSWERS: ModuleAnswers = ModuleAnswers::new();
+
+/// Reads the guards like [`observe`]; with `answers`, Prometheus guards read the poller's
+/// latest answers for this module, and their new-variant exposures count towards the stage's
+/// `min_exposures` like client exposures do.
+pub fn observe_sourced(
+    policy: Option<&Policy>,
+    signals: &Aggregates,
+    answers: Option<&ModuleAnswers>,
+    module: &Module,
+    def: &FlagDef,
+    now_ms: u64,
+) -> Observation {
+    let reading = analysis::verdict_sourced(policy, signals, answers, module, def, now_ms);
     let exposures = signals.totals(&def.key, &def.on_variant, "exposure").count;
+    let sourced = reading
+        .guards
+        .iter()
+        .filter(|g| g.source == GuardSource::Prometheus.as_str())
+        .map(|g| {
+            module
+                .exposures_at_stage_start
+                .saturating_add(g.new.exposures)
+        })
+        .max()
+        .unwrap_or(0);
     Observation {
         now_ms,
         reading,
         // The machine measures exposures from the stage baseline it keeps.
-        exposures_total: exposures.max(module.exposures_at_stage_start),
+        exposures_total: exposures.max(sourced).max(module.exposures_at_stage_start),
     }
 }
 

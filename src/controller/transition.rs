@@ -60,9 +60,11 @@ impl<'a> Turn<'a> {
     pub fn observe(&self, release: &Release, i: usize) -> Option<(FlagDef, Observation)> {
         let def = self.flag(&release.modules[i].flag)?;
         let policy = self.policy_of(release);
-        let obs = step::observe(
+        let answers = self.state.prom.module(release.id, &def.key);
+        let obs = step::observe_sourced(
             policy,
             &self.state.signals,
+            Some(&answers),
             &release.modules[i],
             &def,
             self.now_ms,

@@ -27,6 +27,7 @@ mod ofrep;
 mod openapi;
 mod operations;
 mod policies;
+mod prometheus;
 mod python_hook;
 mod reach;
 mod rehearsal;

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# What tests/api needs beyond cargo: strace, with which tests/api/fsync.rs counts the server's
-# real sync calls, systemd-analyze (package systemd), with which tests/api/deploy.rs
-# verifies the shipped unit, and promtool (package prometheus), with which it checks and
-# unit-tests the shipped alert rules. Idempotent: does nothing when all are installed. Installs what is
-# missing with apt-get when running as root; otherwise fails and says what to do (the tests
-# themselves then fail with the same advice rather than skipping).
+# What tests/api needs beyond cargo:
+# - strace, with which tests/api/fsync.rs counts the server's real sync calls;
+# - systemd-analyze (package systemd), with which tests/api/deploy.rs verifies the shipped unit;
+# - script (package bsdutils), which gives the CLI a terminal in the colour test;
+# - prometheus and promtool (package prometheus): tests/api/prometheus.rs runs a real Prometheus
+#   as a guard source, tests/api/deploy.rs checks and unit-tests the shipped alert rules.
+# Idempotent: does nothing when all are installed. Installs what is missing with apt-get when
+# running as root; otherwise fails and says what to do (the tests themselves then fail with the
+# same advice rather than skipping).
 set -euo pipefail
 
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
-command -v script >/dev/null 2>&1 || missing+=(bsdutils) # the CLI colour test gives the binary a terminal
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    missing+=(prometheus)
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -28,4 +33,5 @@ DEBIAN_FRONTEND=noninteractive apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 strace -V | head -n 1
 systemd-analyze --version | head -n 1
+prometheus --version 2>&1 | head -n 1
 promtool --version 2>&1 | head -n 1
