@@ -12,9 +12,11 @@
 //! printed) or the input was bad, `2` the server is unreachable, `3` the token is missing,
 //! refused or lacks the admin role. Messages go to stderr, results to stdout.
 
+pub mod apply;
 pub mod audit;
 pub mod client;
 pub mod drill;
+pub mod export;
 pub mod flags;
 pub mod migrate;
 pub mod output;
@@ -68,6 +70,11 @@ pub enum OpsCommand {
     /// Run a rollback drill: kill and revive the drill flag, report reach and checks
     /// (exit code 1 when it failed).
     Drill(drill::DrillArgs),
+    /// Flags as code: apply a directory or file of flags, segments, policies and release
+    /// plans in one all-or-nothing request (docs/flags-as-code.md).
+    Apply(apply::ApplyArgs),
+    /// Write the server's flags, segments, policies and release plans as files for `apply`.
+    Export(export::ExportArgs),
 }
 
 /// Runs one ops command, printing its error (if any) and mapping it to the exit code.
@@ -79,6 +86,8 @@ pub fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Policy(args) => policy::run(args),
         OpsCommand::Watch(args) => watch::run(args),
         OpsCommand::Drill(args) => drill::run(args),
+        OpsCommand::Apply(args) => apply::run(args),
+        OpsCommand::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
