@@ -5,7 +5,9 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body};
 use super::resource;
-use super::schemas::{AdminOnly, ApplyDocument, ApplyOutcome, ErrorBody, Malformed, Readers, TooLarge};
+use super::schemas::{
+    AdminOnly, ApplyDocument, ApplyOutcome, ErrorBody, Malformed, Readers, TooLarge,
+};
 use crate::auth::{Admin, Reader};
 use crate::ops::apply::{self, ApplyRequest};
 use crate::state::AppState;

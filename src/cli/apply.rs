@@ -2,9 +2,9 @@
 //!
 //! Reads a document tree (docs/flags-as-code.md): `.toml` and `.json` files, a directory
 //! recursively (names starting with `.` skipped, other extensions ignored), each file either
-//! a wrapper (`[[flag]]`, `[[segment]]`, `[[policy]]`, `[[release]]`, or their plurals, as
-//! arrays or single tables) or one bare object whose kind is its directory's name (`flags/`,
-//! `segments/`, `policies/`, `releases/`). It sends the whole document in ONE request
+//! a wrapper (only the keys `[[flag]]`, `[[segment]]`, `[[policy]]`, `[[release]]` or their
+//! plurals, as arrays or single tables) or one bare object whose kind is its directory's name
+//! (`flags/`, `segments/`, `policies/`, `releases/`). It sends the whole document in ONE request
 //! (`POST /api/v1/apply`), so the server validates everything before writing anything, and
 //! maps the server's field (`flags[2].rollout`) back to the file it came from.
 //!
@@ -117,8 +117,8 @@ pub fn load(path: &Path) -> Result<Document, CliError> {
 }
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), CliError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))?;
         let path = entry.path();
@@ -141,38 +141,52 @@ fn extension(path: &Path) -> Option<&str> {
 /// Parses one file into `document`.
 fn read_file(file: &Path, document: &mut Document) -> Result<(), CliError> {
     let name = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|e| CliError::Input(format!("{name}: {e}")))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| CliError::Input(format!("{name}: {e}")))?;
     let value: Value = if extension(file) == Some("json") {
         serde_json::from_str(&text)
             .map_err(|e| CliError::Input(format!("{name}: invalid JSON: {e}")))?
     } else {
-        let table: toml::Table = toml::from_str(&text)
-            .map_err(|e| CliError::Input(format!("{name}: invalid TOML: {}", e.to_string().trim())))?;
-        serde_json::to_value(table)
-            .map_err(|e| CliError::Input(format!("{name}: {e}")))?
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            CliError::Input(format!("{name}: invalid TOML: {}", e.to_string().trim()))
+        })?;
+        serde_json::to_value(table).map_err(|e| CliError::Input(format!("{name}: {e}")))?
     };
     let Value::Object(top) = value else {
-        return Err(CliError::Input(format!("{name}: expected an object at the top level")));
+        return Err(CliError::Input(format!(
+            "{name}: expected an object at the top level"
+        )));
     };
-    let wrapped = top
-        .keys()
-        .any(|k| KINDS.iter().any(|(one, many, _)| k == one || k == many));
+    let is_wrapper = |k: &String| KINDS.iter().any(|(one, many, _)| k == one || k == many);
+    // A wrapper holds nothing but kind keys; a bare object has its own fields (a flag's or a
+    // release's `policy` is one of them, so one kind key alone does not make a wrapper).
+    let wrapped = !top.is_empty() && top.keys().all(is_wrapper);
     if !wrapped {
-        let Some(list) = kind_of_dir(file) else {
-            return Err(CliError::Input(format!(
-                "{name}: no [[flag]], [[segment]], [[policy]] or [[release]] here, and the file \
-                 is not in a flags/, segments/, policies/ or releases/ directory"
-            )));
-        };
-        document.push(list, Value::Object(top), name);
-        return Ok(());
-    }
-    for (key, value) in top {
-        let Some((one, many, _)) = KINDS.iter().find(|(one, many, _)| &key == one || &key == many)
-        else {
+        if let Some(list) = kind_of_dir(file) {
+            document.push(list, Value::Object(top), name);
+            return Ok(());
+        }
+        if top.keys().any(is_wrapper) {
+            let key = top
+                .keys()
+                .find(|k| !is_wrapper(k))
+                .cloned()
+                .unwrap_or_default();
             return Err(CliError::Input(format!(
                 "{name}: unknown top-level key {key:?} (expected flag, segment, policy or release)"
             )));
+        }
+        return Err(CliError::Input(format!(
+            "{name}: no [[flag]], [[segment]], [[policy]] or [[release]] here, and the file \
+             is not in a flags/, segments/, policies/ or releases/ directory"
+        )));
+    }
+    for (key, value) in top {
+        let Some((one, many, _)) = KINDS
+            .iter()
+            .find(|(one, many, _)| &key == one || &key == many)
+        else {
+            continue; // unreachable: every key of a wrapper is a kind key
         };
         let items = match value {
             Value::Array(items) => items,
@@ -201,7 +215,12 @@ fn kind_of_dir(file: &Path) -> Option<&'static str> {
 
 /// A server error naming `flags[2].rollout` → the file the object came from and its field.
 fn locate(e: CliError, document: &Document) -> CliError {
-    let CliError::Api { message, field: Some(field), .. } = &e else {
+    let CliError::Api {
+        message,
+        field: Some(field),
+        ..
+    } = &e
+    else {
         return e;
     };
     let Some((list, rest)) = field.split_once('[') else {
@@ -214,7 +233,11 @@ fn locate(e: CliError, document: &Document) -> CliError {
         return e;
     };
     let within = rest.trim_start_matches('.');
-    let field = if within.is_empty() { "(the object)" } else { within };
+    let field = if within.is_empty() {
+        "(the object)"
+    } else {
+        within
+    };
     CliError::Input(format!("{origin}: field {field}: {message}"))
 }
 
@@ -228,7 +251,9 @@ pub fn render_diff(outcome: &Value) -> String {
             Some("create") => format!("+ {kind} {key}"),
             Some("delete") => format!("- {kind} {key}"),
             Some("kept") => {
-                format!("! {kind} {key}: not in the document; kept (rollgate cannot delete a {kind})")
+                format!(
+                    "! {kind} {key}: not in the document; kept (rollgate cannot delete a {kind})"
+                )
             }
             Some("update") => {
                 let fields: Vec<String> = c["fields"]

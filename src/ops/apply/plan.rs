@@ -133,7 +133,8 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
 
     let mut segments = current.segments.clone();
     for (i, s) in req.segments.iter().enumerate() {
-        validate_segment(s).map_err(|e| invalid(format!("segments[{i}].{}", e.field), e.message))?;
+        validate_segment(s)
+            .map_err(|e| invalid(format!("segments[{i}].{}", e.field), e.message))?;
         segments.insert(s.key.clone(), s.clone());
         let change = diff(Kind::Segment, &s.key, current.segments.get(&s.key), s)?;
         if change.op != Op::Unchanged {
@@ -202,7 +203,8 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
 
     let flag_exists = |key: &str| {
         req.flags.iter().any(|f| f.key == key)
-            || (current.flags.contains_key(key) && !out.writes.deleted_flags.iter().any(|d| d == key))
+            || (current.flags.contains_key(key)
+                && !out.writes.deleted_flags.iter().any(|d| d == key))
     };
     let mut claimed: BTreeMap<&str, &str> = BTreeMap::new();
     for (i, r) in req.releases.iter().enumerate() {
@@ -247,7 +249,11 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
                     format!("unknown flag {:?}", m.flag),
                 ));
             }
-            if let Some(k) = m.audiences.iter().position(|a| !segments.contains_key(&a.segment)) {
+            if let Some(k) = m
+                .audiences
+                .iter()
+                .position(|a| !segments.contains_key(&a.segment))
+            {
                 return Err(invalid(
                     format!("{at}.modules[{j}].audiences[{k}].segment"),
                     format!("unknown segment {:?}", m.audiences[k].segment),

@@ -21,7 +21,11 @@ fn doc(flags: Vec<FlagDef>, prune: bool) -> ApplyRequest {
 fn a_changed_rollout_is_an_update_naming_the_field() {
     let mut current = Current::default();
     current.flags.insert("search".into(), flag("search", 10.0));
-    let plan = plan(&doc(vec![flag("search", 25.0), flag("new", 0.0)], false), &current).unwrap();
+    let plan = plan(
+        &doc(vec![flag("search", 25.0), flag("new", 0.0)], false),
+        &current,
+    )
+    .unwrap();
     assert_eq!(plan.changes[0].op, Op::Update);
     assert_eq!(plan.changes[0].fields[0].field, "rollout");
     assert_eq!(plan.changes[0].fields[0].after, Some(json!(25.0)));
@@ -65,6 +69,9 @@ fn errors_name_the_object_and_field() {
     bad.on_variant = "missing".into();
     let err = plan(&doc(vec![flag("a", 1.0), bad], false), &Current::default()).unwrap_err();
     assert!(matches!(err, OpsError::Invalid { field, .. } if field.starts_with("flags[1].")));
-    let err = plan(&doc(vec![flag("a", 1.0), flag("a", 2.0)], false), &Current::default());
+    let err = plan(
+        &doc(vec![flag("a", 1.0), flag("a", 2.0)], false),
+        &Current::default(),
+    );
     assert!(matches!(err, Err(OpsError::Invalid { field, .. }) if field == "flags[1].key"));
 }
