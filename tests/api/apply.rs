@@ -512,3 +512,38 @@ async fn the_endpoint_refuses_unknown_keys_and_names_the_object() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn a_release_plan_is_created_once_and_never_changed_by_apply() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    full_document(dir.path());
+    let path = dir.path().to_str().unwrap();
+    success(&run(&app, &["apply", "-f", path]).await);
+    let before = revision(&app).await;
+
+    // The same plan again: unchanged (the --json answer says so).
+    let output = run(&app, &["apply", "-f", path, "--dry-run", "--json"]).await;
+    let answer: Value = serde_json::from_str(&success(&output).0).unwrap();
+    let spring = answer["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "release")
+        .unwrap();
+    assert_eq!(spring["op"], "unchanged");
+    assert_eq!(answer["dry_run"], true);
+
+    // A different plan under the same name: refused, naming the file and what differs.
+    write(
+        dir.path(),
+        "releases/spring.json",
+        &RELEASE.replace("\"overlap\": true", "\"overlap\": false"),
+    );
+    let err = failure(&run(&app, &["apply", "-f", path]).await);
+    assert!(err.contains("releases/spring.json"), "{err}");
+    assert!(err.contains("overlap") && err.contains("new name"), "{err}");
+    assert_eq!(revision(&app).await, before);
+    let releases = get(&app, "/api/v1/releases").await.1;
+    assert_eq!(releases["releases"].as_array().unwrap().len(), 1);
+}
