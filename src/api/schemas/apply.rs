@@ -33,9 +33,8 @@ pub struct ApplyDocument {
     /// Answer the diff only; change nothing.
     #[serde(default)]
     dry_run: bool,
-    /// Recorded as the reason of every audit entry of the run.
+    /// Recorded as the reason of every audit entry of the run (`null`: none).
     #[serde(default)]
-    #[schema(nullable = false)]
     message: Option<String>,
 }
 
