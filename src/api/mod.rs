@@ -6,6 +6,7 @@
 //! the `eval` crate; tokens are checked by `auth`'s extractors.
 
 mod alerts;
+mod apply;
 mod audit;
 mod client;
 mod drills;
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     openapi::configure(cfg);
     client::configure(cfg);
     flags::configure(cfg);
+    apply::configure(cfg);
     segments::configure(cfg);
     policies::configure(cfg);
     tokens::configure(cfg);

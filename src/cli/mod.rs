@@ -15,6 +15,10 @@
 //! policy validation on files; `rollgate completions` (completions.rs, wired in main.rs,
 //! which owns the root command) prints a shell completion script.
 //!
+//! Flags as code: `rollgate apply` (apply.rs) sends a directory of flags, segments, policies and
+//! release plans in one all-or-nothing request and prints its diff; `rollgate export`
+//! (export.rs) writes the server's state as such a directory.
+//!
 //! Exit codes: `0` success, `1` the server refused the request (its `error.message` and
 //! `error.field` are printed), the input was bad (file and field named), or what the command
 //! checked failed (a drill, an invalid policy file, rejected signals), `2` the server is
@@ -22,11 +26,13 @@
 //! option), `3` the token is missing, refused or lacks the role the command needs. Messages go
 //! to stderr, results to stdout.
 
+pub mod apply;
 pub mod audit;
 pub mod client;
 pub mod completions;
 pub mod document;
 pub mod drill;
+pub mod export;
 pub mod flag_fields;
 pub mod flags;
 pub mod migrate;
@@ -106,6 +112,11 @@ pub enum OpsCommand {
     Drill(drill::DrillArgs),
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions(completions::CompletionsArgs),
+    /// Flags as code: apply a directory or file of flags, segments, policies and release
+    /// plans in one all-or-nothing request (docs/flags-as-code.md).
+    Apply(apply::ApplyArgs),
+    /// Write the server's flags, segments, policies and release plans as files for `apply`.
+    Export(export::ExportArgs),
 }
 
 /// Runs one ops command, printing its error (if any) and mapping it to the exit code.
@@ -124,6 +135,8 @@ pub fn run(command: OpsCommand) -> ExitCode {
         OpsCommand::Completions(_) => Err(CliError::Input(
             "completions are printed by the binary's entry point".into(),
         )),
+        OpsCommand::Apply(args) => apply::run(args),
+        OpsCommand::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The operators' write paths, one resource per file: [`flags`] (create, replace, delete,
-//! rollout, kill switch), [`segments`], [`tokens`], [`policies`]. Each validates, takes the
+//! rollout, kill switch), [`segments`], [`tokens`], [`policies`], and [`apply`] (a whole
+//! document of them in one batch). Each validates, takes the
 //! writer lock, builds one batch with its audit entry, commits it through `writer`, and — where
 //! the change can move what the controller watches — lets the controller refresh.
 //! Release commands and alerts belong to the controller (`controller::commands`, `::alerts`).
@@ -7,6 +8,7 @@
 //! Compiling is done before the writer lock (`prepare_ahead`): a write that takes long to
 //! compile never delays a kill switch, a rollback or a controller decision queued behind it.
 
+pub mod apply;
 pub mod flags;
 pub mod policies;
 pub mod segments;

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod alerts;
+mod apply;
 mod audiences;
 mod audit;
 mod auth;

@@ -19,7 +19,9 @@ use utoipa::openapi::{
 };
 use utoipa::{IntoResponses, ToSchema};
 
+mod apply;
 mod ofrep;
+pub use apply::*;
 pub use ofrep::*;
 
 // ---------------------------------------------------------------- rollgate errors
