@@ -30,6 +30,8 @@ pub struct Application {
     generated_admin_token: Option<String>,
     /// The guard history (its sampler starts with the server).
     history: std::sync::Arc<crate::history::History>,
+    /// The server's certificate when it terminates TLS (SIGHUP reloads it).
+    tls: Option<std::sync::Arc<crate::tls::CertReloader>>,
 }
 
 impl Application {
@@ -115,6 +117,10 @@ impl Application {
             config.history,
         ));
         let server_history = web::Data::from(history.clone());
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::CertReloader::load(files.clone())?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let address = listener.local_addr()?;
@@ -144,8 +150,11 @@ impl Application {
         })
         .workers(config.workers)
         .shutdown_timeout(10)
-        .disable_signals()
-        .listen(listener)?
+        .disable_signals();
+        let server = match &tls {
+            Some(reloader) => server.listen_rustls_0_23(listener, reloader.server_config()?)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Application {
             port: address.port(),
@@ -155,6 +164,7 @@ impl Application {
             generated_admin_token,
             lease: pg_lease,
             history,
+            tls,
         })
     }
 
@@ -179,7 +189,9 @@ impl Application {
             ))),
             Some(node) => {
                 let url = node.config.database_url.clone();
-                let listen = crate::cluster::listen::run(url, node.wakes.clone(), stopped.clone());
+                let ca_file = node.config.ca_file.clone();
+                let listen =
+                    crate::cluster::listen::run(url, ca_file, node.wakes.clone(), stopped.clone());
                 tasks.push(tokio::spawn(listen));
                 let follow = crate::follow::run(state.clone(), node.clone(), stopped.clone());
                 tasks.push(tokio::spawn(follow));
@@ -212,9 +224,10 @@ impl Application {
         self.port
     }
 
-    /// `http://HOST:PORT` of the bound listener.
+    /// `http://HOST:PORT` (`https://` when serving TLS) of the bound listener.
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 
     /// The admin token generated on first start, if this start generated one.
@@ -237,6 +250,9 @@ impl Application {
         let (stop, tasks) = self.spawn_background();
         let handle = self.server.handle();
         let hub = self.state.hub.clone();
+        if let Some(reloader) = self.tls.clone() {
+            tokio::spawn(reload_on_hangup(reloader));
+        }
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested: closing streams, draining requests");
@@ -257,6 +273,33 @@ impl Application {
         tracing::info!("stopped; store flushed");
         Ok(())
     }
+}
+
+/// Re-reads the certificate and key on every SIGHUP; handshakes after a good reload use the new
+/// pair, established connections (streams included) keep theirs, a bad pair is logged and the
+/// old one kept.
+async fn reload_on_hangup(reloader: std::sync::Arc<crate::tls::CertReloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; the certificate will not be reloaded");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match reloader.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; keeping the current one")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// SIGINT or SIGTERM.

@@ -66,7 +66,7 @@ impl Pg {
             return Pg::own().await;
         };
         let name = format!("t_{:016x}", rand::random::<u64>());
-        let (client, connection) = db::connect(&shared).await.unwrap();
+        let (client, connection) = db::connect(&shared, None).await.unwrap();
         tokio::spawn(connection);
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -88,7 +88,7 @@ impl Pg {
     }
 
     async fn migrate(&self) {
-        let (mut client, connection) = db::connect(&self.url).await.unwrap();
+        let (mut client, connection) = db::connect(&self.url, None).await.unwrap();
         tokio::spawn(connection);
         db::migrate(&mut client).await.unwrap();
     }

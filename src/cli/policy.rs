@@ -1,7 +1,7 @@
 //! `rollgate policy rehearse NAME --traffic 2000/min --base METRIC=RATE… [--runs N] [--seed S]
 //! [--max-seconds T]`: asks the server to rehearse a policy and prints the figures as tables.
 
-use super::client::{CliError, Client};
+use super::client::CliError;
 use super::output::{number, Table};
 use super::{show, Remote};
 use clap::{Args, Subcommand};
@@ -100,11 +100,9 @@ fn rehearse(args: RehearseArgs) -> Result<(), CliError> {
         }
     }
     // The server may compute for up to a minute.
-    let client = Client::with_timeout(
-        &args.remote.url,
-        args.remote.token.clone(),
-        Some(Duration::from_secs(90)),
-    )?;
+    let client = args
+        .remote
+        .client_with_timeout(Some(Duration::from_secs(90)))?;
     let path = format!(
         "/api/v1/policies/{}/rehearse",
         super::client::segment(&args.name)
