@@ -15,6 +15,16 @@ pub fn check(url: &str, ca_file: Option<&Path>) -> Result<(), String> {
     match client.get(&target).send() {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("{target} answered {}", r.status())),
-        Err(e) => Err(format!("{target} unreachable: {e}")),
+        Err(e) => Err(format!("{target} unreachable: {}", innermost(&e))),
     }
+}
+
+/// The innermost cause ("invalid peer certificate: UnknownIssuer", "Connection refused"), which
+/// says more than reqwest's outer "error sending request".
+fn innermost(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }

@@ -32,6 +32,9 @@ pub struct Application {
     history: std::sync::Arc<crate::history::History>,
     /// The server's certificate when it terminates TLS (SIGHUP reloads it).
     tls: Option<std::sync::Arc<crate::tls::CertReloader>>,
+    /// SIGHUP, registered at build so that a hangup never kills the process.
+    #[cfg(unix)]
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl Application {
@@ -165,6 +168,10 @@ impl Application {
             lease: pg_lease,
             history,
             tls,
+            #[cfg(unix)]
+            hangups: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|error| tracing::error!(%error, "cannot listen for SIGHUP"))
+                .ok(),
         })
     }
 
@@ -246,12 +253,13 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains requests and flushes the store.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let (stop, tasks) = self.spawn_background();
         let handle = self.server.handle();
         let hub = self.state.hub.clone();
-        if let Some(reloader) = self.tls.clone() {
-            tokio::spawn(reload_on_hangup(reloader));
+        #[cfg(unix)]
+        if let Some(hangups) = self.hangups.take() {
+            tokio::spawn(reload_on_hangup(hangups, self.tls.clone()));
         }
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -278,28 +286,24 @@ impl Application {
 /// Re-reads the certificate and key on every SIGHUP; handshakes after a good reload use the new
 /// pair, established connections (streams included) keep theirs, a bad pair is logged and the
 /// old one kept.
-async fn reload_on_hangup(reloader: std::sync::Arc<crate::tls::CertReloader>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGHUP; the certificate will not be reloaded");
-                return;
-            }
+/// Without TLS a SIGHUP is logged and otherwise ignored.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: Option<std::sync::Arc<crate::tls::CertReloader>>,
+) {
+    while hangups.recv().await.is_some() {
+        let Some(reloader) = &reloader else {
+            tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+            continue;
         };
-        while hangups.recv().await.is_some() {
-            match reloader.reload() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-                Err(error) => {
-                    tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; keeping the current one")
-                }
+        match reloader.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; keeping the current one")
             }
         }
     }
-    #[cfg(not(unix))]
-    drop(reloader);
 }
 
 /// SIGINT or SIGTERM.

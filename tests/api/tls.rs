@@ -7,7 +7,6 @@ use crate::helpers::{
     bool_flag, policies_dir, start_binary_with, ServerProcess, SseReader, TestApp,
 };
 use crate::test_ca::{Leaf, TestCa};
-use reqwest::Method;
 use serde_json::json;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -58,9 +57,10 @@ fn root_cause(error: &reqwest::Error) -> String {
     cause.to_string()
 }
 
-/// The certificate a fresh connection to `url` is shown.
-async fn presented(client: &reqwest::Client, url: &str) -> Vec<u8> {
-    let response = client.get(url).send().await.unwrap();
+/// The certificate a fresh connection to `url` is shown: a new client each time, so no TLS
+/// session is resumed (a resumed session reports the certificate it was first shown).
+async fn presented(ca: &Path, url: &str) -> Vec<u8> {
+    let response = trusting(ca).get(url).send().await.unwrap();
     let info = response
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
@@ -129,9 +129,9 @@ async fn ofrep_answers_over_https_to_a_client_trusting_the_ca_only() {
 }
 
 /// Waits until a fresh connection is shown `der` (5 s at most).
-async fn wait_presented(client: &reqwest::Client, url: &str, der: &[u8]) {
+async fn wait_presented(ca: &Path, url: &str, der: &[u8]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while presented(client, url).await != der {
+    while presented(ca, url).await != der {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the new certificate was not served in 5 s"
@@ -156,7 +156,8 @@ async fn sighup_swaps_the_certificate_and_keeps_open_streams() {
     let files = Files::new(&ca, &first);
     let (server, app, _data) = tls_server(&files).await;
     let health = app.url("/healthz");
-    assert_eq!(presented(&app.client, &health).await, first.der);
+    let ca_file = files.path("ca.pem");
+    assert_eq!(presented(&ca_file, &health).await, first.der);
     let token = app.create_token("web", "client").await;
     let mut stream = SseReader::open(&app, "/api/v1/stream", &token, None).await;
     assert_eq!(stream.next_event().await.event, "config");
@@ -164,7 +165,7 @@ async fn sighup_swaps_the_certificate_and_keeps_open_streams() {
     // A new pair on disk, then SIGHUP: new connections get it.
     files.write_leaf(&second);
     hangup(&server);
-    wait_presented(&app.client, &health, &second.der).await;
+    wait_presented(&ca_file, &health, &second.der).await;
 
     // The stream opened under the old certificate still delivers.
     app.put_flag(bool_flag("after-reload", 0.0)).await;
@@ -183,7 +184,7 @@ async fn sighup_swaps_the_certificate_and_keeps_open_streams() {
     std::fs::write(files.path("key.pem"), &third.key_pem).unwrap();
     hangup(&server);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(presented(&app.client, &health).await, second.der);
+    assert_eq!(presented(&ca_file, &health).await, second.der);
     app.put_flag(bool_flag("after-bad-reload", 0.0)).await;
     let event = stream.next_event().await;
     assert!(event.data.contains("after-bad-reload"), "{}", event.data);
@@ -206,7 +207,7 @@ fn run(args: &[&OsStr]) -> (i32, String, String) {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_cli_and_health_trust_the_ca_file_and_name_the_certificate_problem() {
     let ca = TestCa::new("rollgate test CA");
     let files = Files::new(&ca, &ca.leaf(1));
@@ -224,7 +225,7 @@ async fn the_cli_and_health_trust_the_ca_file_and_name_the_certificate_problem()
             "--token",
             ADMIN_TOKEN,
         ]
-        .iter()
+        .into_iter()
         .map(OsStr::new)
         .collect();
         if with_ca {
@@ -371,7 +372,14 @@ async fn webhooks_reach_an_https_receiver_trusted_through_ca_file() {
         .expect("the webhook arrives over https")
         .unwrap();
     assert!(body.contains("tls drill"), "{body}");
-    assert_eq!(trusting.stats().delivered.load(Relaxed), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while trusting.stats().delivered.load(Relaxed) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the delivery was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Without the CA the receiver's certificate is refused: nothing arrives, a failure is counted.
     let stranger = Webhooks::start(config(None));
@@ -386,4 +394,16 @@ async fn webhooks_reach_an_https_receiver_trusted_through_ca_file() {
     }
     assert_eq!(stranger.stats().delivered.load(Relaxed), 0);
     assert!(bodies.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn sighup_without_tls_is_ignored() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_binary_with(data.path(), &policies_dir(), &[]).await;
+    hangup(&server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = reqwest::get(format!("{}/healthz", server.address))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
