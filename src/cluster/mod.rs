@@ -49,6 +49,22 @@ impl ClusterConfig {
     }
 }
 
+/// `error` and its sources, each once ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the driver's own message leaves out the cause.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Errors of the cluster backend.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -56,10 +72,10 @@ pub enum ClusterError {
     #[error("database URL: {0}")]
     Url(String),
     /// The database could not be reached or refused a statement.
-    #[error("database: {0}")]
+    #[error("database: {}", causes(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable: {}", causes(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The database was migrated by a newer rollgate.
     #[error("database has schema version {found}, this build supports up to {supported}")]

@@ -14,6 +14,7 @@ pub(crate) struct TestCa {
 pub(crate) struct Leaf {
     pub(crate) cert_pem: String,
     pub(crate) key_pem: String,
+    #[allow(dead_code)] // the cluster suite does not read it
     pub(crate) der: Vec<u8>,
 }
 
