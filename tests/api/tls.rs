@@ -106,6 +106,20 @@ async fn ofrep_answers_over_https_to_a_client_trusting_the_ca_only() {
         (200, json!(true)),
         "{body}"
     );
+    // The stream URL the server advertises is https too.
+    let bulk: serde_json::Value = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(&token)
+        .json(&json!({"context": {"targetingKey": "u1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stream_url = bulk["eventStreams"][0]["url"].as_str().unwrap_or_default();
+    assert!(stream_url.starts_with(&app.address), "{bulk}");
 
     // A client without the test CA refuses the server's certificate.
     let stranger = rollgate::tls::http_client(None).unwrap().build().unwrap();
@@ -406,4 +420,28 @@ async fn sighup_without_tls_is_ignored() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn the_config_file_keys_turn_tls_on() {
+    let ca = TestCa::new("rollgate test CA");
+    let files = Files::new(&ca, &ca.leaf(5));
+    let config = files.path("rollgate.toml");
+    let toml = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\nca_file = {:?}\n",
+        files.path("cert.pem"),
+        files.path("key.pem"),
+        files.path("ca.pem")
+    );
+    std::fs::write(&config, toml).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let args: [&OsStr; 2] = ["--config".as_ref(), config.as_os_str()];
+    let server = start_binary_with(data.path(), &policies_dir(), &args).await;
+    assert!(server.address.starts_with("https://"), "{}", server.address);
+    let health = format!("{}/healthz", server.address);
+    let served = rollgate::tls::read_certificates(&files.path("cert.pem"), "cert").unwrap();
+    assert_eq!(
+        presented(&files.path("ca.pem"), &health).await,
+        served[0].to_vec()
+    );
 }
