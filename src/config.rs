@@ -437,3 +437,32 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_file_reaches_webhooks_and_the_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca.test".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let args = ServeArgs {
+            ca_file: Some(ca.clone()),
+            webhook_urls: vec!["https://hooks.example/rollgate".into()],
+            database_url: Some("postgres://db.example/rollgate?sslmode=verify-full".into()),
+            ..ServeArgs::default()
+        };
+        let config = Config::from_args(args).unwrap();
+        assert_eq!(config.ca_file.as_deref(), Some(ca.as_path()));
+        assert_eq!(config.webhooks.ca_file.as_deref(), Some(ca.as_path()));
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.ca_file.as_deref(), Some(ca.as_path()));
+        assert!(config.tls.is_none());
+    }
+}

@@ -99,4 +99,30 @@ async fn a_node_joins_over_verified_tls_and_refuses_an_unknown_ca() {
         err.contains("certificate") && err.contains("UnknownIssuer"),
         "{err}"
     );
+
+    // libpq's `require` encrypts without checking the chain; `sslrootcert=` in the URL is
+    // trusted like `ca_file`.
+    let require = format!("{}?sslmode=require", db.url);
+    let node_b = Node::start("tls-b", &require, &[]).await;
+    assert_eq!(node_b.rollout_of("over-tls").await, 0.0);
+    std::fs::write(dir.path().join("root.pem"), ca.pem()).unwrap();
+    let rooted = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        db.url,
+        dir.path().join("root.pem").display()
+    );
+    let node_c = Node::start("tls-c", &rooted, &[]).await;
+    assert_eq!(node_c.rollout_of("over-tls").await, 0.0);
+    let rows = db
+        .query(
+            "SELECT count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'rollgate%'",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        rows[0].get::<_, i64>(0),
+        0,
+        "every node's connections use TLS"
+    );
 }
