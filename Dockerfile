@@ -13,6 +13,9 @@ RUN cargo build --release --locked --bin rollgate \
     && cp target/release/rollgate /usr/local/bin/rollgate
 
 FROM debian:bookworm-slim
+# The system roots that outgoing TLS (https webhooks, PostgreSQL verify-full) trusts.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --user-group --uid 10001 --home-dir /data --no-create-home rollgate \
     && mkdir -p /data /app \
     && chown rollgate:rollgate /data

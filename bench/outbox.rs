@@ -39,10 +39,10 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let (mut client, connection) = db::connect(&url).await.unwrap();
+        let (mut client, connection) = db::connect(&url, None).await.unwrap();
         tokio::spawn(connection);
         db::migrate(&mut client).await.unwrap();
-        let pool = db::pool(&url, 4).unwrap();
+        let pool = db::pool(&url, None, 4).unwrap();
         let live = Arc::new(live());
         for (size, batches) in [(100, env_or("BATCHES_100", 3000)), (1000, env_or("BATCHES_1000", 600))] {
             client

@@ -5,6 +5,7 @@ use crate::cluster::ClusterConfig;
 use crate::proxies::TrustedProxies;
 use crate::reach::Settings as ReachSettings;
 use crate::state::{Limits, Timing};
+use crate::tls::ServerTls;
 use crate::webhooks::WebhookConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
@@ -30,6 +31,9 @@ pub enum Command {
         /// Base URL of the server.
         #[arg(long, env = "ROLLGATE_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// Extra CA certificates (PEM) trusted beside the system's, for an https:// URL.
+        #[arg(long, env = "ROLLGATE_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Copy a single node's sled data dir into an empty PostgreSQL database (cluster mode).
     Migrate(crate::cli::migrate::MigrateArgs),
@@ -63,7 +67,7 @@ pub struct ServeArgs {
     pub policies_dir: Option<PathBuf>,
     /// TOML file with further settings (bind, data_dir, policies_dir, log_format, workers,
     /// max_body_bytes, max_eval_body_bytes, trusted_proxies, reach_timeout, public_url,
-    /// `[[webhook]]` tables, …).
+    /// `[[webhook]]` tables, tls_cert, tls_key, ca_file, …).
     #[arg(long, env = "ROLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format [default: human].
@@ -104,6 +108,16 @@ pub struct ServeArgs {
     /// Safety poll of the change feed beside LISTEN/NOTIFY, in a cluster [default: 1s].
     #[arg(long, env = "ROLLGATE_FEED_POLL")]
     pub feed_poll: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key; re-read on SIGHUP).
+    #[arg(long, env = "ROLLGATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ROLLGATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted beside the system's for outgoing TLS: webhooks,
+    /// PostgreSQL (`sslmode=verify-ca|verify-full`).
+    #[arg(long, env = "ROLLGATE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The `--config` file.
@@ -137,6 +151,9 @@ struct FileConfig {
     node_id: Option<String>,
     lease_ttl: Option<String>,
     feed_poll: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
 }
 
 /// Validated server configuration.
@@ -168,6 +185,10 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The guard history's sampling and retention (fixed defaults; tests shorten them).
     pub history: crate::history::Settings,
+    /// The server's own certificate and key (`None`: plain HTTP).
+    pub tls: Option<ServerTls>,
+    /// Extra CA file trusted by outgoing TLS (webhooks, PostgreSQL), beside the system roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -199,6 +220,8 @@ impl Config {
             reach: ReachSettings::default(),
             cluster: None,
             history: crate::history::Settings::default(),
+            tls: None,
+            ca_file: None,
         }
     }
 
@@ -219,7 +242,11 @@ impl Config {
             );
         }
         let reach = reach_settings(&file, d.reach)?;
-        let cluster = cluster_settings(&args, &file)?;
+        let (tls, ca_file) = tls_settings(&args, &file)?;
+        let mut cluster = cluster_settings(&args, &file)?;
+        if let Some(c) = &mut cluster {
+            c.ca_file = ca_file.clone();
+        }
         let workers = args.workers.or(file.workers).unwrap_or(d.workers);
         anyhow::ensure!(
             (1..=256).contains(&workers),
@@ -276,6 +303,7 @@ impl Config {
                     .or(file.public_url)
                     .map(|u| u.trim().to_owned())
                     .filter(|u| !u.is_empty());
+                w.ca_file = ca_file.clone();
                 if let Some(n) = file.webhook_max_attempts {
                     w.max_attempts = n;
                 }
@@ -291,6 +319,8 @@ impl Config {
             reach,
             cluster,
             history: d.history,
+            tls,
+            ca_file,
             trusted_proxies: {
                 let entries = if args.trusted_proxies.is_empty() {
                     file.trusted_proxies.unwrap_or_default()
@@ -302,6 +332,36 @@ impl Config {
             },
         })
     }
+}
+
+/// `tls_cert` + `tls_key` (both or neither; both readable, valid and matching) and `ca_file`
+/// (readable PEM certificates), flag or env over the file. Checked here so a bad file stops the
+/// start with the setting named, instead of failing at the first handshake.
+fn tls_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<(Option<ServerTls>, Option<PathBuf>)> {
+    let cert = args.tls_cert.clone().or(file.tls_cert.clone());
+    let key = args.tls_key.clone().or(file.tls_key.clone());
+    let tls = match (cert, key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            anyhow::bail!("tls_cert is set but tls_key is not: give both or neither")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("tls_key is set but tls_cert is not: give both or neither")
+        }
+        (Some(cert), Some(key)) => {
+            let files = ServerTls { cert, key };
+            crate::tls::load_certified_key(&files)?;
+            Some(files)
+        }
+    };
+    let ca_file = args.ca_file.clone().or(file.ca_file.clone());
+    if let Some(path) = &ca_file {
+        crate::tls::read_certificates(path, "ca_file")?;
+    }
+    Ok((tls, ca_file))
 }
 
 /// The cluster settings, when a database URL is given (flag or env over the file).
@@ -488,5 +548,29 @@ mod tests {
             panic!("serve --public-url parses");
         };
         assert_eq!(args.public_url.as_deref(), Some("https://x.example"));
+    }
+
+    #[test]
+    fn ca_file_reaches_webhooks_and_the_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca.test".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let args = ServeArgs {
+            ca_file: Some(ca.clone()),
+            webhook_urls: vec!["https://hooks.example/rollgate".into()],
+            database_url: Some("postgres://db.example/rollgate?sslmode=verify-full".into()),
+            ..ServeArgs::default()
+        };
+        let config = Config::from_args(args).unwrap();
+        assert_eq!(config.ca_file.as_deref(), Some(ca.as_path()));
+        assert_eq!(config.webhooks.ca_file.as_deref(), Some(ca.as_path()));
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.ca_file.as_deref(), Some(ca.as_path()));
+        assert!(config.tls.is_none());
     }
 }

@@ -53,6 +53,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod webhooks;
 pub mod writer;
 

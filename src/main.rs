@@ -16,13 +16,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Health { url } => match rollgate::health_check::check(&url) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("unhealthy: {e}");
-                ExitCode::FAILURE
+        Command::Health { url, ca_file } => {
+            match rollgate::health_check::check(&url, ca_file.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Migrate(args) => rollgate::cli::migrate::run(args),
         Command::Ops(rollgate::cli::OpsCommand::Completions(args)) => {
             rollgate::cli::completions::print(&args, &mut Cli::command())

@@ -30,6 +30,13 @@ pub struct Application {
     generated_admin_token: Option<String>,
     /// The guard history (its sampler starts with the server).
     history: std::sync::Arc<crate::history::History>,
+    /// The server's certificate when it terminates TLS (SIGHUP reloads it).
+    tls: Option<std::sync::Arc<crate::tls::CertReloader>>,
+    /// Extra CA trusted by the Prometheus poller's HTTPS connections (`ca_file`).
+    ca_file: Option<std::path::PathBuf>,
+    /// SIGHUP, registered at build so that a hangup never kills the process.
+    #[cfg(unix)]
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl Application {
@@ -115,6 +122,10 @@ impl Application {
             config.history,
         ));
         let server_history = web::Data::from(history.clone());
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::CertReloader::load(files.clone())?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let address = listener.local_addr()?;
@@ -144,8 +155,11 @@ impl Application {
         })
         .workers(config.workers)
         .shutdown_timeout(10)
-        .disable_signals()
-        .listen(listener)?
+        .disable_signals();
+        let server = match &tls {
+            Some(reloader) => server.listen_rustls_0_23(listener, reloader.server_config()?)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Application {
             port: address.port(),
@@ -155,6 +169,12 @@ impl Application {
             generated_admin_token,
             lease: pg_lease,
             history,
+            tls,
+            ca_file: config.ca_file.clone(),
+            #[cfg(unix)]
+            hangups: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|error| tracing::error!(%error, "cannot listen for SIGHUP"))
+                .ok(),
         })
     }
 
@@ -168,6 +188,7 @@ impl Application {
             tokio::spawn(runner::run_reach_check(state.clone(), stopped.clone())),
             tokio::spawn(crate::controller::prom_poll::run_prom_poller(
                 state.clone(),
+                self.ca_file.clone(),
                 stopped.clone(),
             )),
             tokio::spawn(crate::history::run(
@@ -184,7 +205,9 @@ impl Application {
             ))),
             Some(node) => {
                 let url = node.config.database_url.clone();
-                let listen = crate::cluster::listen::run(url, node.wakes.clone(), stopped.clone());
+                let ca_file = node.config.ca_file.clone();
+                let listen =
+                    crate::cluster::listen::run(url, ca_file, node.wakes.clone(), stopped.clone());
                 tasks.push(tokio::spawn(listen));
                 let follow = crate::follow::run(state.clone(), node.clone(), stopped.clone());
                 tasks.push(tokio::spawn(follow));
@@ -217,9 +240,10 @@ impl Application {
         self.port
     }
 
-    /// `http://HOST:PORT` of the bound listener.
+    /// `http://HOST:PORT` (`https://` when serving TLS) of the bound listener.
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
     }
 
     /// The admin token generated on first start, if this start generated one.
@@ -238,10 +262,14 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains requests and flushes the store.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let (stop, tasks) = self.spawn_background();
         let handle = self.server.handle();
         let hub = self.state.hub.clone();
+        #[cfg(unix)]
+        if let Some(hangups) = self.hangups.take() {
+            tokio::spawn(reload_on_hangup(hangups, self.tls.clone()));
+        }
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested: closing streams, draining requests");
@@ -261,6 +289,29 @@ impl Application {
         self.state.store.flush().await?;
         tracing::info!("stopped; store flushed");
         Ok(())
+    }
+}
+
+/// Re-reads the certificate and key on every SIGHUP; handshakes after a good reload use the new
+/// pair, established connections (streams included) keep theirs, a bad pair is logged and the
+/// old one kept.
+/// Without TLS a SIGHUP is logged and otherwise ignored.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: Option<std::sync::Arc<crate::tls::CertReloader>>,
+) {
+    while hangups.recv().await.is_some() {
+        let Some(reloader) = &reloader else {
+            tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+            continue;
+        };
+        match reloader.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; keeping the current one")
+            }
+        }
     }
 }
 

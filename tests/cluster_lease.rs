@@ -26,7 +26,7 @@ struct Node {
 
 fn start(pg: &TestPg, name: &str, ttl: Duration) -> Node {
     let lease = PgLease::new(format!("{name}/{}", uuid::Uuid::now_v7()), ttl);
-    let pool = db::pool(&pg.url, 4).unwrap();
+    let pool = db::pool(&pg.url, None, 4).unwrap();
     let (stop, shutdown) = watch::channel(false);
     let (tx, acquired) = mpsc::unbounded_channel();
     let task = tokio::spawn(lease.clone().run(pool, shutdown, move || {

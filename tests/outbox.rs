@@ -66,7 +66,7 @@ impl Pg {
             return Pg::own().await;
         };
         let name = format!("t_{:016x}", rand::random::<u64>());
-        let (client, connection) = db::connect(&shared).await.unwrap();
+        let (client, connection) = db::connect(&shared, None).await.unwrap();
         tokio::spawn(connection);
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -88,13 +88,13 @@ impl Pg {
     }
 
     async fn migrate(&self) {
-        let (mut client, connection) = db::connect(&self.url).await.unwrap();
+        let (mut client, connection) = db::connect(&self.url, None).await.unwrap();
         tokio::spawn(connection);
         db::migrate(&mut client).await.unwrap();
     }
 
     fn pool(&self) -> Pool {
-        db::pool(&self.url, 4).unwrap()
+        db::pool(&self.url, None, 4).unwrap()
     }
 
     /// Stops the server the hard way (a crash).
@@ -331,7 +331,7 @@ const CRASH_TEST: &str = "a_crash_between_commit_and_cleanup_counts_nothing_twic
 async fn a_crash_between_commit_and_cleanup_counts_nothing_twice() {
     if let (Ok(dir), Ok(url)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_URL)) {
         let store = reopen(Path::new(&dir));
-        let pool = db::pool(&url, 2).unwrap();
+        let pool = db::pool(&url, None, 2).unwrap();
         let flushed = flush_outbox(&store, &pool, "crashy", 100).await;
         panic!("the failpoint did not abort the flush: {flushed:?}");
     }

@@ -5,13 +5,15 @@
 //! process exit code in one place ([`CliError::exit_code`]):
 //! `2` server unreachable, `3` token missing, refused or not admin, `1` anything else.
 //!
-//! Plain `http://` only: the crate's `reqwest` is built without TLS features, so an `https://`
-//! URL is refused up front with a clear message instead of failing deep inside the connector.
+//! `http://` and `https://`: the HTTP client comes from [`crate::tls::blocking_http_client`]
+//! (rustls, the system's roots plus `--ca-file`); a certificate the client cannot trust is an
+//! unreachable server (exit code 2) whose message names the certificate problem.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use std::path::Path;
 use std::time::Duration;
 
 /// How long one ordinary request may take (connect, and each read).
@@ -76,9 +78,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `url` (must be `http://…`) sending `token` as a bearer token.
-    pub fn new(url: &str, token: Option<String>) -> Result<Self, CliError> {
-        Self::with_timeout(url, token, Some(REQUEST_TIMEOUT))
+    /// A client for `url` (`http://…` or `https://…`) sending `token` as a bearer token and
+    /// trusting `ca_file`'s certificates beside the system's.
+    pub fn new(url: &str, token: Option<String>, ca_file: Option<&Path>) -> Result<Self, CliError> {
+        Self::with_timeout(url, token, Some(REQUEST_TIMEOUT), ca_file)
     }
 
     /// Like [`Client::new`], with `timeout` applied to connecting and to every read
@@ -87,10 +90,12 @@ impl Client {
         url: &str,
         token: Option<String>,
         timeout: Option<Duration>,
+        ca_file: Option<&Path>,
     ) -> Result<Self, CliError> {
         let base = check_url(url)?;
         let token = token.filter(|t| !t.trim().is_empty());
-        let http = reqwest::blocking::Client::builder()
+        let http = crate::tls::blocking_http_client(ca_file)
+            .map_err(|e| CliError::Input(e.to_string()))?
             .timeout(timeout)
             .connect_timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("rollgate-cli/", env!("CARGO_PKG_VERSION")))
@@ -197,12 +202,9 @@ fn check_url(url: &str) -> Result<String, CliError> {
     let parsed = reqwest::Url::parse(url.trim())
         .map_err(|e| CliError::Input(format!("invalid server URL {url:?}: {e}")))?;
     match parsed.scheme() {
-        "http" => Ok(parsed.as_str().trim_end_matches('/').to_owned()),
-        "https" => Err(CliError::Input(format!(
-            "{url}: this build speaks plain http only (no TLS); use http:// or a local proxy"
-        ))),
+        "http" | "https" => Ok(parsed.as_str().trim_end_matches('/').to_owned()),
         other => Err(CliError::Input(format!(
-            "invalid server URL {url:?}: scheme {other:?} is not http"
+            "invalid server URL {url:?}: scheme {other:?} is not http or https"
         ))),
     }
 }
@@ -251,12 +253,16 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_are_accepted() {
+    fn only_http_and_https_urls_are_accepted() {
         assert_eq!(
             check_url("http://127.0.0.1:8080/").ok().as_deref(),
             Some("http://127.0.0.1:8080")
         );
-        assert!(check_url("https://rollgate.example").is_err());
+        assert_eq!(
+            check_url("https://rollgate.example/").ok().as_deref(),
+            Some("https://rollgate.example")
+        );
+        assert!(check_url("ftp://rollgate.example").is_err());
         assert!(check_url("127.0.0.1:8080").is_err());
     }
 

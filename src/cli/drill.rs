@@ -1,7 +1,7 @@
 //! `rollgate drill [--flag KEY] [--wait 3s]`: runs a rollback drill on the server
 //! (`POST /api/v1/drills`) and prints its result; exit code 0 when it passed, 1 when it failed.
 
-use super::client::{CliError, Client};
+use super::client::CliError;
 use super::output::{number, Table};
 use super::{show, Remote};
 use clap::Args;
@@ -26,7 +26,7 @@ pub struct DrillArgs {
 pub fn run(args: DrillArgs) -> Result<(), CliError> {
     // Two waits (kill, revive) plus the commits: the read timeout must outlast them.
     let timeout = args.wait * 2 + Duration::from_secs(30);
-    let client = Client::with_timeout(&args.remote.url, args.remote.token.clone(), Some(timeout))?;
+    let client = args.remote.client_with_timeout(Some(timeout))?;
     let mut body = json!({ "wait_ms": args.wait.as_millis() as u64 });
     if let Some(flag) = args.flag {
         body["flag"] = json!(flag);

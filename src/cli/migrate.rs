@@ -18,6 +18,9 @@ pub struct MigrateArgs {
     /// The PostgreSQL URL the cluster will use.
     #[arg(long, env = "ROLLGATE_DATABASE_URL", hide_env_values = true)]
     pub to: String,
+    /// Extra CA file (PEM) trusted beside the system roots (`sslmode=verify-full` in the URL).
+    #[arg(long, env = "ROLLGATE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Runs the migration, printing the summary or the error; returns the exit code.
@@ -63,10 +66,12 @@ async fn migrate_dir(args: &MigrateArgs) -> Result<migrate::MigrateReport, Failu
             dir.display()
         )));
     }
-    let (mut client, connection) = db::connect(&args.to).await.map_err(|e| match e {
-        ClusterError::Url(_) => Failure::Other(e.to_string()),
-        e => Failure::Unreachable(e),
-    })?;
+    let (mut client, connection) = db::connect(&args.to, args.ca_file.as_deref())
+        .await
+        .map_err(|e| match e {
+            ClusterError::Url(_) => Failure::Other(e.to_string()),
+            e => Failure::Unreachable(e),
+        })?;
     let driver = tokio::spawn(connection);
     let store = Store::open(dir).map_err(|e| {
         Failure::Other(format!(

@@ -49,11 +49,12 @@ use clap::{Args, Subcommand};
 use client::{CliError, Client};
 use output::Format;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Where the server is and how to talk to it; accepted anywhere after the command group.
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
-    /// Base URL of the server (plain http).
+    /// Base URL of the server (http:// or https://).
     #[arg(
         long,
         env = "ROLLGATE_URL",
@@ -64,6 +65,9 @@ pub struct Remote {
     /// Bearer token (admin role).
     #[arg(long, env = "ROLLGATE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// Extra CA certificates (PEM) trusted beside the system's, for an https:// server.
+    #[arg(long, env = "ROLLGATE_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// How to print results: tables for people, or the server's document as JSON or YAML.
     #[arg(long, value_enum, global = true, default_value_t = Format::Table)]
     pub output: Format,
@@ -75,7 +79,17 @@ pub struct Remote {
 impl Remote {
     /// A client for this server.
     pub fn client(&self) -> Result<Client, CliError> {
-        Client::new(&self.url, self.token.clone())
+        Client::new(&self.url, self.token.clone(), self.ca_file.as_deref())
+    }
+
+    /// A client for this server whose reads wait at most `timeout` (`None`: forever).
+    pub fn client_with_timeout(&self, timeout: Option<Duration>) -> Result<Client, CliError> {
+        Client::with_timeout(
+            &self.url,
+            self.token.clone(),
+            timeout,
+            self.ca_file.as_deref(),
+        )
     }
 
     /// The output format; `--json` wins over `--output`.

@@ -173,11 +173,9 @@ fn rehearse(args: RehearseArgs) -> Result<(), CliError> {
         }
     }
     // The server may compute for up to a minute.
-    let client = Client::with_timeout(
-        &args.remote.url,
-        args.remote.token.clone(),
-        Some(Duration::from_secs(90)),
-    )?;
+    let client = args
+        .remote
+        .client_with_timeout(Some(Duration::from_secs(90)))?;
     let path = format!(
         "/api/v1/policies/{}/rehearse",
         super::client::segment(&args.name)

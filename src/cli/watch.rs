@@ -149,11 +149,7 @@ enum Ended {
 
 /// Runs `watch`.
 pub fn run(args: WatchArgs) -> Result<(), CliError> {
-    let client = Client::with_timeout(
-        &args.remote.url,
-        args.remote.token.clone(),
-        Some(IDLE_TIMEOUT),
-    )?;
+    let client = args.remote.client_with_timeout(Some(IDLE_TIMEOUT))?;
     let mut follow = Follow {
         format: args.remote.format(),
         max_events: args.max_events,

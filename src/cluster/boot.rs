@@ -35,7 +35,7 @@ pub async fn open(
     store: &Store,
     node_id: String,
 ) -> Result<Node, BootError> {
-    let pool = db::pool(&config.database_url, 16)?;
+    let pool = db::pool(&config.database_url, config.ca_file.as_deref(), 16)?;
     let node = Node::new(node_id, config.clone(), pool);
     let synced = tokio::time::timeout(CONNECT_BUDGET, sync_replica(&node, store)).await;
     match synced {

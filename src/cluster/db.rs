@@ -1,19 +1,25 @@
 //! Connections and migrations: a small pool for the control path, a dedicated connection for
-//! `LISTEN`, and the versioned schema applied at start.
+//! `LISTEN`, and the versioned schema applied at start. Both connect through `pg_tls`, which
+//! honours the URL's `sslmode` (libpq semantics) with the system roots plus `ca_file`.
 
 use super::schema::{MIGRATIONS, SCHEMA_VERSION};
 use super::ClusterError;
+use std::path::Path;
 use std::time::Duration;
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The TLS stream of a connection (plain when `sslmode` or the server says so).
+pub type TlsStream = <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream;
 
 /// A pool of connections to the database (the control path, the feed reader, the outbox
 /// flusher, the lease; never evaluation).
 pub type Pool = deadpool_postgres::Pool;
 
-/// Parses `url` and builds a pool of at most `size` connections; connects lazily.
-pub fn pool(url: &str, size: usize) -> Result<Pool, ClusterError> {
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| ClusterError::Url(format!("{e}")))?;
+/// Parses `url` and builds a pool of at most `size` connections; connects lazily. `ca_file` is
+/// trusted beside the system's roots when `sslmode` asks for verification.
+pub fn pool(url: &str, ca_file: Option<&Path>, size: usize) -> Result<Pool, ClusterError> {
+    let (mut config, tls) = super::pg_tls::config(url, ca_file)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(3));
     }
@@ -26,7 +32,7 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, ClusterError> {
     config.keepalives_idle(Duration::from_secs(10));
     let manager = deadpool_postgres::Manager::from_config(
         config,
-        NoTls,
+        tls,
         deadpool_postgres::ManagerConfig {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         },
@@ -45,21 +51,21 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, ClusterError> {
 /// until it closes.
 pub async fn connect(
     url: &str,
+    ca_file: Option<&Path>,
 ) -> Result<
     (
         tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>,
     ),
     ClusterError,
 > {
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| ClusterError::Url(format!("{e}")))?;
+    let (mut config, tls): (_, MakeRustlsConnect) = super::pg_tls::config(url, ca_file)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(3));
     }
     config.application_name("rollgate-listen");
     config.keepalives_idle(Duration::from_secs(10));
-    Ok(config.connect(NoTls).await?)
+    Ok(config.connect(tls).await?)
 }
 
 /// The advisory lock key under which migrations run (several nodes may start at once).

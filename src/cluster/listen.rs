@@ -23,14 +23,19 @@ pub struct Wakes {
 }
 
 /// Listens until `shutdown`, reconnecting after any failure.
-pub async fn run(url: String, wakes: Wakes, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    url: String,
+    ca_file: Option<std::path::PathBuf>,
+    wakes: Wakes,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {
             return;
         }
         tokio::select! {
-            result = listen_once(&url, &wakes) => {
+            result = listen_once(&url, ca_file.as_deref(), &wakes) => {
                 wakes.connected.store(false, Ordering::Relaxed);
                 match result {
                     Ok(()) => tracing::warn!("notification connection closed; reconnecting"),
@@ -48,8 +53,12 @@ pub async fn run(url: String, wakes: Wakes, mut shutdown: watch::Receiver<bool>)
 }
 
 /// One connection's life: `LISTEN`, then wake on every notification until it closes.
-async fn listen_once(url: &str, wakes: &Wakes) -> Result<(), super::ClusterError> {
-    let (client, mut connection) = db::connect(url).await?;
+async fn listen_once(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    wakes: &Wakes,
+) -> Result<(), super::ClusterError> {
+    let (client, mut connection) = db::connect(url, ca_file).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx)).boxed();
     let listen = client.batch_execute("LISTEN rollgate_feed; LISTEN rollgate_signals");
     // The connection must be driven while the LISTEN runs.

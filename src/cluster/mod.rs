@@ -6,6 +6,7 @@
 //! - `listen.rs`: the `LISTEN` connection that wakes the feed follower and the controller.
 //! - `lease.rs`: the fenced controller lease (`PgLease`, `check_fence`), on the database clock.
 //! - `migrate.rs`: `rollgate migrate`, copying a sled data dir into an empty database.
+//! - `pg_tls.rs`: TLS to the database, libpq's `sslmode` (disable … verify-full) on rustls.
 //! - `signals.rs`: the signal outbox flushed exactly once into global totals, and reading them.
 
 pub mod boot;
@@ -14,6 +15,7 @@ pub mod lease;
 pub mod listen;
 pub mod migrate;
 pub mod pg;
+pub mod pg_tls;
 pub mod schema;
 pub mod signals;
 
@@ -30,6 +32,8 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// Safety poll of the change feed, beside `LISTEN/NOTIFY`.
     pub feed_poll: Duration,
+    /// Extra CA file trusted beside the system roots (`sslmode=verify-ca|verify-full`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClusterConfig {
@@ -40,8 +44,25 @@ impl ClusterConfig {
             node_id: None,
             lease_ttl: Duration::from_secs(5),
             feed_poll: Duration::from_secs(1),
+            ca_file: None,
         }
     }
+}
+
+/// `error` and its sources, each once ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the driver's own message leaves out the cause.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Errors of the cluster backend.
@@ -51,10 +72,10 @@ pub enum ClusterError {
     #[error("database URL: {0}")]
     Url(String),
     /// The database could not be reached or refused a statement.
-    #[error("database: {0}")]
+    #[error("database: {}", causes(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool.
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable: {}", causes(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The database was migrated by a newer rollgate.
     #[error("database has schema version {found}, this build supports up to {supported}")]

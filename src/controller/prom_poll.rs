@@ -35,8 +35,13 @@ struct Job {
 }
 
 /// Runs the poller until `shutdown` becomes true.
-pub async fn run_prom_poller(state: web::Data<AppState>, mut shutdown: watch::Receiver<bool>) {
-    let client = match prometheus::http_client() {
+/// HTTPS to Prometheus trusts the system's roots plus `ca_file`.
+pub async fn run_prom_poller(
+    state: web::Data<AppState>,
+    ca_file: Option<std::path::PathBuf>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = match prometheus::http_client(ca_file.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "building the Prometheus client failed; Prometheus guards will read as silent");

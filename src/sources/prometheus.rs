@@ -30,11 +30,14 @@ pub enum PromError {
     Shape(String),
 }
 
-/// The HTTP client for Prometheus queries. The one place it is built.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// The HTTP client for Prometheus queries (rustls, the system roots plus `ca_file`, through
+/// [`crate::tls`]). The one place it is built.
+pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    crate::tls::http_client(ca_file)
+        .map_err(|e| e.to_string())?
         .user_agent(concat!("rollgate/", env!("CARGO_PKG_VERSION")))
         .build()
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Deserialize)]

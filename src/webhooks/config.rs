@@ -87,7 +87,7 @@ pub(super) enum Format {
 /// Webhook settings. `Debug` shows neither the secret nor URL credentials or queries.
 #[derive(Clone)]
 pub struct WebhookConfig {
-    /// Generic targets (`webhook_urls`); each receives every event.
+    /// Generic targets (`webhook_urls`, `http://` or `https://`); each receives every event.
     pub urls: Vec<String>,
     /// HMAC-SHA256 key; when set, `X-Rollgate-Signature: sha256=<hex>` signs the body bytes
     /// of generic targets.
@@ -106,6 +106,8 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Capacity of each URL's queue of events waiting for delivery (default 1024).
     pub queue: usize,
+    /// Extra CA file (PEM) trusted for `https://` receivers beside the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl WebhookConfig {
@@ -120,11 +122,12 @@ impl WebhookConfig {
             initial_backoff: Duration::from_millis(200),
             timeout: Duration::from_secs(5),
             queue: 1024,
+            ca_file: None,
         }
     }
 
     /// Checks what [`super::Webhooks::start`] would otherwise log and work around: unparsable or
-    /// non-`http` URLs (this build has no TLS) are skipped, zero counts and durations raised.
+    /// non-`http(s)` URLs are skipped, zero counts and durations raised.
     pub fn validate(&self) -> Result<(), WebhookConfigError> {
         for (index, url) in self.urls.iter().enumerate() {
             Target::parse(index, url)?;
@@ -200,7 +203,7 @@ impl WebhookConfig {
             field: "url",
             reason: match error {
                 WebhookConfigError::UnsupportedScheme { .. } => {
-                    "must be http:// (this build has no TLS)".into()
+                    "must be http:// or https://".into()
                 }
                 other => other.to_string(),
             },
@@ -222,6 +225,7 @@ impl fmt::Debug for WebhookConfig {
             .field("initial_backoff", &self.initial_backoff)
             .field("timeout", &self.timeout)
             .field("queue", &self.queue)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -232,8 +236,8 @@ pub enum WebhookConfigError {
     /// The URL does not parse.
     #[error("webhook URL #{index} is not a valid URL: {reason}")]
     InvalidUrl { index: usize, reason: String },
-    /// The URL is not `http://`.
-    #[error("webhook URL #{index} ({url}) must be http:// (this build has no TLS)")]
+    /// The URL is neither `http://` nor `https://`.
+    #[error("webhook URL #{index} ({url}) must be http:// or https://")]
     UnsupportedScheme { index: usize, url: String },
     /// A `[[webhook]]` table's field is missing, misplaced or wrong.
     #[error("webhook #{index} (type {kind}): {field} {reason}")]
@@ -264,7 +268,7 @@ impl Target {
             reason: error.to_string(),
         })?;
         let shown: Arc<str> = redact_url(parsed.clone()).into();
-        if parsed.scheme() != "http" {
+        if !matches!(parsed.scheme(), "http" | "https") {
             return Err(WebhookConfigError::UnsupportedScheme {
                 index,
                 url: shown.to_string(),
@@ -330,11 +334,12 @@ mod tests {
             config("nope").validate(),
             Err(WebhookConfigError::InvalidUrl { index: 0, .. })
         ));
+        assert_eq!(config("https://hooks.example/x").validate(), Ok(()));
         assert_eq!(
-            config("https://u:p@hooks.example/x?k=v").validate(),
+            config("ftp://u:p@hooks.example/x?k=v").validate(),
             Err(WebhookConfigError::UnsupportedScheme {
                 index: 0,
-                url: "https://hooks.example/x".into()
+                url: "ftp://hooks.example/x".into()
             })
         );
         let mut zero = config("http://127.0.0.1:9/");

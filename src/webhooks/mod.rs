@@ -143,16 +143,20 @@ impl Webhooks {
                 Err(error) => error!(%error, "webhook target skipped"),
             }
         }
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.timeout.max(Duration::from_millis(1)))
-            .timeout(config.timeout.max(Duration::from_millis(1)))
-            .build();
+        let client = crate::tls::http_client(config.ca_file.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|builder| {
+                builder
+                    .user_agent(USER_AGENT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(config.timeout.max(Duration::from_millis(1)))
+                    .timeout(config.timeout.max(Duration::from_millis(1)))
+                    .build()
+                    .map_err(|e| error_chain(&e))
+            });
         let client = match client {
             Ok(client) => client,
             Err(error) => {
-                let error = error_chain(&error);
                 error!(%error, "webhook HTTP client unavailable; webhooks off");
                 targets.clear();
                 reqwest::Client::new()

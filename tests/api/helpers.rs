@@ -134,12 +134,22 @@ pub struct ServerProcess {
 /// In cluster mode, the node also gets `--database-url`: one database per data dir, so a
 /// restart on the same data dir finds the same database.
 pub async fn start_binary(data_dir: &std::path::Path, policies: &std::path::Path) -> ServerProcess {
+    start_binary_with(data_dir, policies, &[]).await
+}
+
+/// [`start_binary`] with extra `serve` arguments (e.g. `--tls-cert`).
+pub async fn start_binary_with(
+    data_dir: &std::path::Path,
+    policies: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> ServerProcess {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
     command
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--policies-dir")
-        .arg(policies);
+        .arg(policies)
+        .args(extra);
     if let Some(url) = TestDatabase::of_data_dir(data_dir).await {
         command.arg("--database-url").arg(url);
     }

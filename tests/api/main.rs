@@ -37,6 +37,8 @@ mod releases;
 mod segments;
 mod signals;
 mod stream;
+mod test_ca;
+mod tls;
 mod ui;
 mod viewer;
 mod webhook_targets;

@@ -224,7 +224,7 @@ async fn a_head_lock_left_idle_by_a_frozen_node_is_released_by_the_database() {
     let db = Database::fresh().await;
     let nodes = start_nodes(1, &db).await;
     nodes[0].put_flag(bool_flag("f", 10.0)).await;
-    let pool = rollgate::cluster::db::pool(&db.url, 1).unwrap();
+    let pool = rollgate::cluster::db::pool(&db.url, None, 1).unwrap();
     let frozen = rollgate::cluster::pg::WriteTx::begin(&pool).await.unwrap();
 
     let started = Instant::now();

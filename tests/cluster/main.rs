@@ -8,6 +8,8 @@
 #[allow(dead_code)] // the cluster tests use part of the API suite's harness
 mod helpers;
 mod support;
+#[path = "../api/test_ca.rs"]
+mod test_ca;
 
 mod boot;
 mod drills;
@@ -15,3 +17,4 @@ mod feed;
 mod latency;
 mod leader;
 mod outage;
+mod tls;

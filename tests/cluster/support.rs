@@ -62,7 +62,8 @@ impl PgServer {
         PgServer { dir, url }
     }
 
-    fn dir(&self) -> String {
+    /// Its directory (`data/` inside holds postgresql.conf).
+    pub fn dir(&self) -> String {
         self.dir.path().to_string_lossy().into_owned()
     }
 
