@@ -5,7 +5,7 @@
 //! `rehearse NAME --traffic 2000/min --base METRIC=RATE… [--runs N] [--seed S]
 //! [--max-seconds T]` asks the server to rehearse a policy and prints the figures as tables.
 
-use super::client::{CliError, Client};
+use super::client::CliError;
 use super::output::{number, text_of, Table};
 use super::{policy_check, show, Remote};
 use crate::policies::Policy;
