@@ -102,6 +102,16 @@ impl Application {
             cluster,
         };
         let state = web::Data::new(AppState::new(parts)?);
+        if let Some(node) = state.cluster.as_ref().filter(|n| n.db_up()) {
+            // A (re)started node answers with the global signal totals from its first request
+            // and its controller decides on them; the follower keeps them fresh afterwards.
+            match crate::cluster::signals::totals(&node.pool, &[]).await {
+                Ok(totals) => state.signals.set_totals(&totals),
+                Err(e) => {
+                    tracing::warn!(error = %e, "global signal totals not read at start; the follower retries")
+                }
+            }
+        }
         let generated_admin_token = match bootstrap_admin(&state, config.admin_token.as_deref())
             .await
         {

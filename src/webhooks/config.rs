@@ -398,15 +398,17 @@ mod tests {
             ..pagerduty.clone()
         };
         assert_eq!(field_of(signed), "secret");
-        // The default Events API URL is https://, which needs the TLS client.
+        // Without a url, a pagerduty target posts to the Events API's own https:// URL.
         let default_url = TargetConfig {
             url: None,
             ..pagerduty
         };
-        let error = config(default_url).validate().unwrap_err().to_string();
-        assert!(
-            error.contains("webhook #0 (type pagerduty): url"),
-            "{error}"
+        let with_default = config(default_url);
+        with_default.validate().unwrap();
+        let resolved = with_default.resolve(0).unwrap();
+        assert_eq!(
+            resolved.target.url.as_str(),
+            "https://events.pagerduty.com/v2/enqueue"
         );
 
         let generic = TargetConfig {
