@@ -44,6 +44,7 @@ pub mod segments;
 pub mod signals;
 pub mod tokens;
 pub mod watch;
+pub mod yaml;
 
 use clap::{Args, Subcommand};
 use client::{CliError, Client};

@@ -36,10 +36,10 @@ pub fn render(format: Format, value: &Value, human: impl FnOnce(&Value) -> Strin
     }
 }
 
-/// `value` as YAML, for `--output yaml`.
+/// `value` as YAML, for `--output yaml` (written by [`super::yaml`], which quotes every string
+/// a YAML 1.1 reader could take for something else, such as the variant names `on`/`off`).
 pub fn yaml(value: &Value) -> String {
-    // serde_json::Value always serialises; the fallback only guards a future surprise.
-    serde_yaml_ng::to_string(value).unwrap_or_else(|_| json(value))
+    super::yaml::to_yaml(value)
 }
 
 /// Whether output should be coloured: only on a terminal, and never when `NO_COLOR` is set to
