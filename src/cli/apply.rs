@@ -238,7 +238,26 @@ fn locate(e: CliError, document: &Document) -> CliError {
     } else {
         within
     };
-    CliError::Input(format!("{origin}: field {field}: {message}"))
+    CliError::Input(format!(
+        "{origin}: field {field}: {}",
+        without_body_position(message)
+    ))
+}
+
+/// The server's message without serde's ` at line L column C`: that position is in the JSON
+/// request the CLI built, not in the user's file, so it would only mislead.
+fn without_body_position(message: &str) -> &str {
+    let Some((head, tail)) = message.rsplit_once(" at line ") else {
+        return message;
+    };
+    let is_position = tail.split_once(" column ").is_some_and(|(l, c)| {
+        !l.is_empty() && !c.is_empty() && (l.to_owned() + c).bytes().all(|b| b.is_ascii_digit())
+    });
+    if is_position {
+        head
+    } else {
+        message
+    }
 }
 
 /// The diff, one line per object that changes.
