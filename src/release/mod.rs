@@ -166,6 +166,9 @@ pub fn build_release(
             plan.stages.as_ref(),
             policy,
         )?;
+        if !audiences.is_empty() {
+            refuse_prometheus_guards(&at, m.audiences.is_some(), policy)?;
+        }
         modules.push(Module {
             audiences,
             ..Module::pending(m.flag.clone(), stages)
@@ -182,6 +185,39 @@ pub fn build_release(
         modules,
         plan,
     })
+}
+
+/// Audience phases are judged on their own client-signal series; a Prometheus query has no
+/// audience to split by, so its guard could only ever pause the phase as silent. Refused when
+/// the plan is made rather than discovered as a pause (docs/guards.md#prometheus-as-a-source).
+fn refuse_prometheus_guards(
+    at: &str,
+    own_audiences: bool,
+    policy: Option<&Policy>,
+) -> Result<(), PlanError> {
+    let Some(policy) = policy else {
+        return Ok(());
+    };
+    let Some(guard) = policy
+        .guards
+        .iter()
+        .find(|g| g.source == crate::sources::GuardSource::Prometheus)
+    else {
+        return Ok(());
+    };
+    let field = if own_audiences {
+        format!("{at}.audiences")
+    } else {
+        "audiences".to_owned()
+    };
+    Err(plan_err(
+        field,
+        format!(
+            "policy {:?} reads guard {:?} from Prometheus, which cannot judge audience phases; \
+             use a policy whose guards read client signals, or release without audiences",
+            policy.name, guard.metric
+        ),
+    ))
 }
 
 /// The synthetic `held` module that arms a policy's guards on a flag ramped by hand: one stage

@@ -405,3 +405,51 @@ async fn bad_prometheus_guard_fields_are_refused_naming_the_field() {
         "guard[0].prometheus.timeout"
     );
 }
+
+#[tokio::test]
+async fn a_plan_with_audiences_is_refused_when_its_policy_reads_prometheus() {
+    let app = spawn_app().await;
+    let guard = prom_guard("http://127.0.0.1:9090", EVENTS, json!({}));
+    let r = app
+        .admin(Method::PUT, "/api/v1/policies/prom")
+        .json(&json!({"name": "prom", "guard": [guard]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = app
+        .admin(Method::PUT, "/api/v1/segments/innovation")
+        .json(&json!({"key": "innovation", "when": [{"attribute": "tier", "op": "in", "values": ["innovation"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    app.put_flag(bool_flag("checkout", 0.0)).await;
+    app.put_flag(bool_flag("search", 0.0)).await;
+    let audiences = json!([{"segment": "innovation"}]);
+    let cases = [
+        (
+            json!({"name": "r1", "policy": "prom", "modules": [{"flag": "checkout", "audiences": audiences}]}),
+            "modules[0].audiences",
+        ),
+        (
+            json!({"name": "r2", "policy": "prom", "audiences": audiences,
+                   "modules": [{"flag": "checkout"}, {"flag": "search"}]}),
+            "audiences",
+        ),
+    ];
+    for (plan, field) in cases {
+        let r = app.admin_post("/api/v1/releases", plan.clone()).await;
+        assert_eq!(r.status(), 422, "{plan}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], field, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("checkout_error") && message.contains("Prometheus"),
+            "{message}"
+        );
+    }
+    // The same plan without audiences is a plain Prometheus-guarded release.
+    app.create_release(json!({"name": "r3", "policy": "prom", "modules": [{"flag": "checkout"}]}))
+        .await;
+}
