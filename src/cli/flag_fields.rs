@@ -44,7 +44,7 @@ pub struct FlagFields {
     #[arg(long, visible_alias = "on", value_name = "NAME")]
     pub on_variant: Option<String>,
     /// Share of users on the on variant, 0–100 (`12.5` or `12.5%`).
-    #[arg(long, value_parser = super::flags::parse_percentage, value_name = "PCT")]
+    #[arg(long, value_parser = parse_percentage, value_name = "PCT")]
     pub rollout: Option<f64>,
     /// Turn the kill switch off (serve the rollout).
     #[arg(long, conflicts_with = "disabled")]
@@ -193,6 +193,19 @@ fn variant_value(ty: &str, name: &str, text: &str) -> Result<Value, CliError> {
             _ => Err(bad()),
         },
         _ => Ok(Value::String(text.to_owned())),
+    }
+}
+
+/// `12.5`, `12.5%` → 12.5, refused outside 0–100.
+pub fn parse_percentage(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage"))?;
+    if (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text} is outside 0–100"))
     }
 }
 

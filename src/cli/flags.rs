@@ -6,7 +6,7 @@
 //! flag_fields.rs.
 
 use super::client::{segment, CliError, Client};
-use super::flag_fields::{self, FlagFields};
+use super::flag_fields::{self, parse_percentage, FlagFields};
 use super::output::{
     percent, percent_of, state_tone, stdout_wants_colour, text_of, truncate, Table,
 };
@@ -178,19 +178,6 @@ fn edit(client: &Client, key: &str, fields: &FlagFields) -> Result<Value, CliErr
     let (doc, source) = start(fields, || Ok(current))?;
     let flag = flag_fields::apply(doc, key, fields, &source)?;
     client.put(&flag_path(key, ""), &flag)
-}
-
-/// `12.5`, `12.5%` → 12.5, refused outside 0–100.
-pub fn parse_percentage(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches('%');
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a percentage"))?;
-    if (0.0..=100.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("{text} is outside 0–100"))
-    }
 }
 
 /// `enabled` as an operator reads it.

@@ -4,7 +4,7 @@
 
 use super::config::Target;
 use super::event::{WebhookEvent, WebhookKind};
-use super::format::Rendered;
+use super::render::Rendered;
 use super::{WebhookStats, EVENT_HEADER, EVENT_ID_HEADER, MAX_BACKOFF, SIGNATURE_HEADER};
 use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,54 +1,12 @@
-//! What each target type receives for an event: pure functions of the event, the target's
-//! format and the dashboard's public URL, so that the payload shapes are unit-tested without
-//! I/O. Generic targets get the event itself (signed); Slack and PagerDuty targets get the
-//! message of [`super::slack`] or [`super::pagerduty`], or nothing for kinds they do not take.
+//! The words and numbers the typed messages (Slack, PagerDuty) share: the dashboard link, the
+//! headline of each event kind, the key numbers of a decision, truncation. Pure functions.
 //!
-//! Invariants: the generic body is the event serialized as before typed targets existed (the
-//! same bytes for every generic target, signed per target's secret); the key numbers quoted in
-//! Slack and PagerDuty messages are read from the event's `numbers` by the paths the
-//! controller writes (module decision records and reach figures), absent paths are skipped.
+//! Invariant: the key numbers quoted in Slack and PagerDuty messages are read from the event's
+//! `numbers` by the paths the controller writes (module decision records and reach figures),
+//! absent paths are skipped.
 
-use super::config::Format;
 use super::event::{WebhookEvent, WebhookKind};
-use crate::auth::hmac::sign;
-use bytes::Bytes;
 use serde_json::Value;
-
-/// A body ready to send, and its signature when the target signs.
-#[derive(Debug, Clone)]
-pub(super) struct Rendered {
-    pub(super) body: Bytes,
-    pub(super) signature: Option<String>,
-}
-
-/// The body `format` takes for `event`; `Ok(None)` when the target does not take this kind.
-/// `generic` is the event's serialized bytes, computed once by the caller for every target.
-pub(super) fn render(
-    format: &Format,
-    event: &WebhookEvent,
-    generic: &Bytes,
-    public_url: Option<&str>,
-) -> Result<Option<Rendered>, serde_json::Error> {
-    let value = match format {
-        Format::Generic { secret } => {
-            return Ok(Some(Rendered {
-                body: generic.clone(),
-                signature: secret.as_deref().map(|s| sign(s, generic)),
-            }))
-        }
-        Format::Slack => super::slack::message(event, public_url),
-        Format::Pagerduty { routing_key } => {
-            match super::pagerduty::event(event, routing_key, public_url) {
-                Some(value) => value,
-                None => return Ok(None),
-            }
-        }
-    };
-    Ok(Some(Rendered {
-        body: Bytes::from(serde_json::to_vec(&value)?),
-        signature: None,
-    }))
-}
 
 /// The dashboard page of the event's release (`<public_url>/ui#/release/<id>`), or of the
 /// flags list for a flag ramped by hand; `None` without a public URL.

@@ -26,7 +26,8 @@
 //!   `rollgate_release_events_total` metric the shipped alert rules read.
 //!
 //! Rooms: `config` (settings and their validation, URL redaction), `event` (what is sent),
-//! `format`, `slack` and `pagerduty` (the body per target type, pure), `delivery` (one task per
+//! `render` (the body per target type, pure) over `slack` and `pagerduty` (the typed messages)
+//! over `format` (the words and numbers they share), `delivery` (one task per
 //! target: attempts, retry policy; what to make of an answer is pure and unit-tested there),
 //! and this file, the dispatcher handle. Signatures come from
 //! [`crate::auth::hmac`].
@@ -36,6 +37,7 @@ mod delivery;
 mod event;
 mod format;
 mod pagerduty;
+mod render;
 mod slack;
 
 /// Signing and checking `X-Rollgate-Signature` (HMAC-SHA256 lives in `auth::hmac`).
@@ -243,7 +245,7 @@ impl Webhooks {
         };
         let public_url = inner.public_url.as_deref();
         for queue in queues {
-            let job = match format::render(&queue.format, &event, &generic, public_url) {
+            let job = match render::render(&queue.format, &event, &generic, public_url) {
                 Ok(Some(rendered)) => Arc::new(Job::new(&event, rendered)),
                 Ok(None) => continue,
                 Err(error) => {
