@@ -63,18 +63,18 @@ mod tests {
         let plain = flag(serde_json::json!({"key": "b", "type": "boolean", "variants": {"on": true, "off": false},
             "off_variant": "off", "on_variant": "on", "rollout": 100}));
         assert_eq!(
-            segment_user([&plain, &rule], [], "beta").as_deref(),
+            segment_user([&plain, &rule], std::iter::empty(), "beta").as_deref(),
             Some("flag \"a\"")
         );
-        assert_eq!(segment_user([&plain, &rule], [], "other"), None);
+        assert_eq!(segment_user([&plain, &rule], std::iter::empty(), "other"), None);
     }
 
     #[test]
     fn a_policy_is_used_by_a_flag() {
         let mut f = flag(serde_json::json!({"key": "a", "type": "boolean", "variants": {"on": true, "off": false},
             "off_variant": "off", "on_variant": "on", "rollout": 100}));
-        assert_eq!(policy_user([&f], [], "p"), None);
+        assert_eq!(policy_user([&f], std::iter::empty(), "p"), None);
         f.policy = Some("p".into());
-        assert_eq!(policy_user([&f], [], "p").as_deref(), Some("flag \"a\""));
+        assert_eq!(policy_user([&f], std::iter::empty(), "p").as_deref(), Some("flag \"a\""));
     }
 }
