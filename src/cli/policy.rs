@@ -93,7 +93,9 @@ pub fn run(args: PolicyArgs) -> Result<(), CliError> {
             let path = format!("/api/v1/policies/{}", super::client::segment(&name));
             remote.client()?.delete(&path)?;
             let answer = json!({ "deleted": name });
-            show(remote.format(), &answer, |_| format!("policy {name} deleted"));
+            show(remote.format(), &answer, |_| {
+                format!("policy {name} deleted")
+            });
             Ok(())
         }
     }

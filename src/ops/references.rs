@@ -58,23 +58,35 @@ mod tests {
 
     #[test]
     fn a_segment_is_used_by_a_rule_or_an_audience() {
-        let rule = flag(serde_json::json!({"key": "a", "type": "boolean", "variants": {"on": true, "off": false},
-            "off_variant": "off", "on_variant": "on", "rollout": 100, "rules": [{"when": [{"segment": "beta"}], "variant": "on"}]}));
-        let plain = flag(serde_json::json!({"key": "b", "type": "boolean", "variants": {"on": true, "off": false},
-            "off_variant": "off", "on_variant": "on", "rollout": 100}));
+        let rule = flag(
+            serde_json::json!({"key": "a", "type": "boolean", "variants": {"on": true, "off": false},
+            "off_variant": "off", "on_variant": "on", "rollout": 100, "rules": [{"when": [{"segment": "beta"}], "variant": "on"}]}),
+        );
+        let plain = flag(
+            serde_json::json!({"key": "b", "type": "boolean", "variants": {"on": true, "off": false},
+            "off_variant": "off", "on_variant": "on", "rollout": 100}),
+        );
         assert_eq!(
             segment_user([&plain, &rule], std::iter::empty(), "beta").as_deref(),
             Some("flag \"a\"")
         );
-        assert_eq!(segment_user([&plain, &rule], std::iter::empty(), "other"), None);
+        assert_eq!(
+            segment_user([&plain, &rule], std::iter::empty(), "other"),
+            None
+        );
     }
 
     #[test]
     fn a_policy_is_used_by_a_flag() {
-        let mut f = flag(serde_json::json!({"key": "a", "type": "boolean", "variants": {"on": true, "off": false},
-            "off_variant": "off", "on_variant": "on", "rollout": 100}));
+        let mut f = flag(
+            serde_json::json!({"key": "a", "type": "boolean", "variants": {"on": true, "off": false},
+            "off_variant": "off", "on_variant": "on", "rollout": 100}),
+        );
         assert_eq!(policy_user([&f], std::iter::empty(), "p"), None);
         f.policy = Some("p".into());
-        assert_eq!(policy_user([&f], std::iter::empty(), "p").as_deref(), Some("flag \"a\""));
+        assert_eq!(
+            policy_user([&f], std::iter::empty(), "p").as_deref(),
+            Some("flag \"a\"")
+        );
     }
 }

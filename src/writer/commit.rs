@@ -88,7 +88,12 @@ impl Sinks<'_> {
                 .iter()
                 .map(|(name, source)| Change::PutPolicy { name, source }),
         );
-        changes.extend(batch.deleted_policies.iter().map(|n| Change::DeletePolicy(n)));
+        changes.extend(
+            batch
+                .deleted_policies
+                .iter()
+                .map(|n| Change::DeletePolicy(n)),
+        );
         // One revision per change event, stored with the change (docs/clients.md); in a
         // cluster, one per changed object, handed out by the database (docs/cluster.md).
         let first = self.hub.last_seq() + 1;

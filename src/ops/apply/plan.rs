@@ -174,14 +174,13 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
         }
         out.changes.push(change);
     }
-    let (files, pruned_policies): (Vec<String>, Vec<String>) =
-        pruned(req, current.policies.keys(), |k| {
-            req.policies.iter().any(|p| &p.name == k)
-        })
-        .into_iter()
-        .partition(|name| current.policy_files.contains_key(name));
+    let pruned_policies: Vec<String> = pruned(req, current.policies.keys(), |k| {
+        req.policies.iter().any(|p| &p.name == k)
+    });
     for name in &pruned_policies {
-        policies.remove(name);
+        if !current.policy_files.contains_key(name) {
+            policies.remove(name);
+        }
     }
 
     // Under `prune` the document's flags are all the flags there will be.
@@ -203,6 +202,15 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
         out.writes.deleted_segments.push(key.clone());
     }
     for name in &pruned_policies {
+        if current.policy_files.contains_key(name) {
+            out.changes.push(Change {
+                kind: Kind::Policy,
+                key: name.clone(),
+                op: Op::Kept,
+                fields: Vec::new(),
+            });
+            continue;
+        }
         let user = references::policy_user(&defs, std::iter::empty(), name)
             .or_else(|| current.policy_users.get(name).cloned());
         if let Some(user) = user {
@@ -210,14 +218,6 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
         }
         out.changes.push(deleted(Kind::Policy, name));
         out.writes.deleted_policies.push(name.clone());
-    }
-    for name in files {
-        out.changes.push(Change {
-            kind: Kind::Policy,
-            key: name,
-            op: Op::Kept,
-            fields: Vec::new(),
-        });
     }
 
     for (i, (f, def)) in req.flags.iter().zip(defs).enumerate() {

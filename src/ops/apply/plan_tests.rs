@@ -77,8 +77,10 @@ fn errors_name_the_object_and_field() {
 }
 
 fn segment(key: &str) -> SegmentDef {
-    serde_json::from_value(json!({"key": key, "when": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}))
-        .unwrap()
+    serde_json::from_value(
+        json!({"key": key, "when": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}),
+    )
+    .unwrap()
 }
 
 fn policy(name: &str) -> Policy {
