@@ -86,7 +86,7 @@ async fn a_segment_is_deleted_everywhere_clients_look_but_not_while_a_flag_uses_
         call(&app, Method::DELETE, "/api/v1/segments/nope").await.0,
         404
     );
-    let viewer = app.create_token("viewer", "reader").await;
+    let viewer = app.create_token("viewer", "viewer").await;
     let r = app
         .client
         .delete(app.url("/api/v1/segments/kiwis"))
