@@ -2,7 +2,9 @@
 //! /api/v1/policies/{name}`, `rollgate segments|policy delete`, `apply --prune`): refused while
 //! something uses them, audited, and gone from the config clients read and the stream.
 
-use crate::helpers::{bool_flag, spawn_app, SseReader, TestApp};
+use crate::helpers::{
+    bool_flag, policies_dir, spawn_app, start_binary, SseReader, TestApp, ADMIN_TOKEN,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::{Output, Stdio};
@@ -351,4 +353,47 @@ async fn apply_prune_deletes_removed_segments_and_policies_or_refuses_the_whole_
     );
     let entry = audited(&app, "policy.delete").await;
     assert_eq!(entry["reason"], "tidy");
+}
+
+#[tokio::test]
+async fn a_deleted_segment_and_policy_stay_deleted_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let http = reqwest::Client::new();
+    let send = |address: &str, method: Method, path: &str| {
+        http.request(method, format!("{address}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+    };
+    let mut server = start_binary(&data, &policies_dir()).await;
+    let kiwis: Value = serde_json::from_str(KIWIS).unwrap();
+    let r = send(&server.address, Method::PUT, "/api/v1/segments/kiwis")
+        .json(&kiwis)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = send(&server.address, Method::PUT, "/api/v1/policies/slow")
+        .header("content-type", "application/toml")
+        .body(SLOW)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for path in ["/api/v1/segments/kiwis", "/api/v1/policies/slow"] {
+        let r = send(&server.address, Method::DELETE, path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+    }
+    server.child.kill().await.unwrap();
+
+    let server = start_binary(&data, &policies_dir()).await;
+    for path in ["/api/v1/segments/kiwis", "/api/v1/policies/slow"] {
+        let r = send(&server.address, Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path} came back after a restart");
+    }
 }
