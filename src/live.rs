@@ -164,6 +164,14 @@ impl Live {
         self.next(by_key, ordered, self.segments.clone())
     }
 
+    /// A new set without the segment `key` (the caller makes sure no flag uses it: a flag that
+    /// still did would keep its compiled form, which inlines the segment's conditions).
+    pub fn without_segment(&self, key: &str) -> Live {
+        let mut segments = self.segments.clone();
+        segments.remove(key);
+        self.next(self.by_key.clone(), self.ordered.clone(), segments)
+    }
+
     /// A new set with `segment` replaced and every flag using it recompiled against it.
     /// Refused, in the segment's terms (`when[2].values[0]`), if that takes a flag over its
     /// own budget or the set over its budget.

@@ -393,6 +393,9 @@ impl StagePlan {
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     by_name: BTreeMap<String, Arc<Policy>>,
+    /// Names loaded from this node's `policies/` directory, with their file: deleting one
+    /// through the API is refused (the file would bring it back at the next start).
+    files: BTreeMap<String, String>,
 }
 
 impl PolicySet {
@@ -410,7 +413,25 @@ impl PolicySet {
     pub fn with(&self, policy: Policy) -> PolicySet {
         let mut by_name = self.by_name.clone();
         by_name.insert(policy.name.clone(), Arc::new(policy));
-        PolicySet { by_name }
+        PolicySet {
+            by_name,
+            files: self.files.clone(),
+        }
+    }
+
+    /// A copy without the policy called `name`.
+    pub fn without(&self, name: &str) -> PolicySet {
+        let mut by_name = self.by_name.clone();
+        by_name.remove(name);
+        PolicySet {
+            by_name,
+            files: self.files.clone(),
+        }
+    }
+
+    /// The file this node loaded the policy called `name` from, if any.
+    pub fn file_of(&self, name: &str) -> Option<&str> {
+        self.files.get(name).map(String::as_str)
     }
 }
 
@@ -462,6 +483,7 @@ pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadError> {
             );
             return Err(LoadError::Invalid { path: shown, error });
         }
+        set.files.insert(policy.name.clone(), shown);
         set = set.with(policy);
     }
     Ok(set)

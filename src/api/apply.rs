@@ -23,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// applies all of it in one commit.
 #[utoipa::path(post, path = "/api/v1/apply", tag = "apply", request_body = ApplyDocument,
     responses((status = 200, body = ApplyOutcome, description = "The diff; applied unless `dry_run`"), Malformed, AdminOnly,
-        (status = 409, description = "`prune` would delete a flag a live release ramps, or a plan's flag is in a live release", body = ErrorBody), TooLarge,
+        (status = 409, description = "`prune` would delete a flag a live release ramps or a segment or policy still used, or a plan's flag is in a live release", body = ErrorBody), TooLarge,
         (status = 422, description = "An object is invalid; `field` names it, e.g. `flags[2].rollout`", body = ErrorBody)),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "apply", skip_all)]

@@ -4,7 +4,9 @@
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
-use super::schemas::{AdminOnly, Invalid, Malformed, NotFound, PolicyList, Readers, TooLarge};
+use super::schemas::{
+    AdminOnly, Conflict, Invalid, Malformed, NotFound, PolicyList, Readers, TooLarge,
+};
 use crate::auth::{Admin, Reader};
 use crate::ops;
 use crate::policies::Policy;
@@ -19,7 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/v1/policies/{name}")
                 .route(web::get().to(get))
-                .route(web::put().to(put)),
+                .route(web::put().to(put))
+                .route(web::delete().to(delete)),
         )
         .service(resource("/api/v1/policies/{name}/rehearse").route(web::post().to(rehearse)));
 }
@@ -80,6 +83,21 @@ pub async fn put(
     } else {
         HttpResponse::Ok().json(policy)
     })
+}
+
+/// `DELETE /api/v1/policies/{name}` — refused (409) while a flag or any release names it, or a
+/// file of this node's `policies/` directory defines it.
+#[utoipa::path(delete, path = "/api/v1/policies/{name}", tag = "policies", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), AdminOnly, NotFound, Conflict), security(("bearer" = [])))]
+#[tracing::instrument(name = "policies.delete", skip_all, fields(policy = %name.as_str()))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    Admin(actor): Admin,
+    name: Key,
+    _body: Body,
+) -> Result<HttpResponse, ApiError> {
+    ops::policies::delete(&state, &actor, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /api/v1/policies/{name}/rehearse` — simulates releases under the policy with the

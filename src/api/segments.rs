@@ -4,7 +4,8 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Key};
 use super::resource;
 use super::schemas::{
-    AdminOnly, Invalid, Malformed, NotFound, Readers, SegmentList, SegmentSchema, TooLarge,
+    AdminOnly, Conflict, Invalid, Malformed, NotFound, Readers, SegmentList, SegmentSchema,
+    TooLarge,
 };
 use crate::auth::{Admin, Reader};
 use crate::ops;
@@ -18,7 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/v1/segments/{key}")
                 .route(web::get().to(get))
-                .route(web::put().to(put)),
+                .route(web::put().to(put))
+                .route(web::delete().to(delete)),
         );
 }
 
@@ -67,4 +69,18 @@ pub async fn put(
     } else {
         HttpResponse::Ok().json(def)
     })
+}
+
+/// `DELETE /api/v1/segments/{key}` — refused (409) while a flag or a live release uses it.
+#[utoipa::path(delete, path = "/api/v1/segments/{key}", tag = "segments", params(("key" = String, Path)),
+    responses((status = 204, description = "Deleted"), AdminOnly, NotFound, Conflict), security(("bearer" = [])))]
+#[tracing::instrument(name = "segments.delete", skip_all, fields(segment = %key.as_str()))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    Admin(actor): Admin,
+    key: Key,
+    _body: Body,
+) -> Result<HttpResponse, ApiError> {
+    ops::segments::delete(&state, &actor, &key).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

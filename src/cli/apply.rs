@@ -29,7 +29,8 @@ pub struct ApplyArgs {
     /// Print the diff only; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Delete the flags the document no longer has (never one a live release ramps).
+    /// Delete the flags, segments and policies the document no longer has (never one still
+    /// used: a flag a live release ramps, a segment or policy a flag or release uses).
     #[arg(long)]
     prune: bool,
     /// Recorded with every change in the audit log.
@@ -270,9 +271,7 @@ pub fn render_diff(outcome: &Value) -> String {
             Some("create") => format!("+ {kind} {key}"),
             Some("delete") => format!("- {kind} {key}"),
             Some("kept") => {
-                format!(
-                    "! {kind} {key}: not in the document; kept (rollgate cannot delete a {kind})"
-                )
+                format!("! {kind} {key}: not in the document; kept (loaded from a policies/ file)")
             }
             Some("update") => {
                 let fields: Vec<String> = c["fields"]

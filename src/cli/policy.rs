@@ -1,7 +1,8 @@
-//! `rollgate policy list|show NAME|validate FILE…|rehearse NAME …`.
+//! `rollgate policy list|show NAME|delete NAME|validate FILE…|rehearse NAME …`.
 //!
 //! `list` and `show` read the server's policies (`show` prints the policy as the TOML of a
-//! `policies/NAME.toml` file in table mode). `validate` needs no server (policy_check.rs).
+//! `policies/NAME.toml` file in table mode). `delete` asks the server, which refuses (409) while
+//! a flag or a release names the policy or a `policies/` file defines it. `validate` needs no server (policy_check.rs).
 //! `rehearse NAME --traffic 2000/min --base METRIC=RATE… [--runs N] [--seed S]
 //! [--max-seconds T]` asks the server to rehearse a policy and prints the figures as tables.
 
@@ -27,6 +28,13 @@ enum PolicyCommand {
     List(Remote),
     /// One policy, as the TOML of its file (`--output json|yaml`: the server's document).
     Show {
+        #[command(flatten)]
+        remote: Remote,
+        /// The policy's name.
+        name: String,
+    },
+    /// Delete a policy; refused while a flag or a release names it, or a policies/ file defines it.
+    Delete {
         #[command(flatten)]
         remote: Remote,
         /// The policy's name.
@@ -79,6 +87,15 @@ pub fn run(args: PolicyArgs) -> Result<(), CliError> {
             let path = format!("/api/v1/policies/{}", super::client::segment(&name));
             let answer = remote.client()?.get(&path)?;
             show(remote.format(), &answer, render_toml);
+            Ok(())
+        }
+        PolicyCommand::Delete { remote, name } => {
+            let path = format!("/api/v1/policies/{}", super::client::segment(&name));
+            remote.client()?.delete(&path)?;
+            let answer = json!({ "deleted": name });
+            show(remote.format(), &answer, |_| {
+                format!("policy {name} deleted")
+            });
             Ok(())
         }
     }

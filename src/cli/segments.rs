@@ -1,10 +1,10 @@
-//! `rollgate segments list|show|create|edit`.
+//! `rollgate segments list|show|create|edit|delete`.
 //!
 //! A segment is `{key, when: [conditions], description}` (`PUT /api/v1/segments/{key}`).
 //! `create` and `edit` take the document from `-f FILE` (JSON or TOML) and/or options
 //! (`--when` conditions as JSON objects, `--description`), check it against the server's own
-//! `SegmentDef` (document.rs) and write it; `create` refuses an existing key. The server has no
-//! segment deletion (a flag may reference a segment), so neither has the CLI.
+//! `SegmentDef` (document.rs) and write it; `create` refuses an existing key. `delete` asks the
+//! server, which refuses (409, naming it) while a flag or a live release uses the segment.
 
 use super::client::{segment, CliError};
 use super::document;
@@ -46,6 +46,11 @@ enum SegmentsCommand {
         key: String,
         #[command(flatten)]
         fields: SegmentFields,
+    },
+    /// Delete a segment; refused while a flag or a live release uses it.
+    Delete {
+        /// Segment key.
+        key: String,
     },
 }
 
@@ -106,6 +111,11 @@ pub fn run(args: SegmentsArgs) -> Result<(), CliError> {
             let answer = client.put(&path(&key), &body)?;
             eprintln!("segment {key} saved");
             show(format, &answer, render_segment);
+        }
+        SegmentsCommand::Delete { key } => {
+            client.delete(&path(&key))?;
+            let answer = json!({ "deleted": key });
+            show(format, &answer, |_| format!("segment {key} deleted"));
         }
     }
     Ok(())

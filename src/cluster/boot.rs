@@ -98,6 +98,10 @@ async fn sync_replica(node: &Node, store: &Store) -> Result<u64, ClusterError> {
     let keep_tokens: BTreeSet<&str> = tokens.iter().map(|t| t.name.as_str()).collect();
     let old_flags = store.flags().map_err(replica)?;
     let old_tokens = store.tokens().map_err(replica)?;
+    let keep_segments: BTreeSet<&str> = segments.iter().map(|s| s.key.as_str()).collect();
+    let keep_policies: BTreeSet<&str> = policies.iter().map(|(n, _)| n.as_str()).collect();
+    let old_segments = store.segments().map_err(replica)?;
+    let old_policies = store.policies().map_err(replica)?;
     let mut changes: Vec<Change<'_>> = Vec::new();
     changes.extend(
         old_flags
@@ -110,6 +114,18 @@ async fn sync_replica(node: &Node, store: &Store) -> Result<u64, ClusterError> {
             .iter()
             .filter(|t| !keep_tokens.contains(t.name.as_str()))
             .map(|t| Change::DeleteToken(&t.name)),
+    );
+    changes.extend(
+        old_segments
+            .iter()
+            .filter(|s| !keep_segments.contains(s.key.as_str()))
+            .map(|s| Change::DeleteSegment(&s.key)),
+    );
+    changes.extend(
+        old_policies
+            .iter()
+            .filter(|(n, _)| !keep_policies.contains(n.as_str()))
+            .map(|(n, _)| Change::DeletePolicy(n)),
     );
     changes.extend(segments.iter().map(Change::PutSegment));
     changes.extend(flags.iter().map(Change::PutFlag));

@@ -117,13 +117,29 @@ fn current(state: &AppState, w: &WriteGuard<'_>) -> Current {
             .collect(),
         ..Current::default()
     };
+    let policies = state.policies.load();
+    for name in current.policies.keys() {
+        if let Some(file) = policies.file_of(name) {
+            current.policy_files.insert(name.clone(), file.to_owned());
+        }
+    }
     for r in w.releases.values() {
         current
             .releases
             .insert(r.name.clone(), (r.plan.clone(), r.is_live()));
+        if let Some(policy) = &r.policy {
+            current
+                .policy_users
+                .insert(policy.clone(), format!("release {:?}", r.name));
+        }
         if r.is_live() {
             for m in &r.modules {
                 current.live_flags.insert(m.flag.clone(), r.name.clone());
+                for a in &m.audiences {
+                    current
+                        .segment_users
+                        .insert(a.segment.clone(), format!("live release {:?}", r.name));
+                }
             }
         }
     }
@@ -145,11 +161,33 @@ fn batch_of(
         batch.audit.push(entry);
         batch.segments.push(s);
     }
+    for key in writes.deleted_segments {
+        let mut entry = w.audit(actor, "segment.delete");
+        entry.subject = Some(key.clone());
+        entry.before = current
+            .segments
+            .get(&key)
+            .map(|s| to_value("segment", s))
+            .transpose()?;
+        batch.audit.push(entry);
+        batch.deleted_segments.push(key);
+    }
     for p in writes.policies {
         let mut entry = w.audit_upsert(actor, "policy", current.policies.get(&p.name), &p)?;
         entry.subject = Some(p.name.clone());
         batch.audit.push(entry);
         batch.policies.push(p);
+    }
+    for name in writes.deleted_policies {
+        let mut entry = w.audit(actor, "policy.delete");
+        entry.subject = Some(name.clone());
+        entry.before = current
+            .policies
+            .get(&name)
+            .map(|p| to_value("policy", p))
+            .transpose()?;
+        batch.audit.push(entry);
+        batch.deleted_policies.push(name);
     }
     for f in writes.flags {
         let mut entry = w.audit_upsert(actor, "flag", current.flags.get(&f.key), &f)?;

@@ -1,5 +1,6 @@
 //! The operators' write paths, one resource per file: [`flags`] (create, replace, delete,
-//! rollout, kill switch), [`segments`], [`tokens`], [`policies`], and [`apply`] (a whole
+//! rollout, kill switch), [`segments`], [`tokens`], [`policies`] (each create, replace,
+//! delete; [`references`] says what still uses one), and [`apply`] (a whole
 //! document of them in one batch). Each validates, takes the
 //! writer lock, builds one batch with its audit entry, commits it through `writer`, and — where
 //! the change can move what the controller watches — lets the controller refresh.
@@ -11,6 +12,7 @@
 pub mod apply;
 pub mod flags;
 pub mod policies;
+pub mod references;
 pub mod segments;
 pub mod tokens;
 

@@ -107,12 +107,16 @@ pub enum Change<'a> {
     DeleteFlag(&'a str),
     /// Create or replace a segment.
     PutSegment(&'a SegmentDef),
+    /// Delete a segment.
+    DeleteSegment(&'a str),
     /// Create or replace a token record.
     PutToken(&'a StoredToken),
     /// Revoke a token.
     DeleteToken(&'a str),
     /// Create or replace a policy (stored as JSON).
     PutPolicy { name: &'a str, source: &'a str },
+    /// Delete a policy.
+    DeletePolicy(&'a str),
     /// Create or replace a release with its modules' states.
     PutRelease(&'a Release),
     /// The config revision after this commit (`meta/revision`; see docs/clients.md).
@@ -238,6 +242,8 @@ impl Store {
                     Change::PutFlag(f) => (FLAGS, f.key.as_bytes(), Some(codec::encode(f)?)),
                     Change::DeleteFlag(k) => (FLAGS, k.as_bytes(), None),
                     Change::PutSegment(s) => (SEGMENTS, s.key.as_bytes(), Some(codec::encode(s)?)),
+                    Change::DeleteSegment(k) => (SEGMENTS, k.as_bytes(), None),
+                    Change::DeletePolicy(n) => (POLICIES, n.as_bytes(), None),
                     Change::PutToken(t) => (TOKENS, t.name.as_bytes(), Some(codec::encode(t)?)),
                     Change::DeleteToken(n) => (TOKENS, n.as_bytes(), None),
                     Change::PutPolicy { name, source } => {

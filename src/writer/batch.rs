@@ -17,6 +17,8 @@ pub struct Batch {
     pub deleted_flags: Vec<String>,
     /// Segments created or replaced.
     pub segments: Vec<SegmentDef>,
+    /// Segments deleted (no flag or segment uses them: the caller checks).
+    pub deleted_segments: Vec<String>,
     /// Releases created or changed.
     pub releases: Vec<Release>,
     /// Tokens created or replaced.
@@ -25,6 +27,8 @@ pub struct Batch {
     pub deleted_tokens: Vec<String>,
     /// Policies created or replaced.
     pub policies: Vec<Policy>,
+    /// Policies deleted (no flag or release names them: the caller checks).
+    pub deleted_policies: Vec<String>,
     /// Audit entries.
     pub audit: Vec<AuditEntry>,
     /// Webhook events to send once committed.
@@ -50,10 +54,12 @@ impl Batch {
         self.flags.is_empty()
             && self.deleted_flags.is_empty()
             && self.segments.is_empty()
+            && self.deleted_segments.is_empty()
             && self.releases.is_empty()
             && self.tokens.is_empty()
             && self.deleted_tokens.is_empty()
             && self.policies.is_empty()
+            && self.deleted_policies.is_empty()
             && self.audit.is_empty()
             && self.webhooks.is_empty()
     }

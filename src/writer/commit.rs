@@ -47,6 +47,7 @@ pub(super) struct Publish {
     pub head: u64,
     pub tokens_changed: bool,
     pub policies: Vec<Policy>,
+    pub deleted_policies: Vec<String>,
     pub releases: Vec<Release>,
     pub webhooks: Vec<WebhookEvent>,
 }
@@ -73,6 +74,12 @@ impl Sinks<'_> {
         changes.extend(batch.flags.iter().map(Change::PutFlag));
         changes.extend(batch.deleted_flags.iter().map(|k| Change::DeleteFlag(k)));
         changes.extend(batch.segments.iter().map(Change::PutSegment));
+        changes.extend(
+            batch
+                .deleted_segments
+                .iter()
+                .map(|k| Change::DeleteSegment(k)),
+        );
         changes.extend(batch.releases.iter().map(Change::PutRelease));
         changes.extend(batch.tokens.iter().map(Change::PutToken));
         changes.extend(batch.deleted_tokens.iter().map(|n| Change::DeleteToken(n)));
@@ -81,6 +88,12 @@ impl Sinks<'_> {
                 .iter()
                 .map(|(name, source)| Change::PutPolicy { name, source }),
         );
+        changes.extend(
+            batch
+                .deleted_policies
+                .iter()
+                .map(|n| Change::DeletePolicy(n)),
+        );
         // One revision per change event, stored with the change (docs/clients.md); in a
         // cluster, one per changed object, handed out by the database (docs/cluster.md).
         let first = self.hub.last_seq() + 1;
@@ -88,6 +101,7 @@ impl Sinks<'_> {
             &batch.flags,
             &batch.deleted_flags,
             &batch.segments,
+            &batch.deleted_segments,
             &batch.audit,
             first,
         );
@@ -132,6 +146,7 @@ impl Sinks<'_> {
                 head,
                 tokens_changed,
                 policies: batch.policies,
+                deleted_policies: batch.deleted_policies,
                 releases: batch.releases,
                 webhooks: batch.webhooks,
             },
@@ -158,6 +173,10 @@ impl Sinks<'_> {
             let set = self.policies.load();
             self.policies.store(Arc::new(set.with(policy)));
         }
+        for name in p.deleted_policies {
+            let set = self.policies.load();
+            self.policies.store(Arc::new(set.without(&name)));
+        }
         for release in p.releases {
             w.releases.insert(release.id, release);
         }
@@ -171,7 +190,8 @@ impl Sinks<'_> {
 }
 
 /// The feed rows of a batch, in revision order: the announced changes first (segments, flags,
-/// deleted flags, numbered like `announced`), then releases, tokens, deleted tokens, policies.
+/// deleted flags, deleted segments, numbered like `announced`), then releases, tokens, deleted
+/// tokens, policies, deleted policies.
 fn rows_of(
     batch: &Batch,
     announced: &[Announced],
@@ -224,6 +244,14 @@ fn rows_of(
             cause: None,
         });
     }
+    for name in &batch.deleted_policies {
+        rows.push(NewRow {
+            kind: Kind::Policy,
+            key: name.clone(),
+            body: None,
+            cause: None,
+        });
+    }
     Ok(rows)
 }
 
@@ -266,7 +294,8 @@ impl Ahead {
     fn fits(self, live: &Arc<Live>, batch: &Batch) -> Option<Live> {
         let same_changes = batch.flags == self.flags
             && batch.segments == self.segments
-            && batch.deleted_flags.is_empty();
+            && batch.deleted_flags.is_empty()
+            && batch.deleted_segments.is_empty();
         if !same_changes {
             return None;
         }
@@ -315,6 +344,9 @@ pub(super) fn next_snapshot(live: &Live, batch: &Batch) -> Result<Option<Live>, 
     }
     for key in &batch.deleted_flags {
         next = Some(next.as_ref().unwrap_or(live).without_flag(key));
+    }
+    for key in &batch.deleted_segments {
+        next = Some(next.as_ref().unwrap_or(live).without_segment(key));
     }
     Ok(next)
 }

@@ -39,11 +39,13 @@ pub fn cause_of(audit: &[AuditEntry], key: &str) -> Value {
         })
 }
 
-/// A batch's changes in publishing order (segments, flags, deleted flags), numbered from `first`.
+/// A batch's changes in publishing order (segments, flags, deleted flags, deleted segments —
+/// last, once no flag of the batch uses them), numbered from `first`.
 pub fn of_batch(
     flags: &[FlagDef],
     deleted: &[String],
     segments: &[SegmentDef],
+    deleted_segments: &[String],
     audit: &[AuditEntry],
     first: u64,
 ) -> Vec<Announced> {
@@ -56,9 +58,13 @@ pub fn of_batch(
     let deleted = deleted
         .iter()
         .map(|k| (Subject::Flag, k.clone(), Value::Null));
+    let deleted_segments = deleted_segments
+        .iter()
+        .map(|k| (Subject::Segment, k.clone(), Value::Null));
     segments
         .chain(flags)
         .chain(deleted)
+        .chain(deleted_segments)
         .zip(first..)
         .map(|((subject, key, body), revision)| Announced {
             revision,
@@ -97,7 +103,8 @@ pub(super) fn announce(hub: &ChangeHub, announced: &[Announced]) {
     let unix_s = crate::clock::now_ms() / 1000;
     for a in announced {
         let (kind, action) = match (a.subject, a.body.is_null()) {
-            (Subject::Segment, _) => ("segment", "upsert"),
+            (Subject::Segment, false) => ("segment", "upsert"),
+            (Subject::Segment, true) => ("segment", "delete"),
             (Subject::Flag, false) => ("flag", "upsert"),
             (Subject::Flag, true) => ("flag", "delete"),
         };

@@ -49,6 +49,7 @@ impl Sinks<'_> {
         let mut next: Option<Live> = None;
         let mut announced = Vec::new();
         let (mut flags, mut deleted_flags, mut segments) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut deleted_segments, mut deleted_policies) = (Vec::new(), Vec::<String>::new());
         let (mut tokens, mut deleted_tokens, mut policies, mut releases) = (
             Vec::new(),
             Vec::new(),
@@ -68,10 +69,13 @@ impl Sinks<'_> {
                         }
                         Subject::Flag
                     } else {
-                        let Some(def) = decode::<SegmentDef>(row) else {
-                            continue;
-                        };
-                        batch.segments.push(def);
+                        match decode::<SegmentDef>(row) {
+                            Some(def) => batch.segments.push(def),
+                            None if row.body.is_none() => {
+                                batch.deleted_segments.push(row.key.clone())
+                            }
+                            None => continue,
+                        }
                         Subject::Segment
                     };
                     match next_snapshot(current, &batch) {
@@ -85,6 +89,7 @@ impl Sinks<'_> {
                     flags.extend(batch.flags);
                     deleted_flags.extend(batch.deleted_flags);
                     segments.extend(batch.segments);
+                    deleted_segments.extend(batch.deleted_segments);
                     announced.push(Announced {
                         revision: row.revision,
                         subject,
@@ -106,11 +111,11 @@ impl Sinks<'_> {
                     None if row.body.is_none() => deleted_tokens.push(row.key.clone()),
                     None => {}
                 },
-                Kind::Policy => {
-                    if let (Some(p), Some(source)) = (decode::<Policy>(row), row.body.clone()) {
-                        policies.push((p, source));
-                    }
-                }
+                Kind::Policy => match (decode::<Policy>(row), row.body.clone()) {
+                    (Some(p), Some(source)) => policies.push((p, source)),
+                    (None, None) => deleted_policies.push(row.key.clone()),
+                    _ => {}
+                },
                 Kind::Release => {
                     if let Some(r) = decode::<Release>(row) {
                         releases.push(r);
@@ -122,6 +127,7 @@ impl Sinks<'_> {
         changes.extend(flags.iter().map(Change::PutFlag));
         changes.extend(deleted_flags.iter().map(|k| Change::DeleteFlag(k)));
         changes.extend(segments.iter().map(Change::PutSegment));
+        changes.extend(deleted_segments.iter().map(|k| Change::DeleteSegment(k)));
         changes.extend(releases.iter().map(Change::PutRelease));
         changes.extend(tokens.iter().map(Change::PutToken));
         changes.extend(deleted_tokens.iter().map(|n| Change::DeleteToken(n)));
@@ -129,6 +135,7 @@ impl Sinks<'_> {
             name: &p.name,
             source,
         }));
+        changes.extend(deleted_policies.iter().map(|n| Change::DeletePolicy(n)));
         changes.push(Change::Revision(last));
         if let Err(e) = self.store.commit_all(&changes, &[]).await {
             tracing::error!(error = %e, revision = last, "local replica not updated");
@@ -143,6 +150,7 @@ impl Sinks<'_> {
                 head: last,
                 tokens_changed,
                 policies: policies.into_iter().map(|(p, _)| p).collect(),
+                deleted_policies,
                 releases,
                 webhooks: Vec::new(),
             },

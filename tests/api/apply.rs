@@ -373,7 +373,7 @@ async fn a_dry_run_prints_the_diff_that_apply_then_performs_and_changes_nothing(
     assert_eq!(
         dry_out,
         "~ segment beta: description \"Beta testers\" → \"Early adopters\"\n\
-         ! policy checkout: not in the document; kept (rollgate cannot delete a policy)\n\
+         ! policy checkout: not in the document; kept (loaded from a policies/ file)\n\
          + flag new\n\
          ~ flag checkout-v2: rollout 10 → 40\n\
          - flag old\n"

@@ -12,6 +12,7 @@ mod cli;
 mod cli_objects;
 mod cli_output;
 mod conformance;
+mod deletion;
 mod deploy;
 mod drills;
 mod durability;

@@ -237,3 +237,57 @@ async fn a_head_lock_left_idle_by_a_frozen_node_is_released_by_the_database() {
     );
     drop(frozen);
 }
+
+#[tokio::test]
+async fn a_segment_and_a_policy_deleted_on_one_node_are_gone_on_the_others_and_stay_gone() {
+    let db = Database::fresh().await;
+    let mut nodes = start_nodes(2, &db).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let put = a
+        .admin(Method::PUT, "/api/v1/segments/kiwis")
+        .json(&json!({"key": "kiwis", "when": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let put = a
+        .admin(Method::PUT, "/api/v1/policies/slow")
+        .header("content-type", "application/toml")
+        .body("name = \"slow\"\n[stages]\npercentages = [1, 100]\nmin_duration = \"1m\"\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let token = a.create_token("web", "client").await;
+    converge(&db, &[a, b]).await;
+    let mut on_b = b.stream(&token, None).await;
+    let config = on_b.next_event().await;
+    assert_eq!(config.json()["segments"][0]["key"], "kiwis");
+
+    for path in ["/api/v1/segments/kiwis", "/api/v1/policies/slow"] {
+        let r = a.admin(Method::DELETE, path).send().await.unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+    }
+
+    let change = on_b.next_event().await;
+    assert_eq!(change.event, "change");
+    let data = change.json();
+    assert_eq!(
+        (&data["type"], &data["key"], &data["action"]),
+        (&json!("segment"), &json!("kiwis"), &json!("delete"))
+    );
+    converge(&db, &[a, b]).await;
+    let gone = |node: &crate::support::Node, path: &'static str| {
+        let r = node.admin(Method::GET, path).send();
+        async move { r.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(gone(b, "/api/v1/segments/kiwis").await, 404);
+    assert_eq!(gone(b, "/api/v1/policies/slow").await, 404);
+    // A restarted node reads the state again: neither comes back.
+    drop(on_b);
+    nodes[1].sigkill().await;
+    nodes[1].restart(&[]).await;
+    let b = &nodes[1];
+    assert_eq!(gone(b, "/api/v1/segments/kiwis").await, 404);
+    assert_eq!(gone(b, "/api/v1/policies/slow").await, 404);
+}

@@ -466,6 +466,25 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_deletion_removes_the_segment() {
+        let mut d = Defs::default();
+        let seg = r#"{"key":"kiwis","when":[{"attribute":"country","op":"in","values":["NZ"]}]}"#;
+        d.apply_config(&format!(
+            r#"{{"flags":[{FLAG}],"segments":[{seg}],"bucketing":"x","revision":3}}"#
+        ))
+        .unwrap();
+        assert!(d.segments.contains_key("kiwis"));
+        // The event exactly as the server sends it (src/writer/events.rs).
+        d.apply_change(
+            r#"{"type":"segment","key":"kiwis","action":"delete","segment":null,"revision":4,"cause":{"action":"segment.delete"}}"#,
+        )
+        .unwrap();
+        assert!(d.segments.is_empty());
+        assert_eq!(d.revision, Some(4));
+        assert_eq!(d.flags.len(), 1);
+    }
+
+    #[test]
     fn an_unreadable_flag_is_skipped_not_fatal() {
         let mut d = Defs::default();
         d.apply_config(&format!(

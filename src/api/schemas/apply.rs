@@ -27,7 +27,8 @@ pub struct ApplyDocument {
     /// Release plans, as `POST /api/v1/releases` takes them.
     #[serde(default)]
     releases: Vec<ReleasePlan>,
-    /// Delete the flags the document does not have (never one a live release ramps).
+    /// Delete the flags, segments and policies the document does not have (never one still
+    /// used; policies loaded from `policies/` files are kept).
     #[serde(default)]
     prune: bool,
     /// Answer the diff only; change nothing.
@@ -46,7 +47,8 @@ pub enum ApplyOp {
     Update,
     Delete,
     Unchanged,
-    /// Missing from the document under `prune`, but of a kind rollgate cannot delete.
+    /// Missing from the document under `prune`, but kept: a policy the server loads from its
+    /// `policies/` directory.
     Kept,
 }
 

@@ -9,9 +9,14 @@
 //! - The diff lists every object of the document (and, with `prune`, every object missing from
 //!   it) in a fixed order — segments, policies, flags, releases; the document's order within a
 //!   kind, removals after, by key — so a dry run and the apply that follows print the same.
+//! - `prune` deletes a segment or a policy only when nothing left after the run uses it
+//!   (`crate::ops::references`); otherwise the whole run is refused (409) naming the user. A
+//!   policy loaded from this node's `policies/` directory is kept, never deleted (its file
+//!   would bring it back at the next start).
 //! - A flag that a live release ramps keeps the `rollout` and `audiences` in force (the
 //!   release owns them); a flag without `salt` keeps the salt in force (like `PUT`).
 
+use crate::ops::references;
 use crate::policies::Policy;
 use crate::release::{build_release, ReleasePlan};
 use crate::writer::{invalid, OpsError};
@@ -37,7 +42,7 @@ pub struct ApplyRequest {
     /// Release plans, as `POST /api/v1/releases` takes them.
     #[serde(default)]
     pub releases: Vec<ReleasePlan>,
-    /// Delete the flags that the document does not have.
+    /// Delete the flags, segments and policies that the document does not have.
     #[serde(default)]
     pub prune: bool,
     /// Compute and return the diff only.
@@ -70,7 +75,8 @@ pub enum Op {
     Delete,
     /// Already as the document says.
     Unchanged,
-    /// Missing from the document under `prune`, but rollgate cannot delete this kind.
+    /// Missing from the document under `prune`, but not deleted: a policy loaded from this
+    /// node's `policies/` directory.
     Kept,
 }
 
@@ -104,6 +110,12 @@ pub struct Current {
     pub releases: BTreeMap<String, (ReleasePlan, bool)>,
     /// Flags that a live release ramps → that release's name.
     pub live_flags: BTreeMap<String, String>,
+    /// Segments that a live release's module audiences use → that use, described.
+    pub segment_users: BTreeMap<String, String>,
+    /// Policies that a stored release (of any status) names → that use, described.
+    pub policy_users: BTreeMap<String, String>,
+    /// Policies loaded from this node's `policies/` directory → the file.
+    pub policy_files: BTreeMap<String, String>,
 }
 
 /// The diff of the whole document, and what to write for it.
@@ -119,7 +131,9 @@ pub struct Writes {
     pub flags: Vec<FlagDef>,
     pub deleted_flags: Vec<String>,
     pub segments: Vec<SegmentDef>,
+    pub deleted_segments: Vec<String>,
     pub policies: Vec<Policy>,
+    pub deleted_policies: Vec<String>,
     pub releases: Vec<ReleasePlan>,
 }
 
@@ -142,9 +156,12 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
         }
         out.changes.push(change);
     }
-    kept(&mut out, req, Kind::Segment, current.segments.keys(), |k| {
+    let pruned_segments: Vec<String> = pruned(req, current.segments.keys(), |k| {
         req.segments.iter().any(|s| &s.key == k)
     });
+    for key in &pruned_segments {
+        segments.remove(key);
+    }
 
     let mut policies = current.policies.clone();
     for (i, p) in req.policies.iter().enumerate() {
@@ -157,13 +174,54 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
         }
         out.changes.push(change);
     }
-    kept(&mut out, req, Kind::Policy, current.policies.keys(), |k| {
+    let pruned_policies: Vec<String> = pruned(req, current.policies.keys(), |k| {
         req.policies.iter().any(|p| &p.name == k)
     });
+    for name in &pruned_policies {
+        if !current.policy_files.contains_key(name) {
+            policies.remove(name);
+        }
+    }
 
-    for (i, f) in req.flags.iter().enumerate() {
+    // Under `prune` the document's flags are all the flags there will be.
+    let defs: Vec<FlagDef> = req
+        .flags
+        .iter()
+        .map(|f| {
+            let before = current.flags.get(&f.key);
+            normalized(f, before, current.live_flags.contains_key(&f.key))
+        })
+        .collect();
+    for key in &pruned_segments {
+        let user = references::segment_user(&defs, std::iter::empty(), key)
+            .or_else(|| current.segment_users.get(key).cloned());
+        if let Some(user) = user {
+            return Err(refused("segment", key, &user));
+        }
+        out.changes.push(deleted(Kind::Segment, key));
+        out.writes.deleted_segments.push(key.clone());
+    }
+    for name in &pruned_policies {
+        if current.policy_files.contains_key(name) {
+            out.changes.push(Change {
+                kind: Kind::Policy,
+                key: name.clone(),
+                op: Op::Kept,
+                fields: Vec::new(),
+            });
+            continue;
+        }
+        let user = references::policy_user(&defs, std::iter::empty(), name)
+            .or_else(|| current.policy_users.get(name).cloned());
+        if let Some(user) = user {
+            return Err(refused("policy", name, &user));
+        }
+        out.changes.push(deleted(Kind::Policy, name));
+        out.writes.deleted_policies.push(name.clone());
+    }
+
+    for (i, (f, def)) in req.flags.iter().zip(defs).enumerate() {
         let before = current.flags.get(&f.key);
-        let def = normalized(f, before, current.live_flags.contains_key(&f.key));
         compile_flag(&def, &segments)
             .map_err(|e| invalid(format!("flags[{i}].{}", e.field), e.message))?;
         if let Some(policy) = &def.policy {
@@ -192,12 +250,7 @@ pub fn plan(req: &ApplyRequest, current: &Current) -> Result<Plan, OpsError> {
                 )));
             }
             out.writes.deleted_flags.push(key.clone());
-            out.changes.push(Change {
-                kind: Kind::Flag,
-                key: key.clone(),
-                op: Op::Delete,
-                fields: Vec::new(),
-            });
+            out.changes.push(deleted(Kind::Flag, key));
         }
     }
 
@@ -300,25 +353,34 @@ fn normalized(f: &FlagDef, before: Option<&FlagDef>, in_live_release: bool) -> F
     def
 }
 
-/// Under `prune`, the objects of a kind that rollgate cannot delete and the document lacks.
-fn kept<'a>(
-    out: &mut Plan,
+/// Under `prune`, the objects of a kind in force that the document lacks, by key.
+fn pruned<'a>(
     req: &ApplyRequest,
-    kind: Kind,
     keys: impl Iterator<Item = &'a String>,
     in_document: impl Fn(&String) -> bool,
-) {
+) -> Vec<String> {
     if !req.prune {
-        return;
+        return Vec::new();
     }
-    for key in keys.filter(|k| !in_document(k)) {
-        out.changes.push(Change {
-            kind,
-            key: key.clone(),
-            op: Op::Kept,
-            fields: Vec::new(),
-        });
+    keys.filter(|k| !in_document(k)).cloned().collect()
+}
+
+/// The diff line of a deletion.
+fn deleted(kind: Kind, key: &str) -> Change {
+    Change {
+        kind,
+        key: key.to_owned(),
+        op: Op::Delete,
+        fields: Vec::new(),
     }
+}
+
+/// `prune` refused: it would delete a segment or policy that `user` still uses.
+fn refused(what: &str, key: &str, user: &str) -> OpsError {
+    OpsError::Conflict(format!(
+        "prune would delete {what} {key:?}, which {user} uses; keep it in the document or \
+         change that first"
+    ))
 }
 
 /// Refuses a key that appears twice in one list, naming the second.

@@ -75,3 +75,89 @@ fn errors_name_the_object_and_field() {
     );
     assert!(matches!(err, Err(OpsError::Invalid { field, .. }) if field == "flags[1].key"));
 }
+
+fn segment(key: &str) -> SegmentDef {
+    serde_json::from_value(
+        json!({"key": key, "when": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}),
+    )
+    .unwrap()
+}
+
+fn policy(name: &str) -> Policy {
+    Policy::from_toml(&format!(
+        "name = \"{name}\"\n[stages]\npercentages = [1, 100]\nmin_duration = \"1m\"\n"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn prune_deletes_unused_segments_and_policies_in_the_diff_order() {
+    let mut current = Current::default();
+    current.segments.insert("kiwis".into(), segment("kiwis"));
+    current.policies.insert("slow".into(), policy("slow"));
+    let plan = plan(&doc(Vec::new(), true), &current).unwrap();
+    let ops: Vec<(Kind, &str, Op)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.kind, c.key.as_str(), c.op))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            (Kind::Segment, "kiwis", Op::Delete),
+            (Kind::Policy, "slow", Op::Delete)
+        ]
+    );
+    assert_eq!(plan.writes.deleted_segments, vec!["kiwis".to_owned()]);
+    assert_eq!(plan.writes.deleted_policies, vec!["slow".to_owned()]);
+    // Without prune nothing is deleted.
+    let plan = super::plan(&doc(Vec::new(), false), &current).unwrap();
+    assert!(plan.changes.is_empty() && plan.writes.deleted_segments.is_empty());
+}
+
+#[test]
+fn prune_refuses_a_segment_or_policy_still_used() {
+    let mut current = Current::default();
+    current.segments.insert("kiwis".into(), segment("kiwis"));
+    current.policies.insert("slow".into(), policy("slow"));
+    let mut user: FlagDef = serde_json::from_value(json!({
+        "key": "shop", "type": "boolean", "variants": {"on": true, "off": false},
+        "off_variant": "off", "on_variant": "on", "rollout": 0,
+        "rules": [{"when": [{"segment": "kiwis"}], "variant": "on"}]
+    }))
+    .unwrap();
+    let err = plan(&doc(vec![user.clone()], true), &current).unwrap_err();
+    assert!(
+        matches!(&err, OpsError::Conflict(m) if m.contains("segment \"kiwis\"") && m.contains("flag \"shop\"")),
+        "{err:?}"
+    );
+    user.rules.clear();
+    user.policy = Some("slow".into());
+    let err = plan(&doc(vec![user], true), &current).unwrap_err();
+    assert!(
+        matches!(&err, OpsError::Conflict(m) if m.contains("policy \"slow\"") && m.contains("flag \"shop\"")),
+        "{err:?}"
+    );
+    current
+        .policy_users
+        .insert("slow".into(), "release \"spring\"".into());
+    let err = plan(&doc(Vec::new(), true), &current).unwrap_err();
+    assert!(matches!(&err, OpsError::Conflict(m) if m.contains("release \"spring\"")));
+    current.policy_users.clear();
+    current
+        .segment_users
+        .insert("kiwis".into(), "live release \"spring\"".into());
+    assert!(plan(&doc(Vec::new(), true), &current).is_err());
+}
+
+#[test]
+fn prune_keeps_a_policy_loaded_from_a_file() {
+    let mut current = Current::default();
+    current.policies.insert("slow".into(), policy("slow"));
+    current
+        .policy_files
+        .insert("slow".into(), "policies/slow.toml".into());
+    let plan = plan(&doc(Vec::new(), true), &current).unwrap();
+    assert_eq!(plan.changes[0].op, Op::Kept);
+    assert!(plan.writes.deleted_policies.is_empty());
+}

@@ -104,3 +104,44 @@ async fn with_streaming_off_the_sdk_follows_changes_by_polling_with_etags() {
     assert!(client.bool_value("polled", &user, false));
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_deletion_reaches_the_sdk_over_the_stream() {
+    let server = spawn_server().await;
+    server.put_flag(bool_flag("plain", 100.0)).await;
+    server
+        .put_segment(json!({"key": "kiwis", "when": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}))
+        .await;
+    let client = server
+        .sdk("segment-delete")
+        .await
+        .poll_interval(Duration::from_secs(3600))
+        .stream_retry_interval(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    wait_until("the stream to connect", Duration::from_secs(5), || {
+        client.status().streaming
+    })
+    .await;
+    let status = server
+        .admin(reqwest::Method::DELETE, "/api/v1/segments/kiwis")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let config = server.admin_get("/api/v1/client/config").await;
+    assert_eq!(config["segments"], json!([]));
+    let server_revision = config["revision"].as_u64().unwrap();
+    // The SDK only moves to a revision once it has applied the event that carries it (an
+    // event it cannot read is an error and leaves the revision behind).
+    wait_until(
+        "the SDK to apply the segment deletion",
+        Duration::from_secs(5),
+        || client.status().revision == Some(server_revision),
+    )
+    .await;
+    assert!(client.bool_value("plain", &ctx(json!({"targetingKey": "u"})), false));
+    client.shutdown().await;
+}
