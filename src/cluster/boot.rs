@@ -15,6 +15,10 @@ use std::time::Duration;
 /// How long a starting node tries the database before starting from its replica.
 const CONNECT_BUDGET: Duration = Duration::from_secs(5);
 
+/// How long a node that has never joined (nothing to serve without the database) waits for a
+/// database that answers slowly (a first migration on a loaded machine) before giving up.
+const FIRST_JOIN_BUDGET: Duration = Duration::from_secs(30);
+
 /// Why a node cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -37,7 +41,12 @@ pub async fn open(
 ) -> Result<Node, BootError> {
     let pool = db::pool(&config.database_url, config.ca_file.as_deref(), 16)?;
     let node = Node::new(node_id, config.clone(), pool);
-    let synced = tokio::time::timeout(CONNECT_BUDGET, sync_replica(&node, store)).await;
+    let (budget, words) = if never_joined(store)? {
+        (FIRST_JOIN_BUDGET, "no answer within 30 s")
+    } else {
+        (CONNECT_BUDGET, "no answer within 5 s")
+    };
+    let synced = tokio::time::timeout(budget, sync_replica(&node, store)).await;
     match synced {
         Ok(Ok(revision)) => {
             node.set_db_up(true);
@@ -49,16 +58,21 @@ pub async fn open(
             | ClusterError::Url(_)),
         )) => return Err(e.into()),
         Ok(Err(e)) => degraded(store, e.to_string())?,
-        Err(_) => degraded(store, "no answer within 5 s".into())?,
+        Err(_) => degraded(store, words.into())?,
     }
     Ok(node)
 }
 
+/// True when the replica holds nothing: this node has never joined the cluster.
+fn never_joined(store: &Store) -> Result<bool, BootError> {
+    Ok(store.revision()? == 0 && store.flags()?.is_empty() && store.tokens()?.is_empty())
+}
+
 fn degraded(store: &Store, why: String) -> Result<(), BootError> {
-    let revision = store.revision()?;
-    if revision == 0 && store.flags()?.is_empty() && store.tokens()?.is_empty() {
+    if never_joined(store)? {
         return Err(BootError::NoReplica(why));
     }
+    let revision = store.revision()?;
     tracing::warn!(reason = %why, revision, "database unreachable: serving the local replica, refusing writes until it returns");
     Ok(())
 }
