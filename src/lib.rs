@@ -16,7 +16,8 @@
 //!   hub, then webhooks) — the seam for durable writes and the change feed.
 //! - [`analysis`] (pure statistics: guards → `Verdict`), [`release`] (release model and plan
 //!   validation), [`policies`], [`signals`] (ingestion and aggregates).
-//! - [`live`] (the lock-free evaluation snapshot), [`hub`] (change events for streams),
+//! - [`live`] (the lock-free evaluation snapshot; [`ofrep_wire`] its answers' bytes, written
+//!   once per flag), [`hub`] (change events for streams),
 //!   [`store`] (sled, durable), [`webhooks`], [`auth`] (tokens, stream tokens, HMAC,
 //!   extractors), [`metrics`], [`lease`] ("am I the controller"), [`clock`], [`proxies`]
 //!   (which peers' forwarded headers are believed), [`json_int`], [`reach`] (which clients
@@ -41,6 +42,7 @@ pub mod json_int;
 pub mod lease;
 pub mod live;
 pub mod metrics;
+pub mod ofrep_wire;
 pub mod ops;
 pub mod policies;
 pub mod proxies;

@@ -8,9 +8,12 @@
 //! - The compiled `matches` patterns of all flags stay within
 //!   [`rollgate_eval::limits::SNAPSHOT_REGEX_BYTES`]: a change that would grow them past it is
 //!   refused, one that does not grow them (a kill switch, a rollout) never is.
+//! - Each flag carries its OFREP answer pieces ([`FlagWire`]), serialized when it is
+//!   compiled, so an evaluation request only copies bytes.
 //! - Evaluation counters live beside each compiled flag and are carried over to its next
 //!   version by variant name, so `/metrics` counters only reset when a variant disappears.
 
+use crate::ofrep_wire::FlagWire;
 use rollgate_eval::check_snapshot_budget;
 use rollgate_eval::{compile_flag, CompileError, CompiledFlag, FlagDef, SegmentDef};
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +29,8 @@ pub struct ServedFlag {
     pub compiled: CompiledFlag,
     /// Evaluations per variant, indexed like `compiled.variants()`.
     pub served: Box<[AtomicU64]>,
+    /// The constant pieces of its OFREP answers, serialized once (`crate::ofrep_wire`).
+    pub wire: FlagWire,
 }
 
 impl ServedFlag {
@@ -38,10 +43,12 @@ impl ServedFlag {
                 AtomicU64::new(carried)
             })
             .collect();
+        let wire = FlagWire::new(&def.key, compiled.variants());
         ServedFlag {
             def,
             compiled,
             served,
+            wire,
         }
     }
 

@@ -3,7 +3,9 @@
 //! Shapes follow the OFREP spec exactly (see `shared/spec/ofrep.md`): success bodies always
 //! carry `key`, `value`, `reason`, `variant`, `metadata`; error bodies carry `key` (single),
 //! `errorCode` and `errorDetails`. The body is read in full before authentication so keep-alive
-//! connections stay usable after a 401. Evaluation reads the live snapshot lock-free.
+//! connections stay usable after a 401. Evaluation reads the live snapshot lock-free, and the
+//! answer is written by `crate::ofrep_wire` from pieces serialized once per flag (the same bytes
+//! serde would write; `tests.rs` compares them over random flag sets and contexts).
 
 use super::extract::etag_matches;
 use super::resource;
@@ -11,16 +13,21 @@ use super::schemas::{
     OfrepBadRequest, OfrepBulk, OfrepForbidden, OfrepNotFound, OfrepRequest, OfrepSuccess,
     OfrepTooLarge, OfrepUnauthorized,
 };
-use crate::auth::extract::{authenticate, presented_token, Needs};
+use crate::auth::extract::{presented_token, Needs};
+use crate::auth::index::TokenBook;
 use crate::auth::{AuthError, Role};
 use crate::live::ServedFlag;
 use crate::metrics::ErrorLabels;
+use crate::ofrep_wire;
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use rollgate_eval::{targeting_key, Context, EvalError, Evaluation, Prepared};
-use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
+
+/// The content type of every OFREP answer (what `HttpResponse::json` sets).
+const APPLICATION_JSON: &str = "application/json";
 
 /// Registers the OFREP routes (the bodies have their own, smaller limit).
 pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
@@ -32,93 +39,34 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     );
 }
 
-#[derive(Serialize)]
-struct Success<'a> {
-    key: &'a str,
-    value: &'a Value,
-    reason: &'static str,
-    variant: &'a str,
-    metadata: Metadata<'a>,
-}
-
-/// Flag metadata: the config revision the answer was computed from (docs/clients.md), which
-/// the signal hooks report back as the revision their app has applied, and the release
-/// audience that decided, if one did, which they copy into the `audience` of their signals.
-#[derive(Serialize)]
-struct Metadata<'a> {
-    revision: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    audience: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Failure<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
-    #[serde(rename = "errorCode")]
-    error_code: &'static str,
-    #[serde(rename = "errorDetails")]
-    error_details: String,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Entry<'a> {
-    Ok(Success<'a>),
-    Err(Failure<'a>),
-}
-
 /// A typical serialized result (`{"key":…,"value":…,"reason":…,"variant":…,"metadata":{"revision":…}}`),
 /// to size the bulk answer's buffer once.
 const BYTES_PER_RESULT: usize = 112;
 
-/// Every flag of the snapshot, evaluated for one context as it is serialized.
-struct Evaluated<'a> {
-    flags: &'a [std::sync::Arc<crate::live::ServedFlag>],
-    context: &'a Prepared<'a>,
-    revision: u64,
-}
-
-impl Serialize for Evaluated<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.flags.iter().map(|flag| {
-            let key = flag.def.key.as_str();
-            match evaluate(flag, self.context) {
-                Ok(e) => Entry::Ok(success(key, &e, self.revision)),
-                Err(err) => Entry::Err(Failure {
-                    key: Some(key),
-                    error_code: eval_error_code(err),
-                    error_details: err.to_string(),
-                }),
-            }
-        }))
-    }
-}
-
-fn success<'a>(key: &'a str, e: &Evaluation<'a>, revision: u64) -> Success<'a> {
-    Success {
-        key,
-        value: e.value,
-        reason: e.reason.as_str(),
-        variant: e.variant,
-        metadata: Metadata {
-            revision,
-            audience: e.audience,
-        },
-    }
-}
-
+/// An OFREP error answer: `{"key":…,"errorCode":…,"errorDetails":…}`.
 fn failure(
     status: StatusCode,
     key: Option<&str>,
     code: &'static str,
     details: String,
 ) -> HttpResponse {
-    HttpResponse::build(status).json(Failure {
+    failure_with(
+        HttpResponse::build(status),
         key,
-        error_code: code,
-        error_details: super::error::client_message(&details),
-    })
+        code,
+        &super::error::client_message(&details),
+    )
+}
+
+fn failure_with(
+    mut builder: actix_web::HttpResponseBuilder,
+    key: Option<&str>,
+    code: &'static str,
+    details: &str,
+) -> HttpResponse {
+    let mut out = Vec::with_capacity(64 + details.len());
+    ofrep_wire::write_failure(&mut out, key, code, details);
+    builder.content_type(APPLICATION_JSON).body(out)
 }
 
 fn eval_error_code(e: EvalError) -> &'static str {
@@ -156,32 +104,34 @@ fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
 }
 
 /// Shared prelude: the body was read (whatever its fate, so keep-alive survives a 401); check
-/// the token first, then the body.
+/// the token first, then the body. Returns the context and the token's stream-only token
+/// (derived once per token when the token index is built, not per request).
 fn prepare(
     req: &HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
     key: Option<&str>,
-) -> Result<Context, Box<HttpResponse>> {
-    let principal = authenticate(req).map_err(|_| {
-        Box::new(
-            HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-                .json(Failure {
-                    key,
-                    error_code: "GENERAL",
-                    error_details: "missing or invalid token".into(),
-                }),
-        )
-    })?;
-    // A viewer reads the ops API and changes nothing: evaluation is for clients and admins.
-    if principal.role == Role::Viewer {
-        let refusal = AuthError::Forbidden(Role::Viewer, Needs::Sender);
-        return Err(Box::new(HttpResponse::Forbidden().json(Failure {
-            key,
-            error_code: "GENERAL",
-            error_details: refusal.to_string(),
-        })));
-    }
+) -> Result<(Context, Arc<str>), Box<HttpResponse>> {
+    let stream_token = match authorize(req) {
+        Ok(token) => token,
+        Err(AuthError::Unauthorized) => {
+            let mut builder = HttpResponse::Unauthorized();
+            builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            return Err(Box::new(failure_with(
+                builder,
+                key,
+                "GENERAL",
+                "missing or invalid token",
+            )));
+        }
+        Err(refusal) => {
+            return Err(Box::new(failure_with(
+                HttpResponse::Forbidden(),
+                key,
+                "GENERAL",
+                &refusal.to_string(),
+            )))
+        }
+    };
     let body = body.map_err(|e| {
         let status = e.as_response_error().status_code();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -196,8 +146,27 @@ fn prepare(
             format!("could not read the request body: {e}"),
         ))
     })?;
-    parse_context(&body)
-        .map_err(|(code, details)| Box::new(failure(StatusCode::BAD_REQUEST, key, code, details)))
+    let context = parse_context(&body).map_err(|(code, details)| {
+        Box::new(failure(StatusCode::BAD_REQUEST, key, code, details))
+    })?;
+    Ok((context, stream_token))
+}
+
+/// The presented token's stream-only token, when the token may evaluate: a client or admin
+/// token (a viewer reads the ops API and changes nothing: evaluation is for clients and
+/// admins). Same constant-time lookup as every other endpoint's; a revoked token is gone from
+/// the index at once.
+fn authorize(req: &HttpRequest) -> Result<Arc<str>, AuthError> {
+    let book = req
+        .app_data::<web::Data<TokenBook>>()
+        .ok_or(AuthError::Unauthorized)?;
+    let secret = presented_token(req.headers()).ok_or(AuthError::Unauthorized)?;
+    let index = book.load();
+    let entry = index.entry(secret).ok_or(AuthError::Unauthorized)?;
+    if entry.principal.role == Role::Viewer {
+        return Err(AuthError::Forbidden(Role::Viewer, Needs::Sender));
+    }
+    Ok(Arc::clone(&entry.stream_token))
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
@@ -214,7 +183,7 @@ pub async fn evaluate_one(
 ) -> HttpResponse {
     let (sent, decoded) = sent_key(&req);
     let context = match prepare(&req, body, Some(decoded.as_deref().unwrap_or(sent))) {
-        Ok(c) => c,
+        Ok((c, _)) => c,
         Err(response) => return *response,
     };
     let Ok(key) = decoded else {
@@ -225,7 +194,11 @@ pub async fn evaluate_one(
         return flag_not_found(&state, &key);
     };
     match Prepared::single(&context).and_then(|c| evaluate(flag, &c)) {
-        Ok(e) => HttpResponse::Ok().json(success(flag.def.key.as_str(), &e, live.revision)),
+        Ok(e) => {
+            let mut out = Vec::with_capacity(BYTES_PER_RESULT * 2);
+            ofrep_wire::write_success(&mut out, &flag.wire, &e, live.revision);
+            HttpResponse::Ok().content_type(APPLICATION_JSON).body(out)
+        }
         Err(err) => {
             let code = eval_error_code(err);
             count_error(&state, code);
@@ -240,22 +213,38 @@ fn evaluate<'a>(flag: &'a ServedFlag, context: &Prepared<'_>) -> Result<Evaluati
     Ok(e)
 }
 
-/// `{"flags":[…]` for every flag, evaluated while serialized straight into the response
-/// buffer (no list of results and no second copy of the JSON: with 10,000 flags, each of those
-/// was a megabyte per request), and the ETag of the flags array.
+/// `{"flags":[…]` for every flag, evaluated while written straight into the response buffer
+/// (no list of results and no second copy of the JSON: with 10,000 flags, each of those was a
+/// megabyte per request), and the ETag of the flags array.
 fn evaluate_into_buffer(live: &crate::live::Live, context: &Prepared<'_>) -> (Vec<u8>, String) {
-    let mut out = Vec::with_capacity(live.flags().len() * BYTES_PER_RESULT + 512);
+    let flags = live.flags();
+    let mut out = Vec::with_capacity(flags.len() * BYTES_PER_RESULT + 512);
     out.extend_from_slice(b"{\"flags\":");
     let start = out.len();
-    let evaluated = Evaluated {
-        flags: live.flags(),
-        context,
-        revision: live.revision,
-    };
-    if serde_json::to_writer(&mut out, &evaluated).is_err() {
-        out.truncate(start);
-        out.extend_from_slice(b"[]");
+    out.push(b'[');
+    // An evaluation error is the same for every flag that has it: its words are made once.
+    let mut details: Option<(EvalError, String)> = None;
+    for (i, flag) in flags.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match evaluate(flag, context) {
+            Ok(e) => ofrep_wire::write_success(&mut out, &flag.wire, &e, live.revision),
+            Err(err) => {
+                let words = match &details {
+                    Some((seen, words)) if *seen == err => words,
+                    _ => &details.insert((err, err.to_string())).1,
+                };
+                ofrep_wire::write_failure(
+                    &mut out,
+                    Some(&flag.def.key),
+                    eval_error_code(err),
+                    words,
+                );
+            }
+        }
     }
+    out.push(b']');
     // The ETag is derived from this context's evaluated result, so a changed attribute that
     // changes nothing keeps it, and any change of a served value changes it.
     let etag = crate::etag(&out[start..]);
@@ -263,40 +252,33 @@ fn evaluate_into_buffer(live: &crate::live::Live, context: &Prepared<'_>) -> (Ve
 }
 
 /// ADR-0008: advertise the change stream so the web provider is pushed, not polling.
-fn append_event_streams(req: &HttpRequest, state: &AppState, out: &mut Vec<u8>) {
-    let Some(secret) = presented_token(req.headers()) else {
-        return;
-    };
-    let url = format!(
-        "{}/api/v1/stream?format=ofrep&token={}",
-        origin(req, state),
-        state.tokens.stream_token_for(secret)
-    );
-    let streams = serde_json::json!([{"type": "sse", "url": url, "inactivityDelaySec": 120}]);
-    out.extend_from_slice(b",\"eventStreams\":");
-    out.extend_from_slice(streams.to_string().as_bytes());
-}
-
-/// `scheme://host` as the client reached us: what a trusted proxy forwarded (`Forwarded`,
-/// `X-Forwarded-Host`, `X-Forwarded-Proto`), or else the `Host` header (the listener's address
-/// without one). Forwarded headers from any other peer are ignored.
-fn origin(req: &HttpRequest, state: &AppState) -> String {
+fn append_event_streams(
+    req: &HttpRequest,
+    state: &AppState,
+    stream_token: &str,
+    out: &mut Vec<u8>,
+) {
     if req
         .peer_addr()
         .is_some_and(|peer| state.proxies.trusts(peer.ip()))
     {
         let info = req.connection_info();
-        return format!("{}://{}", info.scheme(), info.host());
+        ofrep_wire::write_event_streams(out, info.scheme(), info.host(), stream_token);
+        return;
     }
     let config = req.app_config();
     let scheme = if config.secure() { "https" } else { "http" };
-    let host = req
+    match req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| config.local_addr().to_string());
-    format!("{scheme}://{host}")
+    {
+        Some(host) => ofrep_wire::write_event_streams(out, scheme, host, stream_token),
+        None => {
+            let host = config.local_addr().to_string();
+            ofrep_wire::write_event_streams(out, scheme, &host, stream_token)
+        }
+    }
 }
 
 /// The flag key as sent (actix decodes the URL once, lossily, so it is taken from the URL as
@@ -354,8 +336,8 @@ pub async fn evaluate_all(
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    let context = match prepare(&req, body, None) {
-        Ok(c) => c,
+    let (context, stream_token) = match prepare(&req, body, None) {
+        Ok(prepared) => prepared,
         Err(response) => return *response,
     };
     // `prepare` has checked the targeting key already; this cannot fail.
@@ -368,13 +350,14 @@ pub async fn evaluate_all(
         );
     };
     let (out, etag) = evaluate_into_buffer(&state.live.load(), &context);
-    bulk_answer(&req, &state, out, etag)
+    bulk_answer(&req, &state, &stream_token, out, etag)
 }
 
 /// 304 when the client has this ETag; otherwise the flags, the metadata and the event streams.
 fn bulk_answer(
     req: &HttpRequest,
     state: &AppState,
+    stream_token: &str,
     mut out: Vec<u8>,
     etag: String,
 ) -> HttpResponse {
@@ -384,11 +367,14 @@ fn bulk_answer(
             .finish();
     }
     out.extend_from_slice(b",\"metadata\":{}");
-    append_event_streams(req, state, &mut out);
+    append_event_streams(req, state, stream_token, &mut out);
     out.push(b'}');
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .content_type("application/json")
+        .content_type(APPLICATION_JSON)
         .body(out)
 }
+
+#[cfg(test)]
+mod tests;

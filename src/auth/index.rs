@@ -24,10 +24,20 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// A token as the index holds it: its principal and its stream-only token, derived once when
+/// the index is built (not per request).
+#[derive(Debug)]
+pub struct Entry {
+    /// Who the token is.
+    pub principal: Principal,
+    /// Its stream-only token (`st_…`).
+    pub stream_token: Arc<str>,
+}
+
 /// Token hashes → principals.
 #[derive(Debug, Default)]
 pub struct TokenIndex {
-    by_digest: HashMap<[u8; 32], Principal>,
+    by_digest: HashMap<[u8; 32], Entry>,
     /// Stream-only tokens (`st_…`) derived from each token, for URLs such as OFREP's
     /// `eventStreams`, where a browser cannot send headers.
     by_stream_token: HashMap<[u8; 32], Principal>,
@@ -48,11 +58,17 @@ impl TokenIndex {
                 name: Arc::from(t.name.as_str()),
                 role: t.role,
             };
-            index.by_stream_token.insert(
-                token_digest(&stream_token(server_key, &t.sha256)),
-                principal.clone(),
+            let stream = stream_token(server_key, &t.sha256);
+            index
+                .by_stream_token
+                .insert(token_digest(&stream), principal.clone());
+            index.by_digest.insert(
+                digest,
+                Entry {
+                    principal,
+                    stream_token: Arc::from(stream),
+                },
             );
-            index.by_digest.insert(digest, principal);
         }
         index
     }
@@ -62,7 +78,15 @@ impl TokenIndex {
     /// The secret is hashed first and the map is keyed by the digest, so lookup timing reveals
     /// nothing an attacker can steer; the final comparison is constant-time anyway.
     pub fn authenticate(&self, secret: &str) -> Option<&Principal> {
-        self.find(Presented::Token(token_digest(secret)))
+        self.entry(secret).map(|e| &e.principal)
+    }
+
+    /// The entry (principal and stream-only token) of the token `secret`, if any; same lookup
+    /// as [`TokenIndex::authenticate`].
+    pub fn entry(&self, secret: &str) -> Option<&Entry> {
+        let digest = token_digest(secret);
+        let (stored, entry) = self.by_digest.get_key_value(&digest)?;
+        bool::from(stored.ct_eq(&digest)).then_some(entry)
     }
 
     /// The principal owning a stream-only token.
@@ -71,11 +95,16 @@ impl TokenIndex {
     }
 
     fn find(&self, presented: Presented) -> Option<&Principal> {
-        let (map, digest) = match &presented {
-            Presented::Token(d) => (&self.by_digest, d),
-            Presented::StreamToken(d) => (&self.by_stream_token, d),
+        let (hit, digest) = match &presented {
+            Presented::Token(d) => (
+                self.by_digest
+                    .get_key_value(d)
+                    .map(|(k, e)| (k, &e.principal)),
+                d,
+            ),
+            Presented::StreamToken(d) => (self.by_stream_token.get_key_value(d), d),
         };
-        let (stored, principal) = map.get_key_value(digest)?;
+        let (stored, principal) = hit?;
         bool::from(stored.ct_eq(digest)).then_some(principal)
     }
 }
@@ -185,13 +214,5 @@ impl TokenBook {
             generations,
         };
         Some((principal.clone(), held))
-    }
-
-    /// The stream-only token of the presented secret's token.
-    pub fn stream_token_for(&self, presented_secret: &str) -> String {
-        stream_token(
-            &self.server_key,
-            &hex::encode(token_digest(presented_secret)),
-        )
     }
 }
