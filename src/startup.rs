@@ -158,9 +158,10 @@ impl Application {
                 })
                 .configure(|cfg| api::configure(cfg, &server_state.limits))
                 // Clients that join URLs naively send `//ofrep/...`.
-                .wrap(actix_web::middleware::NormalizePath::new(
-                    actix_web::middleware::TrailingSlash::MergeOnly,
-                ))
+                .wrap_fn(|mut req, srv| {
+                    api::merge_slashes(&mut req);
+                    srv.call(req)
+                })
                 .default_service(web::to(api::not_found))
         })
         .workers(config.workers)

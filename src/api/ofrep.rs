@@ -7,6 +7,8 @@
 //! answer is written by `crate::ofrep_wire` from pieces serialized once per flag (the same bytes
 //! serde would write; `tests.rs` compares them over random flag sets and contexts).
 
+mod body;
+
 use super::extract::etag_matches;
 use super::resource;
 use super::schemas::{
@@ -22,8 +24,8 @@ use crate::ofrep_wire;
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use rollgate_eval::{targeting_key, Context, EvalError, Evaluation, Prepared};
-use serde_json::Value;
+use body::parse_context;
+use rollgate_eval::{Context, EvalError, Evaluation, Prepared};
 use std::sync::Arc;
 
 /// The content type of every OFREP answer (what `HttpResponse::json` sets).
@@ -74,33 +76,6 @@ fn eval_error_code(e: EvalError) -> &'static str {
         EvalError::TargetingKeyMissing => "TARGETING_KEY_MISSING",
         EvalError::InvalidTargetingKey => "INVALID_CONTEXT",
     }
-}
-
-/// Parses `{"context": {...}}`; an empty body is an empty context.
-fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Context::new());
-    }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ("PARSE_ERROR", format!("malformed JSON: {e}")))?;
-    let Value::Object(mut request) = value else {
-        return Err((
-            "PARSE_ERROR",
-            "the request body must be a JSON object".to_owned(),
-        ));
-    };
-    let context = match request.remove("context") {
-        None | Some(Value::Null) => Context::new(),
-        Some(Value::Object(c)) => c,
-        Some(_) => {
-            return Err((
-                "INVALID_CONTEXT",
-                "context must be a JSON object".to_owned(),
-            ))
-        }
-    };
-    targeting_key(&context).map_err(|e| ("INVALID_CONTEXT", e.to_string()))?;
-    Ok(context)
 }
 
 /// Shared prelude: the body was read (whatever its fate, so keep-alive survives a 401); check

@@ -6,6 +6,12 @@
 //! contains that token. A rebuild bumps a generation counter (a `watch` channel); each held
 //! token then does one map lookup by its already computed digest, so a revocation costs one
 //! lookup per open stream and an event costs nothing.
+//!
+//! The SHA-256 of a presented secret is remembered per thread for the last few secrets
+//! (`recent.rs`): a digest depends on the secret alone, never on the index, so a revocation —
+//! a new index without the digest — still takes effect on the very next request.
+
+mod recent;
 
 use super::hmac::hmac_sha256;
 use super::{token_digest, Role, StoredToken};
@@ -84,7 +90,7 @@ impl TokenIndex {
     /// The entry (principal and stream-only token) of the token `secret`, if any; same lookup
     /// as [`TokenIndex::authenticate`].
     pub fn entry(&self, secret: &str) -> Option<&Entry> {
-        let digest = token_digest(secret);
+        let digest = recent::digest(secret);
         let (stored, entry) = self.by_digest.get_key_value(&digest)?;
         bool::from(stored.ct_eq(&digest)).then_some(entry)
     }

@@ -8,6 +8,7 @@ use crate::live::Live;
 use proptest::prelude::*;
 use rollgate_eval::{FlagDef, SegmentDef};
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 #[derive(Serialize)]
