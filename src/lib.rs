@@ -59,7 +59,8 @@ pub mod tls;
 pub mod webhooks;
 pub mod writer;
 
-/// A strong ETag for `bytes`: a quoted hex XXH64 of the content.
+/// A strong ETag for `bytes`: a quoted hex XXH3-64 of the content (XXH3 reads long inputs
+/// several times faster than XXH64, which stays the frozen cohort hash; issue 15).
 pub fn etag(bytes: &[u8]) -> String {
-    format!("\"{:016x}\"", twox_hash::XxHash64::oneshot(0, bytes))
+    format!("\"{:016x}\"", twox_hash::XxHash3_64::oneshot(bytes))
 }
