@@ -4,17 +4,22 @@
 #   bench/http.sh                 # 10 s per load run
 #   BENCH_SECONDS=3 bench/http.sh # shorter
 #
-# 1. builds `rollgate` and `rollgate-ceiling` in release; installs `oha` if missing;
+# 1. builds `rollgate` and `rollgate-ceiling` in release; installs `oha` (cargo) and `wrk`
+#    (apt-get, as root) if missing;
 # 2. starts bench/ceiling (bare actix-web, constant answer) and rollgate on 127.0.0.1 (temp
-#    data dir, admin token from this script, 50 varied flags); drives the same OFREP single
-#    request (`flag-7`) at both with `oha -c 64 -z ${BENCH_SECONDS}s`, in BENCH_ROUNDS
-#    alternating rounds (median reported, and rollgate's req/s as a share of the ceiling's);
+#    data dir, admin token from this script, 50 varied flags), each pinned to CPU 0 with one
+#    HTTP worker, the load generators pinned to CPU 1 (BENCH_PIN=0 turns pinning off); in each
+#    of BENCH_ROUNDS rounds drives the ceiling, OFREP single (`flag-7`) and OFREP bulk (all 50)
+#    with both load generators, `-c 64` for ${BENCH_SECONDS}s each: wrk with a random user per
+#    request (bench/random_user.lua), oha with one fixed user (it cannot vary a body). Printed
+#    per generator: the median of each target, and per round single ÷ ceiling and
+#    bulk ÷ single (issue 15's ratios);
 # 3. runs both at a fixed rate (half the ceiling's peak) for the latency at a steady load,
 #    then rollgate's bulk endpoint; records req/s, p50, p99 and the server's peak RSS (VmHWM);
 # 4. starts a fresh server, writes 10,000 flags over the API, restarts it on the same data dir
 #    (startup time), and records RSS after the load and after a short bulk run.
 # Every load run is bounded by -z; every wait has a timeout; a trap stops what it started.
-# Knobs: BENCH_SECONDS (10), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3),
+# Knobs: BENCH_SECONDS (10), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3), BENCH_PIN (1),
 # BENCH_BIG_FLAGS (10000; 0 skips step 4),
 # BENCH_RATE (the fixed-rate runs' req/s; default half the ceiling's peak).
 set -euo pipefail
@@ -24,6 +29,7 @@ DURATION="${BENCH_SECONDS:-10}"
 CONCURRENCY="${BENCH_CONCURRENCY:-64}"
 BIG_FLAGS="${BENCH_BIG_FLAGS:-10000}"
 ROUNDS="${BENCH_ROUNDS:-3}"
+PIN="${BENCH_PIN:-1}"
 [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || { echo "BENCH_ROUNDS must be a whole number >= 1" >&2; exit 2; }
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "BENCH_SECONDS must be a whole number >= 1" >&2; exit 2; }
 BIG_DURATION=$(( DURATION < 5 ? DURATION : 5 ))
@@ -60,6 +66,22 @@ CEILING="$ROOT/target/release/rollgate-ceiling"
 if ! command -v oha >/dev/null; then
     log "installing oha (cargo install oha --locked; a few minutes, once)"
     cargo install oha --locked --quiet
+fi
+if ! command -v wrk >/dev/null; then
+    [[ "$(id -u)" == 0 ]] || die "wrk is missing: apt-get install wrk (as root)"
+    log "installing wrk (apt-get)"
+    apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null; }
+fi
+# Server on CPU 0, load on CPU 1: the two never compete for a core, and the server's one
+# worker is the only thing measured. Without two CPUs (or with BENCH_PIN=0) nothing is pinned
+# and the server keeps one worker per core.
+SERVER_PIN=()
+LOAD_PIN=()
+WORKERS=()
+if [[ "$PIN" != 0 && "$(nproc)" -ge 2 ]]; then
+    SERVER_PIN=(taskset -c 0)
+    LOAD_PIN=(taskset -c 1)
+    WORKERS=(--workers 1)
 fi
 
 # --- helpers ------------------------------------------------------------------------------
@@ -98,7 +120,8 @@ stop() {
 start_rollgate() { # DATA_DIR
     mkdir -p "$1" "$WORK/policies"
     start rollgate "$WORK/rollgate.log" \
-        env ROLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROLLGATE" serve --bind 127.0.0.1:0 --data-dir "$1" --policies-dir "$WORK/policies"
+        "${SERVER_PIN[@]}" env ROLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROLLGATE" serve --bind 127.0.0.1:0 \
+        "${WORKERS[@]}" --data-dir "$1" --policies-dir "$WORK/policies"
 }
 
 # kib FIELD PID: a /proc/PID/status field (VmRSS, VmHWM) in KiB.
@@ -123,7 +146,7 @@ PY
 load() {
     local name="$1" url="$2" conc="$3" secs="$4" token="$5"
     shift 5
-    oha --no-tui --output-format json -c "$conc" -z "${secs}s" -m POST "$@" \
+    "${LOAD_PIN[@]}" oha --no-tui --output-format json -c "$conc" -z "${secs}s" -m POST "$@" \
         -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d "$BODY" \
         "$url" >"$WORK/$name.json"
     python3 - "$WORK/$name.json" "$name" <<'PY'
@@ -142,9 +165,22 @@ print(f'{r["summary"]["requestsPerSec"]:.0f} {p["p50"] * 1000:.3f} {p["p99"] * 1
 PY
 }
 
+# load_wrk NAME URL CONCURRENCY SECONDS TOKEN: one wrk run, a random user per request;
+# prints "rps p50_ms p99_ms".
+load_wrk() {
+    local name="$1" url="$2" conc="$3" secs="$4" token="$5"
+    TOKEN="$token" "${LOAD_PIN[@]}" wrk -t 1 -c "$conc" -d "${secs}s" --latency \
+        -s "$ROOT/bench/random_user.lua" "$url" >"$WORK/$name.wrk" 2>&1 \
+        || { cat "$WORK/$name.wrk" >&2; die "$name: wrk failed"; }
+    awk -v name="$name" '$1 == "wrk-result" {
+        if ($6 > 0 || $2 == 0) { printf "%s: %d of %d answers were not 2xx/3xx\n", name, $6, $2 > "/dev/stderr"; exit 1 }
+        printf "%.0f %s %s\n", $2 / ($3 / 1e6), $4, $5; found = 1 }
+        END { if (!found) exit 1 }' "$WORK/$name.wrk" || die "$name: no wrk result"
+}
+
 # --- 1. both servers up --------------------------------------------------------------------
 log "ceiling (bare actix-web)"
-start ceiling "$WORK/ceiling.log" "$CEILING" --bind 127.0.0.1:0
+start ceiling "$WORK/ceiling.log" "${SERVER_PIN[@]}" "$CEILING" --bind 127.0.0.1:0
 CEILING_PID="$LAST_PID"
 CEILING_URL="$LAST_URL/ofrep/v1/evaluate/flags/flag-7"
 log "rollgate: 50 flags"
@@ -156,27 +192,42 @@ python3 "$ROOT/bench/seed_flags.py" "$BASE" "$ADMIN_TOKEN" 50 4 >&2
 CLIENT_TOKEN="$(api POST /api/v1/tokens '{"name":"bench-client","role":"client"}' \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
 
-# --- 2. single: ceiling and rollgate in alternating rounds ----------------------------------
+# --- 2. ceiling, single and bulk in alternating rounds, with both load generators ---------
 # The machine is shared: its speed drifts by tens of percent over a minute. Alternating the
-# two servers round by round and taking the median of each keeps a slow phase from landing
-# on one side only. The idle server uses no CPU while the other is measured.
-CEIL_RUNS=()
-SINGLE_RUNS=()
+# targets round by round and taking the median of each keeps a slow phase from landing on one
+# side only; the ratios are also printed per round (each from runs seconds apart). The idle
+# servers use no CPU while another is measured.
+BULK_URL="$BASE/ofrep/v1/evaluate/flags"
+declare -A RUNS=()
 for ((round = 1; round <= ROUNDS; round++)); do
-    log "round $round/$ROUNDS: ceiling, then OFREP single (flag-7), -c $CONCURRENCY -z ${DURATION}s each"
-    CEIL_RUNS+=("$(load "ceiling-$round" "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token")")
-    SINGLE_RUNS+=("$(load "single-$round" "$SINGLE_URL" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")")
+    for gen in wrk oha; do
+        log "round $round/$ROUNDS, $gen: ceiling, OFREP single (flag-7), OFREP bulk (50), -c $CONCURRENCY -z ${DURATION}s each"
+        loader=load
+        [[ "$gen" == wrk ]] && loader=load_wrk
+        RUNS[$gen,ceiling,$round]="$($loader "$gen-ceiling-$round" "$CEILING_URL" "$CONCURRENCY" "$DURATION" "any-token")"
+        RUNS[$gen,single,$round]="$($loader "$gen-single-$round" "$SINGLE_URL" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
+        RUNS[$gen,bulk,$round]="$($loader "$gen-bulk-$round" "$BULK_URL" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
+    done
 done
 # median_run RUN...: the run ("rps p50 p99") with the median req/s.
 median_run() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ runs[NR] = $0 } END { print runs[int((NR + 1) / 2)] }'; }
-read -r CEIL_RPS CEIL_P50 CEIL_P99 <<<"$(median_run "${CEIL_RUNS[@]}")"
-read -r SINGLE_RPS SINGLE_P50 SINGLE_P99 <<<"$(median_run "${SINGLE_RUNS[@]}")"
-ROUND_RATIOS="$(for ((i = 0; i < ROUNDS; i++)); do
-    read -r c _ _ <<<"${CEIL_RUNS[$i]}"
-    read -r r _ _ <<<"${SINGLE_RUNS[$i]}"
-    awk -v a="$r" -v b="$c" 'BEGIN { printf "%.1f ", 100 * a / b }'
-done)"
-OF_CEILING="$(awk -v a="$SINGLE_RPS" -v b="$CEIL_RPS" 'BEGIN { printf "%.1f", 100 * a / b }')"
+# runs GEN TARGET: every round's run of TARGET by GEN.
+runs() { local r; for ((r = 1; r <= ROUNDS; r++)); do printf '%s\n' "${RUNS[$1,$2,$r]}"; done; }
+# ratios GEN A B: per round, A's req/s ÷ B's.
+ratios() {
+    local r a b
+    for ((r = 1; r <= ROUNDS; r++)); do
+        read -r a _ _ <<<"${RUNS[$1,$2,$r]}"
+        read -r b _ _ <<<"${RUNS[$1,$3,$r]}"
+        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f ", a / b }'
+    done
+}
+# median_ratio GEN A B: the median of the per-round ratios.
+median_ratio() { ratios "$@" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+mapfile -t CEIL_LIST < <(runs oha ceiling)
+mapfile -t SINGLE_LIST < <(runs oha single)
+read -r CEIL_RPS CEIL_P50 CEIL_P99 <<<"$(median_run "${CEIL_LIST[@]}")"
+read -r SINGLE_RPS SINGLE_P50 SINGLE_P99 <<<"$(median_run "${SINGLE_LIST[@]}")"
 
 # Latency at a fixed offered load: half the ceiling's peak unless BENCH_RATE says otherwise.
 # At full saturation every request queues behind the other 63 and behind the load generator
@@ -190,9 +241,6 @@ read -r CEILF_RPS CEILF_P50 CEILF_P99 <<<"$(load ceiling-fixed "$CEILING_URL" "$
 read -r SINGLEF_RPS SINGLEF_P50 SINGLEF_P99 <<<"$(load single-fixed "$SINGLE_URL" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN" -q "$RATE" --latency-correction)"
 stop "$CEILING_PID"
 
-log "OFREP bulk: POST /ofrep/v1/evaluate/flags, -c $CONCURRENCY -z ${DURATION}s"
-BULK_RESULT="$(load bulk "$BASE/ofrep/v1/evaluate/flags" "$CONCURRENCY" "$DURATION" "$CLIENT_TOKEN")"
-read -r BULK_RPS BULK_P50 BULK_P99 <<<"$BULK_RESULT"
 PEAK_50="$(kib "$SERVER_PID" VmHWM)"
 stop "$SERVER_PID"
 
@@ -229,20 +277,34 @@ if [[ "$BIG_FLAGS" -gt 0 ]]; then
 fi
 
 # --- summary ------------------------------------------------------------------------------
+PIN_DESC="$([[ ${#SERVER_PIN[@]} -gt 0 ]] && echo "server pinned to CPU 0 (1 worker), load to CPU 1" || echo "not pinned")"
 echo
-echo "rollgate HTTP benchmark: $(nproc) cores, oha -c $CONCURRENCY, ${DURATION}s per run, single = median of $ROUNDS alternating rounds ($(oha --version 2>/dev/null | head -n1))"
+echo "rollgate HTTP benchmark: $(nproc) cores, $PIN_DESC, -c $CONCURRENCY, ${DURATION}s per run, median of $ROUNDS alternating rounds ($(oha --version 2>/dev/null | head -n1); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2))"
 printf '%-44s %12s %10s %10s\n' "scenario" "req/s" "p50 ms" "p99 ms"
-printf '%-44s %12s %10s %10s\n' "OFREP single, 50 flags" "$SINGLE_RPS" "$SINGLE_P50" "$SINGLE_P99"
-printf '%-44s %12s %10s %10s\n' "OFREP bulk, 50 flags" "$BULK_RPS" "$BULK_P50" "$BULK_P99"
-printf '%-44s %12s %10s %10s\n' "ceiling (bare actix-web, same request)" "$CEIL_RPS" "$CEIL_P50" "$CEIL_P99"
-printf '%-44s %12s %10s %10s\n' "OFREP single, fixed $RATE req/s" "$SINGLEF_RPS" "$SINGLEF_P50" "$SINGLEF_P99"
-printf '%-44s %12s %10s %10s\n' "ceiling, fixed $RATE req/s" "$CEILF_RPS" "$CEILF_P50" "$CEILF_P99"
+for gen in wrk oha; do
+    users="random user per request"
+    [[ "$gen" == oha ]] && users="one fixed user"
+    for target in ceiling single bulk; do
+        case "$target" in
+            ceiling) what="ceiling (bare actix-web)" ;;
+            single) what="OFREP single, 50 flags" ;;
+            bulk) what="OFREP bulk, 50 flags" ;;
+        esac
+        mapfile -t LIST < <(runs "$gen" "$target")
+        read -r rps p50 p99 <<<"$(median_run "${LIST[@]}")"
+        printf '%-44s %12s %10s %10s\n' "$gen: $what" "$rps" "$p50" "$p99"
+    done
+    printf '%-44s %s (per round: %s)\n' "$gen: single ÷ ceiling" "$(median_ratio "$gen" single ceiling)" "$(ratios "$gen" single ceiling)"
+    printf '%-44s %s (per round: %s)\n' "$gen: bulk ÷ single" "$(median_ratio "$gen" bulk single)" "$(ratios "$gen" bulk single)"
+    echo "  ($users)"
+done
+printf '%-44s %12s %10s %10s\n' "OFREP single, fixed $RATE req/s (oha)" "$SINGLEF_RPS" "$SINGLEF_P50" "$SINGLEF_P99"
+printf '%-44s %12s %10s %10s\n' "ceiling, fixed $RATE req/s (oha)" "$CEILF_RPS" "$CEILF_P50" "$CEILF_P99"
 if [[ "$BIG_FLAGS" -gt 0 ]]; then
     printf '%-44s %12s %10s %10s\n' "OFREP single, $BIG_FLAGS flags" "$BIGS_RPS" "$BIGS_P50" "$BIGS_P99"
     printf '%-44s %12s %10s %10s\n' "OFREP bulk, $BIG_FLAGS flags (-c 8, ${BIG_DURATION}s)" "$BIG_RPS" "$BIG_P50" "$BIG_P99"
 fi
 echo
-printf '%-44s %s %% (per round: %s%%)\n' "single req/s as a share of the ceiling" "$OF_CEILING" "$ROUND_RATIOS"
 printf '%-44s %s MiB\n' "peak RSS, 50 flags, after all runs" "$(mib "$PEAK_50")"
 [[ "$BIG_FLAGS" -gt 0 ]] || exit 0
 printf '%-44s %s\n' "writing $BIG_FLAGS flags over the API" "${SEED_LINE#seeded }"
@@ -251,3 +313,8 @@ printf '%-44s %s s\n' "restart with $BIG_FLAGS flags until listening" "$STARTUP_
 printf '%-44s %s MiB\n' "RSS after restart ($BIG_FLAGS flags loaded)" "$(mib "$RSS_LOADED")"
 printf '%-44s %s MiB\n' "RSS after the $BIG_FLAGS-flag runs" "$(mib "$RSS_AFTER_BULK")"
 printf '%-44s %s MiB\n' "peak RSS, $BIG_FLAGS flags" "$(mib "$PEAK_BIG")"
+# With the server saturated on its one worker, 1 / req/s is its time per answer.
+mapfile -t LIST < <(runs oha bulk)
+read -r BULK50_RPS _ _ <<<"$(median_run "${LIST[@]}")"
+printf '%-44s %s\n' "bulk server time per flag (oha)" "$(awk -v a="$BULK50_RPS" -v b="$BIG_RPS" -v n="$BIG_FLAGS" \
+    'BEGIN { printf "%.2f µs with 50 flags, %.2f µs with %d (%.2f×)", 1e6 / a / 50, 1e6 / b / n, n, (1e6 / b / n) / (1e6 / a / 50) }')"
