@@ -13,16 +13,18 @@ use prometheus_client::metrics::family::Family as LabelFamily;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Labels of HTTP metrics.
+/// Labels of HTTP metrics (borrowed for the standard methods and the OFREP routes, so that
+/// counting an evaluation request allocates nothing).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// HTTP method.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// Route pattern, e.g. `/api/v1/flags/{key}`.
-    pub route: String,
+    pub route: Cow<'static, str>,
     /// Status code.
     pub status: u16,
 }

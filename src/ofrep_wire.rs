@@ -161,4 +161,6 @@ fn write_str_contents(out: &mut Vec<u8>, s: &str) {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
+pub(crate) mod reference;
+#[cfg(test)]
 mod tests;

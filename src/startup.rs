@@ -14,6 +14,7 @@ use crate::store::Store;
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Instant;
@@ -350,12 +351,18 @@ async fn shutdown_signal() {
 }
 
 fn record_request(state: &AppState, response: &actix_web::dev::ServiceResponse, started: Instant) {
+    let request = response.request();
+    let route = match api::route_of(request.path()) {
+        Some(route) => Cow::Borrowed(route),
+        None => Cow::Owned(
+            request
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned()),
+        ),
+    };
     let labels = crate::metrics::RouteLabels {
-        method: response.request().method().as_str().to_owned(),
-        route: response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned()),
+        method: method_label(request.method()),
+        route,
         status: response.status().as_u16(),
     };
     state
@@ -364,6 +371,17 @@ fn record_request(state: &AppState, response: &actix_web::dev::ServiceResponse, 
         .get_or_create(&labels)
         .observe(started.elapsed());
     state.metrics.requests.get_or_create(&labels).inc();
+}
+
+/// The method as a label: a static string for the standard ones.
+fn method_label(method: &actix_web::http::Method) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|m| **m == method.as_str()) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.as_str().to_owned()),
+    }
 }
 
 /// Ensures an admin token exists: `ROLLGATE_ADMIN_TOKEN` (stored as token `admin`), or a new

@@ -32,6 +32,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpResponse};
 use error::ApiError;
 
+pub use ofrep::route_of;
 pub use openapi::ApiDoc;
 
 /// Merges runs of slashes in the request path (clients that join URLs naively send

@@ -31,14 +31,37 @@ use std::sync::Arc;
 /// The content type of every OFREP answer (what `HttpResponse::json` sets).
 const APPLICATION_JSON: &str = "application/json";
 
+/// The OFREP routes: the scope and, under it, bulk and single.
+const SCOPE: &str = "/ofrep/v1/evaluate";
+const BULK: &str = "/flags";
+const SINGLE: &str = "/flags/{key:.*}";
+/// Their full patterns, as `HttpRequest::match_pattern` gives them (the metrics' `route`).
+const BULK_ROUTE: &str = "/ofrep/v1/evaluate/flags";
+const SINGLE_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key:.*}";
+
 /// Registers the OFREP routes (the bodies have their own, smaller limit).
 pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     cfg.service(
-        web::scope("/ofrep/v1/evaluate")
+        web::scope(SCOPE)
             .app_data(web::PayloadConfig::new(max_body))
-            .service(resource("/flags").route(web::post().to(evaluate_all)))
-            .service(resource("/flags/{key:.*}").route(web::post().to(evaluate_one))),
+            .service(resource(BULK).route(web::post().to(evaluate_all)))
+            .service(resource(SINGLE).route(web::post().to(evaluate_one))),
     );
+}
+
+/// The route pattern of an OFREP path, without asking the router again (the request metrics
+/// label every request with it; `match_pattern` re-matches the path and allocates). Exact:
+/// the bulk resource matches its path alone, the single one any path below it, whatever the
+/// method (a wrong one gets the resource's 405).
+pub fn route_of(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix(BULK_ROUTE)?;
+    if rest.is_empty() {
+        Some(BULK_ROUTE)
+    } else if rest.starts_with('/') {
+        Some(SINGLE_ROUTE)
+    } else {
+        None
+    }
 }
 
 /// A typical serialized result (`{"key":…,"value":…,"reason":…,"variant":…,"metadata":{"revision":…}}`),

@@ -53,6 +53,33 @@ async fn metrics_need_a_token_and_count_requests_and_evaluations_per_variant() {
         app.evaluate(&token, "qr", json!({})).await;
     }
     app.evaluate(&token, "missing", json!({})).await;
+    // Bulk, a wrong method on the single route, a doubled slash: each under its route.
+    let bulk = app
+        .client
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(&token)
+        .json(&json!({"context": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bulk.status(), 200);
+    let wrong_method = app
+        .client
+        .get(app.url("/ofrep/v1/evaluate/flags/qr"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let doubled = app
+        .client
+        .post(format!("{}//ofrep/v1/evaluate/flags", app.address))
+        .bearer_auth(&token)
+        .json(&json!({"context": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doubled.status(), 200);
 
     assert_eq!(
         app.client
@@ -74,8 +101,9 @@ async fn metrics_need_a_token_and_count_requests_and_evaluations_per_variant() {
         .await
         .unwrap();
 
+    // Three single evaluations and the two bulk ones.
     assert!(
-        text.contains(r#"rollgate_evaluations_total{flag="qr",variant="on"} 3"#),
+        text.contains(r#"rollgate_evaluations_total{flag="qr",variant="on"} 5"#),
         "{text}"
     );
     assert!(
@@ -83,6 +111,9 @@ async fn metrics_need_a_token_and_count_requests_and_evaluations_per_variant() {
         "{text}"
     );
     assert!(text.contains("rollgate_http_requests_total{method=\"POST\",route=\"/ofrep/v1/evaluate/flags/{key:.*}\",status=\"200\"} 3"), "{text}");
+    assert!(text.contains("rollgate_http_requests_total{method=\"POST\",route=\"/ofrep/v1/evaluate/flags/{key:.*}\",status=\"404\"} 1"), "{text}");
+    assert!(text.contains("rollgate_http_requests_total{method=\"POST\",route=\"/ofrep/v1/evaluate/flags\",status=\"200\"} 2"), "{text}");
+    assert!(text.contains("rollgate_http_requests_total{method=\"GET\",route=\"/ofrep/v1/evaluate/flags/{key:.*}\",status=\"405\"} 1"), "{text}");
     assert!(text.contains("rollgate_http_request_duration_seconds_bucket"));
     assert!(
         text.contains(r#"rollgate_flag_rollout_percent{flag="qr"} 100"#),

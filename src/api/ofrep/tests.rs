@@ -5,44 +5,11 @@
 
 use super::*;
 use crate::live::Live;
+use crate::ofrep_wire::reference::{Entry, Failure, Metadata, Success};
 use proptest::prelude::*;
 use rollgate_eval::{FlagDef, SegmentDef};
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-#[derive(Serialize)]
-struct Success<'a> {
-    key: &'a str,
-    value: &'a Value,
-    reason: &'static str,
-    variant: &'a str,
-    metadata: Metadata<'a>,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    revision: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    audience: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Failure<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
-    #[serde(rename = "errorCode")]
-    error_code: &'static str,
-    #[serde(rename = "errorDetails")]
-    error_details: String,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Entry<'a> {
-    Ok(Success<'a>),
-    Err(Failure<'a>),
-}
 
 fn entry<'a>(key: &'a str, result: Result<Evaluation<'a>, EvalError>, revision: u64) -> Entry<'a> {
     match result {
@@ -59,7 +26,7 @@ fn entry<'a>(key: &'a str, result: Result<Evaluation<'a>, EvalError>, revision: 
         Err(err) => Entry::Err(Failure {
             key: Some(key),
             error_code: eval_error_code(err),
-            error_details: err.to_string(),
+            error_details: err.to_string().into(),
         }),
     }
 }
@@ -266,4 +233,15 @@ fn the_generated_shapes_reach_every_reason_and_error() {
     for w in want {
         assert!(seen.contains(w), "{w} never drawn: {seen:?}");
     }
+}
+
+#[test]
+fn the_metrics_routes_are_the_registered_patterns() {
+    assert_eq!(BULK_ROUTE, format!("{SCOPE}{BULK}"));
+    assert_eq!(SINGLE_ROUTE, format!("{SCOPE}{SINGLE}"));
+    assert_eq!(route_of("/ofrep/v1/evaluate/flags"), Some(BULK_ROUTE));
+    assert_eq!(route_of("/ofrep/v1/evaluate/flags/a/b"), Some(SINGLE_ROUTE));
+    assert_eq!(route_of("/ofrep/v1/evaluate/flags/"), Some(SINGLE_ROUTE));
+    assert_eq!(route_of("/ofrep/v1/evaluate/flagsx"), None);
+    assert_eq!(route_of("/api/v1/flags"), None);
 }
